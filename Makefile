@@ -1,0 +1,42 @@
+# `make demo` and `make test` each set everything up from nothing: a virtual
+# environment in .venv with this package installed editable (with dev extras),
+# and Debian's dataset-fashion-mnist where apt-get is usable.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+DEMO_WORKDIR ?= demo_workdir
+
+.PHONY: setup demo test lint bench clean
+
+$(STAMP): setup.py
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+$(FMNIST_DIR):
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -q dataset-fashion-mnist || (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null \
+	  || echo "warning: could not install dataset-fashion-mnist; the demo needs it (or data.source_dir)"; \
+	else \
+	  echo "note: $(FMNIST_DIR) missing and apt-get unusable; install dataset-fashion-mnist or set --config.data.source_dir"; \
+	fi
+
+setup: $(STAMP) | $(FMNIST_DIR)
+
+demo: setup
+	$(BIN)/smear run --config configs/quickstart.py --workdir $(DEMO_WORKDIR)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_WORKDIR) *.egg-info

@@ -1,0 +1,319 @@
+"""Noisify: a clean dataset -> noisy-label TFRecords (Apache Beam).
+
+    smear noisify --config configs/quickstart.py --workdir W [--force] [Beam flags]
+
+Reads the source's train and test splits in slices on the workers, keeps the
+test split clean, draws each training example's noisy label as a pure function
+of (seed, id, clean label, T) (keras_components.noise), writes sharded
+TFRecords in the DESIGN.md schema, the realised noise in `noise_report.json`,
+and the manifest last. Any Beam runner flag is passed through, e.g.
+`--direct_num_workers=2 --direct_running_mode=multi_processing`, or
+`--runner=DataflowRunner --project=P --region=R --temp_location=gs://...`
+(the package is shipped to Dataflow workers with `--setup_file`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from beam_jobs.sources import resolve_source
+from beam_jobs.tfrecords import encode_png, make_example
+from keras_components import noise
+from pipeline import artifacts
+from pipeline.cli_common import parse_stage_args, stage_parser
+from pipeline.config import to_plain
+from pipeline.errors import UserError
+
+SPLITS = ("train", "test")
+DEAD_LETTER = "dead_letter"
+SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+
+
+# ---------------------------------------------------------------- transforms
+class NoisifyChunk(beam.DoFn):
+    """Reads one slice of a split and yields (split, serialised Example).
+
+    Bad records (a label outside [0, L), an image of the wrong shape) go to the
+    `dead_letter` output as "id<TAB>reason" and increment a counter.
+    """
+
+    def __init__(self, source, dataset, num_classes, image_shape, transition, noisy_labels, seed):
+        self._source = source
+        self._dataset = dataset
+        self._num_classes = num_classes
+        self._image_shape = tuple(image_shape)
+        self._transition = transition
+        self._noisy_labels = noisy_labels
+        self._seed = seed
+        self._examples = Metrics.counter("noisify", "examples")
+        self._flipped = Metrics.counter("noisify", "noisy_examples")
+        self._bad = Metrics.counter("noisify", "dead_letter")
+
+    def process(self, chunk):
+        split, start, end = chunk
+        images, clean = self._source.read(split, start, end)
+        ids = [f"{self._dataset}/{split}/{i}" for i in range(start, start + len(clean))]
+        valid = (clean >= 0) & (clean < self._num_classes)
+        if images.shape[1:] != self._image_shape:
+            valid[:] = False
+        if split == "train" and self._noisy_labels is not None:
+            labels = self._noisy_labels[start : start + len(clean)]
+        elif split == "train":
+            labels = clean.copy()
+            labels[valid] = noise.assign_noisy_labels(
+                [ids[i] for i in np.flatnonzero(valid)], clean[valid], self._transition, self._seed
+            )
+        else:
+            labels = clean
+        counts = np.zeros((self._num_classes, self._num_classes), np.int64)
+        for i, example_id in enumerate(ids):
+            if not valid[i]:
+                self._bad.inc()
+                reason = (
+                    f"image shape {images.shape[1:]} != {self._image_shape}"
+                    if images.shape[1:] != self._image_shape
+                    else f"label {clean[i]} outside [0, {self._num_classes})"
+                )
+                yield beam.pvalue.TaggedOutput(DEAD_LETTER, f"{example_id}\t{reason}")
+                continue
+            counts[clean[i], labels[i]] += 1
+            yield split, make_example(example_id, encode_png(images[i]), labels[i], clean[i])
+        self._examples.inc(int(valid.sum()))
+        self._flipped.inc(int((labels[valid] != clean[valid]).sum()))
+        yield beam.pvalue.TaggedOutput("counts", (split, counts))
+
+
+class WriteSplit(beam.PTransform):
+    """Writes one split's serialised Examples as `<prefix>-SSSSS-of-NNNNN.tfrecord`."""
+
+    def __init__(self, split, prefix, num_shards):
+        super().__init__()
+        self._split, self._prefix, self._num_shards = split, prefix, num_shards
+
+    def expand(self, examples):
+        return (
+            examples
+            | "Select" >> beam.Filter(lambda kv, split=self._split: kv[0] == split)
+            | "Serialised" >> beam.Values()
+            | "Write"
+            >> beam.io.WriteToTFRecord(
+                self._prefix,
+                file_name_suffix=".tfrecord",
+                num_shards=self._num_shards,
+                shard_name_template="-SSSSS-of-NNNNN",
+            )
+        )
+
+
+def _write_counts(item, out_dir):
+    split, matrix = item
+    with FileSystems.create(FileSystems.join(out_dir, f".counts-{split}.json")) as f:
+        f.write(json.dumps(matrix.tolist()).encode())
+
+
+def build_pipeline(p, *, chunks, out_dir, num_shards, **dofn_args):
+    """Wires the job: chunks -> NoisifyChunk -> per-split TFRecords + counts + dead letters."""
+    outputs = (
+        p
+        | "Chunks" >> beam.Create(chunks)
+        | "Distribute" >> beam.Reshuffle()
+        | "ReadAndNoisify"
+        >> beam.ParDo(NoisifyChunk(**dofn_args)).with_outputs(DEAD_LETTER, "counts", main="examples")
+    )
+    for split in SPLITS:
+        _ = outputs.examples | f"Write-{split}" >> WriteSplit(split, os.path.join(out_dir, split), num_shards)
+    _ = (
+        outputs.counts
+        | "CountsPerSplit" >> beam.CombinePerKey(lambda matrices: np.sum(list(matrices), axis=0))
+        | "WriteCounts" >> beam.Map(_write_counts, out_dir)
+    )
+    _ = outputs[DEAD_LETTER] | "WriteDeadLetter" >> beam.io.WriteToText(
+        os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".txt", shard_name_template=""
+    )
+    return outputs
+
+
+# ---------------------------------------------------------------- launcher
+def _file_digest(path: str) -> str:
+    return artifacts.sha256_file(path) if path and os.path.isfile(path) else ""
+
+
+def data_section(config) -> dict:
+    """What determines the dataset's content (the noisify fingerprint's config)."""
+    data = to_plain(config.data)
+    data.pop("chunk_size", None)  # changes how work is split, not what is written
+    noise_cfg = to_plain(config.noise)
+    noise_cfg["transition_file_sha256"] = _file_digest(config.noise.transition_file)
+    noise_cfg["labels_file_sha256"] = _file_digest(config.noise.labels_file)
+    return {"data": data, "noise": noise_cfg}
+
+
+def data_fingerprint(config) -> str:
+    return artifacts.fingerprint("noisify", data_section(config))
+
+
+def data_artifact_name(config) -> str:
+    n = config.noise
+    noise_name = {"labels": "labels", "none": "clean"}.get(n.model, f"{n.model}{n.rate:g}")
+    return f"{config.data.dataset}-{noise_name}-s{n.seed}"
+
+
+def data_artifact_path(config, workdir) -> Path:
+    """The directory the noisify stage writes for this config under `workdir`."""
+    return artifacts.artifact_dir(workdir, "data", data_artifact_name(config), data_fingerprint(config))
+
+
+def validate_config(config) -> None:
+    n = config.noise
+    if not 0.0 <= n.rate <= 1.0:
+        raise UserError(f"noise.rate must be in [0, 1], got {n.rate}")
+    if config.data.num_shards < 1:
+        raise UserError(f"data.num_shards must be >= 1, got {config.data.num_shards}")
+    if config.data.chunk_size < 1:
+        raise UserError(f"data.chunk_size must be >= 1, got {config.data.chunk_size}")
+    for key in ("max_train_examples", "max_test_examples"):
+        if config.data[key] < 0:
+            raise UserError(f"data.{key} must be >= 0 (0 = all), got {config.data[key]}")
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Beam options from the pass-through flags; Dataflow gets this package via --setup_file."""
+    options = PipelineOptions(beam_args)
+    runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    setup = options.view_as(SetupOptions)
+    if "Dataflow" in runner and not setup.setup_file:
+        setup.setup_file = SETUP_FILE
+    return options
+
+
+def noise_report(counts: np.ndarray, transition: np.ndarray | None) -> dict:
+    """Realised L x L counts, flip rate and its expected value under T with a z-score."""
+    n = int(counts.sum())
+    flipped = n - int(np.trace(counts))
+    report = {
+        "num_examples": n,
+        "realised_counts": counts.tolist(),
+        "realised_flip_rate": flipped / n if n else 0.0,
+        "expected_transition": transition.tolist() if transition is not None else None,
+    }
+    if transition is not None and n:
+        class_freq = counts.sum(axis=1) / n
+        expected = float(np.sum(class_freq * (1.0 - np.diag(transition))))
+        stderr = math.sqrt(max(expected * (1 - expected), 1e-300) / n)
+        report.update(
+            expected_flip_rate=expected,
+            flip_rate_standard_error=stderr,
+            flip_rate_z=(report["realised_flip_rate"] - expected) / stderr if expected > 0 else 0.0,
+        )
+    return report
+
+
+def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=print) -> dict:
+    """Runs the noisify job into `out_dir`; returns the manifest."""
+    validate_config(config)
+    started = time.time()
+    source = resolve_source(config.data)
+    info = source.info()
+    sizes = dict(info.split_sizes)
+    for split, key in (("train", "max_train_examples"), ("test", "max_test_examples")):
+        if config.data[key]:
+            sizes[split] = min(sizes[split], config.data[key])
+        if sizes[split] == 0:
+            raise UserError(f"the {split} split of {info.dataset} is empty")
+    try:
+        transition = noise.make_transition(
+            config.noise.model, info.num_classes, config.noise.rate, config.noise.transition_file
+        )
+        noisy_labels = (
+            noise.load_noisy_labels(config.noise.labels_file, info.split_sizes["train"], info.num_classes)[
+                : sizes["train"]
+            ]
+            if config.noise.model == "labels"
+            else None
+        )
+    except ValueError as e:
+        raise UserError(str(e)) from e
+    image_shape = source.read("test", 0, 1)[0].shape[1:]
+    log(
+        f"noisify: {info.origin}: {sizes['train']} train, {sizes['test']} test examples, "
+        f"{info.num_classes} classes, images {tuple(image_shape)}"
+    )
+    log(f"noisify: noise {config.noise.model} rate {config.noise.rate} seed {config.noise.seed} -> {out_dir}")
+
+    out_dir = artifacts.prepare_output(out_dir, force=force)
+    size = config.data.chunk_size
+    chunks = [(s, a, min(a + size, sizes[s])) for s in SPLITS for a in range(0, sizes[s], size)]
+    options = pipeline_options(list(beam_args))
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(
+            p, chunks=chunks, out_dir=str(out_dir), num_shards=config.data.num_shards,
+            source=source, dataset=info.dataset, num_classes=info.num_classes, image_shape=image_shape,
+            transition=transition, noisy_labels=noisy_labels, seed=config.noise.seed,
+        )  # fmt: skip
+
+    counts = {}
+    for split in SPLITS:
+        path = out_dir / f".counts-{split}.json"
+        counts[split] = np.array(json.loads(path.read_text()), np.int64)
+        path.unlink()
+    dead_path = out_dir / f"{DEAD_LETTER}.txt"
+    dead = len(dead_path.read_text().splitlines()) if dead_path.exists() else 0
+    if dead_path.exists() and dead == 0:
+        dead_path.unlink()
+    report = {"train": noise_report(counts["train"], transition), "test": noise_report(counts["test"], None)}
+    report["noise"] = to_plain(config.noise)
+    report["dead_letter_records"] = dead
+    artifacts.atomic_write_json(out_dir / "noise_report.json", report)
+
+    splits = {
+        s: {
+            "files": sorted(f.name for f in out_dir.glob(f"{s}-*.tfrecord")),
+            "num_examples": int(counts[s].sum()),
+        }
+        for s in SPLITS
+    }
+    elapsed = time.time() - started
+    total = sum(v["num_examples"] for v in splits.values())
+    manifest = artifacts.write_manifest(
+        out_dir,
+        stage="noisify",
+        fingerprint=data_fingerprint(config),
+        config=data_section(config),
+        counts={s: v["num_examples"] for s, v in splits.items()} | {DEAD_LETTER: dead},
+        extra={
+            "dataset": info.dataset,
+            "num_classes": info.num_classes,
+            "class_names": list(info.class_names),
+            "image_shape": list(image_shape),
+            "splits": splits,
+            "source": info.origin,
+            "seconds": round(elapsed, 2),
+        },
+    )
+    train = report["train"]
+    log(
+        f"noisify: wrote {splits['train']['num_examples']} train + {splits['test']['num_examples']} test records "
+        f"in {elapsed:.1f} s ({total / elapsed:.0f} examples/s); realised flip rate "
+        f"{train['realised_flip_rate']:.4f} (expected {train.get('expected_flip_rate', float('nan')):.4f}, "
+        f"z = {train.get('flip_rate_z', float('nan')):+.2f})"
+        + (f"; {dead} bad records in {dead_path}" if dead else "")
+    )
+    return manifest
+
+
+def run(argv=None) -> None:
+    parser = stage_parser("noisify", __doc__.splitlines()[0])
+    args, config, beam_args = parse_stage_args(parser, argv, known_only=True, validate=validate_config)
+    out_dir = data_artifact_path(config, args.workdir)
+    noisify_stage(config, out_dir, force=args.force, beam_args=beam_args)
+    print(f"noisify: data artifact {out_dir}")

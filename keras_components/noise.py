@@ -1,0 +1,228 @@
+"""Noise models: transition matrices and deterministic noisy-label assignment.
+
+T[i, j] = P(noisy label = j | clean label = i); rows sum to 1 (NOTES.md, Sec. 2.2).
+
+The noisy label of an example is a pure function of (seed, example id, clean
+label, T): a keyed BLAKE2b hash of (seed, id) gives a uniform u in [0, 1), and
+the noisy label is the inverse CDF of row T[clean] at u. Nothing depends on
+sharding, worker count, retries or runner (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+_ROW_SUM_TOLERANCE = 1e-6
+
+
+def _check_classes(num_classes: int) -> None:
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+
+
+def _check_unit(value: float, name: str) -> None:
+    if not (0.0 <= float(value) <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+def smoothing_matrix(num_classes: int, alpha: float) -> np.ndarray:
+    """T_alpha = (1 - alpha) I + (alpha / L) J: label smoothing's M, and "resample" noise."""
+    _check_classes(num_classes)
+    _check_unit(alpha, "alpha")
+    return (1.0 - alpha) * np.eye(num_classes) + alpha / num_classes * np.ones((num_classes, num_classes))
+
+
+def uniform_transition(num_classes: int, rate: float) -> np.ndarray:
+    """Resample the label uniformly among all L classes with probability `rate`.
+
+    The new label may equal the old one: the realised flip rate is rate (L-1)/L.
+    """
+    _check_unit(rate, "noise rate")
+    return smoothing_matrix(num_classes, rate)
+
+
+def symmetric_transition(num_classes: int, rate: float) -> np.ndarray:
+    """Flip to one of the other L-1 classes, uniformly, with probability `rate`.
+
+    T = (1 - rate) I + rate / (L - 1) (J - I).
+    """
+    _check_classes(num_classes)
+    _check_unit(rate, "noise rate")
+    off = rate / (num_classes - 1)
+    return (1.0 - rate) * np.eye(num_classes) + off * (
+        np.ones((num_classes, num_classes)) - np.eye(num_classes)
+    )
+
+
+def pair_flip_transition(num_classes: int, rate: float) -> np.ndarray:
+    """Flip class i to class (i + 1) mod L with probability `rate` (Han et al. 2018)."""
+    _check_classes(num_classes)
+    _check_unit(rate, "noise rate")
+    t = (1.0 - rate) * np.eye(num_classes)
+    t[np.arange(num_classes), (np.arange(num_classes) + 1) % num_classes] += rate
+    return t
+
+
+def validate_transition(
+    transition, num_classes: int | None = None, name: str = "transition matrix"
+) -> np.ndarray:
+    """Checks T is square, finite, non-negative, row-stochastic (and L x L if given).
+
+    Returns:
+      T as a float64 array.
+
+    Raises:
+      ValueError: naming the first problem found.
+    """
+    try:
+        t = np.asarray(transition, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} is not a numeric matrix: {e}") from None
+    if t.ndim != 2 or t.shape[0] != t.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {t.shape}")
+    if num_classes is not None and t.shape[0] != num_classes:
+        raise ValueError(f"{name} is {t.shape[0]}x{t.shape[1]} but the dataset has {num_classes} classes")
+    if t.shape[0] < 2:
+        raise ValueError(f"{name} must be at least 2x2, got {t.shape}")
+    if not np.all(np.isfinite(t)):
+        raise ValueError(f"{name} has non-finite entries")
+    if np.any(t < 0):
+        i, j = np.argwhere(t < 0)[0]
+        raise ValueError(f"{name} has a negative entry T[{i}, {j}] = {t[i, j]}")
+    sums = t.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > _ROW_SUM_TOLERANCE)
+    if bad.size:
+        raise ValueError(f"{name} is not row-stochastic: row {bad[0]} sums to {sums[bad[0]]:.6g}")
+    return t
+
+
+def load_transition(path: str | os.PathLike, num_classes: int | None = None) -> np.ndarray:
+    """Loads and validates T from a .npy file or a .json file.
+
+    The JSON may be a list of rows or an object with a "transition" key (the
+    format `smear estimate-transition` writes).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"transition matrix file not found: {path}")
+    try:
+        if path.endswith(".npy"):
+            data = np.load(path, allow_pickle=False)
+        elif path.endswith(".json"):
+            with open(path) as f:
+                data = json.load(f)
+            if isinstance(data, dict):
+                if "transition" not in data:
+                    raise ValueError('a JSON object needs a "transition" key')
+                data = data["transition"]
+        else:
+            raise ValueError("expected a .npy or .json file")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read transition matrix {path}: {e}") from None
+    return validate_transition(data, num_classes, name=f"transition matrix {path}")
+
+
+def load_noisy_labels(path: str | os.PathLike, num_examples: int, num_classes: int) -> np.ndarray:
+    """Loads per-example noisy labels (CIFAR-10N style) in source order.
+
+    Args:
+      path: .npy (1-D integer array) or .csv (one label per row, first column;
+        a non-numeric first row is a header).
+      num_examples: the size of the training split; the file must match it.
+      num_classes: labels must lie in [0, num_classes).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"noisy labels file not found: {path}")
+    try:
+        if path.endswith(".npy"):
+            labels = np.load(path, allow_pickle=False)
+        elif path.endswith(".csv"):
+            with open(path, newline="") as f:
+                rows = [r for r in csv.reader(f) if r]
+            if rows and not rows[0][0].strip().lstrip("-").isdigit():
+                rows = rows[1:]
+            labels = np.array([int(r[0]) for r in rows])
+        else:
+            raise ValueError("expected a .npy or .csv file")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read noisy labels {path}: {e}") from None
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"noisy labels {path} must be a 1-D integer array, got {labels.dtype} {labels.shape}"
+        )
+    if labels.shape[0] != num_examples:
+        raise ValueError(
+            f"noisy labels {path} has {labels.shape[0]} labels but the split has {num_examples} examples"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"noisy labels {path} has labels outside [0, {num_classes})")
+    return labels.astype(np.int64)
+
+
+def example_uniforms(ids: Sequence[str | bytes], seed: int) -> np.ndarray:
+    """One uniform in [0, 1) per id: a keyed hash of (seed, id), independent of order."""
+    key = int(seed).to_bytes(8, "little", signed=True)
+    out = np.empty(len(ids), dtype=np.uint64)
+    for i, example_id in enumerate(ids):
+        if isinstance(example_id, str):
+            example_id = example_id.encode()
+        out[i] = int.from_bytes(hashlib.blake2b(example_id, digest_size=8, key=key).digest(), "little")
+    return (out >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def assign_noisy_labels(ids: Sequence[str | bytes], clean_labels, transition, seed: int) -> np.ndarray:
+    """Noisy labels: inverse CDF of row T[clean] at a per-example uniform.
+
+    A pure function of (seed, id, clean label, T): the same example gets the same
+    noisy label whatever else is in the batch.
+
+    Args:
+      ids: example ids (stable across runs).
+      clean_labels: int array, same length.
+      transition: validated L x L row-stochastic matrix.
+      seed: integer seed.
+
+    Returns:
+      int64 array of noisy labels.
+    """
+    clean = np.asarray(clean_labels, dtype=np.int64).reshape(-1)
+    t = np.asarray(transition, dtype=np.float64)
+    if clean.shape[0] != len(ids):
+        raise ValueError(f"{len(ids)} ids but {clean.shape[0]} labels")
+    if clean.size and (clean.min() < 0 or clean.max() >= t.shape[0]):
+        raise ValueError(f"clean labels outside [0, {t.shape[0]})")
+    u = example_uniforms(ids, seed)
+    cdf = np.cumsum(t, axis=1)
+    cdf[:, -1] = np.inf  # rounding never pushes u past the last class
+    return np.argmax(u[:, None] < cdf[clean], axis=1).astype(np.int64)
+
+
+def make_transition(
+    model: str, num_classes: int, rate: float, transition_file: str = ""
+) -> np.ndarray | None:
+    """The T a noise config names; None for model "labels" (per-example file)."""
+    if model == "symmetric":
+        return symmetric_transition(num_classes, rate)
+    if model == "uniform":
+        return uniform_transition(num_classes, rate)
+    if model == "pair_flip":
+        return pair_flip_transition(num_classes, rate)
+    if model == "none":
+        return np.eye(num_classes)
+    if model == "matrix":
+        if not transition_file:
+            raise ValueError("noise.model=matrix needs noise.transition_file")
+        return load_transition(transition_file, num_classes)
+    if model == "labels":
+        return None
+    raise ValueError(
+        f"unknown noise.model {model!r}; one of symmetric, uniform, pair_flip, matrix, labels, none"
+    )

@@ -1,0 +1,57 @@
+"""Argument handling shared by every `smear` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+
+import ml_collections
+
+from pipeline.config import load_config, split_config_args
+
+
+def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser with the flags every stage takes: --config, --workdir, --force."""
+    parser = argparse.ArgumentParser(
+        prog=f"smear {prog}",
+        description=description,
+        epilog="Override any config value with --config.SECTION.KEY=VALUE "
+        "(e.g. --config.noise.rate=0.4); an unknown key is an error.",
+    )
+    parser.add_argument(
+        "--config", required=True, help="config file, path.py[:arg]; e.g. configs/quickstart.py:smoke"
+    )
+    parser.add_argument("--workdir", required=True, help="root directory for this run's artifacts")
+    parser.add_argument("--force", action="store_true", help="recompute even if a complete artifact exists")
+    parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
+    return parser
+
+
+def parse_stage_args(
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    *,
+    known_only: bool = False,
+    validate: Callable[[ml_collections.ConfigDict], None] | None = None,
+) -> tuple[argparse.Namespace, ml_collections.ConfigDict, list[str]]:
+    """Parses stage flags, loads the config with overrides.
+
+    Args:
+      parser: from `stage_parser`, possibly with extra flags.
+      argv: the arguments after the subcommand.
+      known_only: leave unknown flags (Beam pipeline options) in the returned list
+        instead of failing on them.
+      validate: called with the loaded config; raises UserError on bad values.
+
+    Returns:
+      (args, config, remaining argv).
+    """
+    rest, overrides = split_config_args(list(argv or []))
+    if known_only:
+        args, remaining = parser.parse_known_args(rest)
+    else:
+        args, remaining = parser.parse_args(rest), []
+    config = load_config(args.config, overrides)
+    if validate is not None:
+        validate(config)
+    return args, config, remaining

@@ -1,0 +1,37 @@
+"""label-smearing: label smoothing and loss correction under label noise.
+
+A reproduction toolkit for "Does label smoothing mitigate label noise?"
+(Lukasik et al., ICML 2020): Beam jobs that make noisy-label TFRecords and
+export teacher logits, Keras losses of the label-smearing family, training
+under tf.distribute, evaluation and a report with the paper's tables.
+"""
+
+from setuptools import find_packages, setup
+
+__version__ = "0.1.0"
+
+setup(
+    name="label-smearing",
+    version=__version__,
+    description="Label smoothing and loss correction under label noise (Lukasik et al. 2020).",
+    long_description=__doc__,
+    python_requires=">=3.10,<3.13",
+    packages=find_packages(include=["pipeline*", "keras_components*", "beam_jobs*", "configs*"]),
+    install_requires=[
+        "tensorflow>=2.21,<2.22",
+        "keras>=3.10,<4",
+        "apache-beam[tfrecord]>=2.60,<3",
+        "google-crc32c>=1.5",
+        "tensorflow-datasets>=4.9,<5",
+        "ml-collections>=1.0,<2",
+        "matplotlib>=3.8,<4",
+        "numpy>=1.26",
+        "scipy>=1.11",
+    ],
+    extras_require={
+        "dev": ["pytest>=8", "ruff>=0.6"],
+        "gcp": ["apache-beam[gcp]>=2.60,<3"],
+        "bench": ["torch>=2.9"],
+    },
+    entry_points={"console_scripts": ["smear=pipeline.cli:main"]},
+)

@@ -1,0 +1,146 @@
+"""Noise models: transition matrices, validation and deterministic assignment."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from keras_components import noise
+
+
+def test_symmetric_transition_flips_to_other_classes_only():
+    t = noise.symmetric_transition(4, 0.3)
+    # diagonal 1 - 0.3 = 0.7; off-diagonal 0.3 / 3 = 0.1
+    np.testing.assert_allclose(np.diag(t), 0.7)
+    np.testing.assert_allclose(t[0, 1:], 0.1)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0)
+
+
+def test_uniform_transition_can_keep_the_label():
+    t = noise.uniform_transition(4, 0.4)
+    # diagonal 1 - 0.4 + 0.4 / 4 = 0.7; off-diagonal 0.4 / 4 = 0.1
+    np.testing.assert_allclose(np.diag(t), 0.7)
+    np.testing.assert_allclose(t[1, 0], 0.1)
+
+
+def test_symmetric_equals_smoothing_with_alpha_l_rho_over_l_minus_1():
+    num_classes, rate = 10, 0.2
+    np.testing.assert_allclose(
+        noise.symmetric_transition(num_classes, rate),
+        noise.smoothing_matrix(num_classes, num_classes * rate / (num_classes - 1)),
+    )
+
+
+def test_pair_flip_moves_to_next_class():
+    t = noise.pair_flip_transition(3, 0.25)
+    np.testing.assert_allclose(t, [[0.75, 0.25, 0], [0, 0.75, 0.25], [0.25, 0, 0.75]])
+
+
+@pytest.mark.parametrize(
+    "matrix, message",
+    [
+        ([[0.5, 0.5]], "square"),
+        ([[0.9, 0.2], [0.5, 0.5]], "row-stochastic"),
+        ([[1.2, -0.2], [0.5, 0.5]], "negative"),
+        ([[np.nan, 1.0], [0.5, 0.5]], "non-finite"),
+    ],
+)
+def test_validate_transition_names_the_problem(matrix, message):
+    with pytest.raises(ValueError, match=message):
+        noise.validate_transition(matrix)
+
+
+def test_validate_transition_checks_size():
+    with pytest.raises(ValueError, match="3 classes"):
+        noise.validate_transition(np.eye(2), num_classes=3)
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.5])
+def test_rate_outside_unit_interval_is_an_error(rate):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        noise.symmetric_transition(10, rate)
+
+
+def test_load_transition_npy_and_json(tmp_path):
+    t = noise.pair_flip_transition(3, 0.1)
+    np.save(tmp_path / "t.npy", t)
+    (tmp_path / "t.json").write_text(json.dumps({"transition": t.tolist()}))
+    (tmp_path / "rows.json").write_text(json.dumps(t.tolist()))
+    for name in ("t.npy", "t.json", "rows.json"):
+        np.testing.assert_allclose(noise.load_transition(tmp_path / name, 3), t)
+    (tmp_path / "bad.json").write_text(json.dumps([[0.5, 0.6], [0.5, 0.5]]))
+    with pytest.raises(ValueError, match="row-stochastic"):
+        noise.load_transition(tmp_path / "bad.json")
+
+
+def test_load_noisy_labels_csv_with_header_and_checks(tmp_path):
+    (tmp_path / "labels.csv").write_text("label\n1\n0\n2\n")
+    np.testing.assert_array_equal(noise.load_noisy_labels(tmp_path / "labels.csv", 3, 3), [1, 0, 2])
+    with pytest.raises(ValueError, match="4 examples"):
+        noise.load_noisy_labels(tmp_path / "labels.csv", 4, 3)
+    np.save(tmp_path / "labels.npy", np.array([0, 5]))
+    with pytest.raises(ValueError, match="outside"):
+        noise.load_noisy_labels(tmp_path / "labels.npy", 2, 3)
+
+
+def _ids(n):
+    return [f"synthetic/train/{i}" for i in range(n)]
+
+
+def test_assignment_is_a_pure_function_of_seed_id_and_label():
+    t = noise.symmetric_transition(10, 0.2)
+    ids = _ids(5000)
+    clean = np.arange(5000) % 10
+    labels = noise.assign_noisy_labels(ids, clean, t, seed=3)
+    # Any order, any batching: the same labels.
+    perm = np.random.default_rng(0).permutation(5000)
+    shuffled = noise.assign_noisy_labels([ids[i] for i in perm], clean[perm], t, seed=3)
+    np.testing.assert_array_equal(shuffled, labels[perm])
+    halves = np.concatenate(
+        [
+            noise.assign_noisy_labels(ids[:1234], clean[:1234], t, 3),
+            noise.assign_noisy_labels(ids[1234:], clean[1234:], t, 3),
+        ]
+    )
+    np.testing.assert_array_equal(halves, labels)
+    other_seed = noise.assign_noisy_labels(ids, clean, t, seed=4)
+    assert (other_seed != labels).mean() > 0.2  # about 1 - (0.8^2 + 0.2^2/9) = 0.36
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: noise.symmetric_transition(5, 0.3),
+        lambda: noise.uniform_transition(5, 0.3),
+        lambda: noise.pair_flip_transition(5, 0.3),
+        lambda: np.random.default_rng(7).dirichlet(np.ones(5), size=5),
+    ],
+)
+def test_realised_frequencies_match_t_over_100k_labels(make):
+    t = make()
+    n = 100_000
+    clean = np.arange(n) % 5
+    labels = noise.assign_noisy_labels(_ids(n), clean, t, seed=11)
+    for i in range(5):
+        observed = np.bincount(labels[clean == i], minlength=5)
+        expected = t[i] * observed.sum()
+        keep = expected > 0
+        assert observed[~keep].sum() == 0  # impossible transitions never happen
+        p = stats.chisquare(observed[keep], expected[keep]).pvalue
+        assert p > 1e-4, (i, observed, expected)
+
+
+def test_statistical_check_rejects_a_wrong_t():
+    # The same check must fail when labels come from another T (here rho 0.25 vs 0.3).
+    n = 100_000
+    clean = np.arange(n) % 5
+    labels = noise.assign_noisy_labels(_ids(n), clean, noise.symmetric_transition(5, 0.25), seed=11)
+    claimed = noise.symmetric_transition(5, 0.3)
+    observed = np.bincount(labels[clean == 0], minlength=5)
+    assert stats.chisquare(observed, claimed[0] * observed.sum()).pvalue < 1e-4
+
+
+def test_make_transition_names_unknown_model():
+    with pytest.raises(ValueError, match="unknown noise.model 'flipflop'"):
+        noise.make_transition("flipflop", 10, 0.2)
