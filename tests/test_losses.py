@@ -1,0 +1,310 @@
+"""Losses of the label-smearing family against NumPy references."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_components import losses
+
+NUM_CLASSES = 5
+BATCH = 7
+
+
+def np_log_softmax(logits):
+    # log p_j = f_j - max f - log sum_k exp(f_k - max f)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def np_softmax(logits):
+    return np.exp(np_log_softmax(logits))
+
+
+def random_stochastic(rng, num_classes=NUM_CLASSES):
+    # Rows of a positive random matrix divided by their sums: a row-stochastic T.
+    matrix = rng.uniform(0.05, 1.0, size=(num_classes, num_classes)) + 3.0 * np.eye(num_classes)
+    return matrix / matrix.sum(axis=1, keepdims=True)
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(BATCH, NUM_CLASSES)).astype(np.float32)
+    labels = rng.integers(0, NUM_CLASSES, size=BATCH)
+    soft = rng.dirichlet(np.ones(NUM_CLASSES), size=BATCH).astype(np.float32)
+    return rng, logits, labels, soft
+
+
+def one_hot(labels):
+    return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def per_example(loss, y_true, logits):
+    """Per-example values of a Loss object (reduction switched off)."""
+    config = loss.get_config()
+    config["reduction"] = None
+    return keras.ops.convert_to_numpy(type(loss).from_config(config)(y_true, logits))
+
+
+# --------------------------------------------------------------------------- smeared
+
+
+def test_smeared_matches_numpy_for_every_target_kind(data):
+    rng, logits, labels, soft = data
+    matrix = rng.normal(size=(NUM_CLASSES, NUM_CLASSES))
+    ell = -np_log_softmax(logits.astype(np.float64))  # ell[b, y'] = -log p_{y'}
+    expected_hard = (matrix[labels] * ell).sum(axis=1)  # sum_y' M[y, y'] ell_y'
+    expected_soft = ((soft @ matrix) * ell).sum(axis=1)  # q^T M ell
+    loss = losses.SmearedCrossEntropy(matrix)
+    for y_true in (labels, labels.reshape(-1, 1), labels.astype(np.int64), one_hot(labels)):
+        np.testing.assert_allclose(per_example(loss, y_true, logits), expected_hard, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            losses.smeared_cross_entropy(y_true, logits, matrix), expected_hard, rtol=1e-5, atol=1e-5
+        )
+    np.testing.assert_allclose(per_example(loss, soft, logits), expected_soft, rtol=1e-5, atol=1e-5)
+    # Default reduction is the batch mean.
+    np.testing.assert_allclose(float(loss(labels, logits)), expected_hard.mean(), rtol=1e-5)
+
+
+def test_smeared_hand_computed():
+    # f = [2, 0]: ell = [log(1 + e^-2), log(1 + e^2)] = [0.126928, 2.126928];
+    # row 0 of M = [0.9, 0.1]: 0.9 * 0.126928 + 0.1 * 2.126928 = 0.326928.
+    loss = losses.SmearedCrossEntropy([[0.9, 0.1], [0.1, 0.9]])
+    np.testing.assert_allclose(float(loss([0], [[2.0, 0.0]])), 0.326928, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- label smoothing
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5, 1.0])
+def test_label_smoothing_equals_keras_categorical_crossentropy(data, alpha):
+    _, logits, labels, _ = data
+    keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=alpha)
+    expected = float(keras_loss(one_hot(labels), logits))
+    loss = losses.LabelSmoothingCrossEntropy(alpha, NUM_CLASSES)
+    np.testing.assert_allclose(float(loss(one_hot(labels), logits)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(loss(labels, logits)), expected, rtol=1e-5)
+    # It is the smeared loss with M = (1 - alpha) I + alpha / L J.
+    smeared = losses.SmearedCrossEntropy(loss.matrix)
+    np.testing.assert_allclose(float(smeared(labels, logits)), expected, rtol=1e-5)
+
+
+def test_label_smoothing_soft_targets_match_numpy(data):
+    _, logits, _, soft = data
+    alpha = 0.3
+    ell = -np_log_softmax(logits.astype(np.float64))
+    matrix = (1 - alpha) * np.eye(NUM_CLASSES) + alpha / NUM_CLASSES  # (1-a) I + a/L J
+    expected = ((soft @ matrix) * ell).sum(axis=1)  # q^T M ell
+    got = per_example(losses.LabelSmoothingCrossEntropy(alpha, NUM_CLASSES), soft, logits)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_label_smoothing_hand_computed():
+    # L = 2, alpha = 0.2: target for y = 0 is [0.9, 0.1];
+    # f = [2, 0]: 0.9 * 0.126928 + 0.1 * 2.126928 = 0.326928.
+    loss = losses.LabelSmoothingCrossEntropy(alpha=0.2, num_classes=2)
+    np.testing.assert_allclose(float(loss([0], [[2.0, 0.0]])), 0.326928, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- forward correction
+
+
+def test_forward_correction_equals_log_of_noisy_probabilities(data):
+    rng, logits, labels, soft = data
+    transition = random_stochastic(rng)
+    noisy = np_softmax(logits.astype(np.float64)) @ transition  # (T^T p)_y for each row
+    expected_hard = -np.log(noisy[np.arange(BATCH), labels])  # -log (T^T p)_y
+    expected_soft = -(soft * np.log(noisy)).sum(axis=1)  # sum_y q_y * (-log (T^T p)_y)
+    loss = losses.ForwardCorrectedCrossEntropy(transition)
+    for y_true in (labels, labels.reshape(-1, 1), one_hot(labels)):
+        np.testing.assert_allclose(per_example(loss, y_true, logits), expected_hard, rtol=1e-5)
+    np.testing.assert_allclose(per_example(loss, soft, logits), expected_soft, rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.forward_corrected_cross_entropy(labels, logits, transition), expected_hard, rtol=1e-5
+    )
+
+
+def test_forward_correction_with_zeros_in_transition_is_exact_and_finite(data):
+    _, logits, labels, _ = data
+    # T = I has log 0 off the diagonal; FC with T = I is plain cross-entropy.
+    loss = losses.ForwardCorrectedCrossEntropy(np.eye(NUM_CLASSES))
+    expected = -np_log_softmax(logits.astype(np.float64))[np.arange(BATCH), labels]
+    np.testing.assert_allclose(per_example(loss, labels, logits), expected, rtol=1e-5)
+    big = tf.constant(logits * 300.0)
+    with tf.GradientTape() as tape:
+        tape.watch(big)
+        value = loss(one_hot(labels), big)
+    assert np.isfinite(float(value))
+    assert np.all(np.isfinite(tape.gradient(value, big)))
+
+
+# --------------------------------------------------------------------------- backward correction
+
+
+def test_backward_correction_equals_inverse_transition_times_losses(data):
+    rng, logits, labels, soft = data
+    transition = random_stochastic(rng)
+    ell = -np_log_softmax(logits.astype(np.float64))
+    smeared = ell @ np.linalg.inv(transition).T  # row b: T^-1 ell_b
+    loss = losses.BackwardCorrectedCrossEntropy(transition)
+    np.testing.assert_allclose(
+        per_example(loss, labels, logits), smeared[np.arange(BATCH), labels], rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        per_example(loss, soft, logits), (soft * smeared).sum(axis=1), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        losses.backward_corrected_cross_entropy(labels, logits, transition),
+        smeared[np.arange(BATCH), labels],
+        rtol=1e-4,
+        atol=1e-4,
+    )
+
+
+def test_backward_correction_hand_computed_is_negative():
+    # T = [[0.9, 0.1], [0.1, 0.9]], T^-1 = [[1.125, -0.125], [-0.125, 1.125]];
+    # f = [2, 0], y = 0: 1.125 * 0.126928 - 0.125 * 2.126928 = 0.142794 - 0.265866 = -0.123072.
+    loss = losses.BackwardCorrectedCrossEntropy([[0.9, 0.1], [0.1, 0.9]])
+    np.testing.assert_allclose(float(loss([0], [[2.0, 0.0]])), -0.123072, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- distillation
+
+
+def test_distillation_matches_numpy(data):
+    rng, student, _, _ = data
+    teacher = rng.normal(scale=3.0, size=(BATCH, NUM_CLASSES)).astype(np.float32)
+    temperature = 2.5
+    targets = np_softmax(teacher / temperature)  # softmax(z_t / T)
+    log_student = np_log_softmax(student.astype(np.float64) / temperature)  # log softmax(z_s / T)
+    expected = -(targets * log_student).sum(axis=1)
+    loss = losses.DistillationCrossEntropy(temperature=temperature)
+    np.testing.assert_allclose(per_example(loss, teacher, student), expected, rtol=1e-5)
+
+    # LS on student: targets (1 - a) q + a / L.
+    smoothed = 0.8 * targets + 0.2 / NUM_CLASSES
+    loss = losses.DistillationCrossEntropy(temperature=temperature, smoothing=0.2)
+    np.testing.assert_allclose(
+        per_example(loss, teacher, student), -(smoothed * log_student).sum(axis=1), rtol=1e-5
+    )
+
+    # FC on student: -sum_y q_y log (T^T softmax(z_s / temp))_y.
+    transition = random_stochastic(rng)
+    noisy = np.exp(log_student) @ transition
+    loss = losses.DistillationCrossEntropy(temperature=temperature, transition=transition)
+    np.testing.assert_allclose(
+        per_example(loss, teacher, student), -(targets * np.log(noisy)).sum(axis=1), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        losses.distillation_cross_entropy(teacher, student, temperature, transition=transition),
+        -(targets * np.log(noisy)).sum(axis=1),
+        rtol=1e-5,
+    )
+
+
+def test_distillation_hand_computed_and_teacher_gets_no_gradient():
+    # temperature 2: q = softmax([1, 0]) = [0.731059, 0.268941]; student uniform: -log 0.5 = 0.693147.
+    teacher = tf.constant([[2.0, 0.0]])
+    loss = losses.DistillationCrossEntropy(temperature=2.0)
+    with tf.GradientTape() as tape:
+        tape.watch(teacher)
+        value = loss(teacher, tf.constant([[0.0, 0.0]]))
+    np.testing.assert_allclose(float(value), 0.693147, atol=1e-5)
+    assert tape.gradient(value, teacher) is None
+
+
+# --------------------------------------------------------------------------- stability, graph mode
+
+
+@pytest.mark.parametrize("name", losses.LOSS_NAMES)
+def test_finite_values_and_gradients_at_large_logits(data, name):
+    _, logits, labels, _ = data
+    big = tf.constant(np.sign(logits) * 1e3)  # |f| = 1000
+    loss = losses.get_loss(name, NUM_CLASSES, alpha=0.1, temperature=2.0)
+    y_true = big[::-1] if name.startswith("distill") else labels
+    with tf.GradientTape() as tape:
+        tape.watch(big)
+        value = loss(y_true, big)
+    assert np.isfinite(float(value))
+    assert np.all(np.isfinite(tape.gradient(value, big)))
+
+
+def test_inside_tf_function_equals_eager(data):
+    rng, logits, labels, _ = data
+    loss = losses.ForwardCorrectedCrossEntropy(random_stochastic(rng))
+    graph_value = tf.function(lambda y, f: loss(y, f))(tf.constant(labels.reshape(-1, 1)), logits)
+    np.testing.assert_allclose(float(graph_value), float(loss(labels, logits)), rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- serialisation
+
+
+def loss_instances():
+    rng = np.random.default_rng(1)
+    transition = random_stochastic(rng)
+    return [
+        losses.SmearedCrossEntropy(rng.normal(size=(NUM_CLASSES, NUM_CLASSES))),
+        losses.LabelSmoothingCrossEntropy(0.3, NUM_CLASSES),
+        losses.ForwardCorrectedCrossEntropy(transition),
+        losses.BackwardCorrectedCrossEntropy(transition),
+        losses.DistillationCrossEntropy(3.0, smoothing=0.1, transition=transition),
+    ]
+
+
+@pytest.mark.parametrize("loss", loss_instances(), ids=lambda loss: type(loss).__name__)
+def test_serialisation_round_trip_gives_equal_outputs(data, loss):
+    _, logits, labels, _ = data
+    y_true = logits[::-1] if isinstance(loss, losses.DistillationCrossEntropy) else labels
+    expected = float(loss(y_true, logits))
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert type(restored) is type(loss)
+    np.testing.assert_allclose(float(restored(y_true, logits)), expected, rtol=1e-6)
+    from_config = type(loss).from_config(loss.get_config())
+    np.testing.assert_allclose(float(from_config(y_true, logits)), expected, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- validation, registry
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: losses.LabelSmoothingCrossEntropy(1.5, NUM_CLASSES), "alpha"),
+        (lambda: losses.LabelSmoothingCrossEntropy(-0.1, NUM_CLASSES), "alpha"),
+        (lambda: losses.ForwardCorrectedCrossEntropy([[0.5, 0.6], [0.5, 0.5]]), "sum to 1"),
+        (lambda: losses.BackwardCorrectedCrossEntropy([[1.2, -0.2], [0.0, 1.0]]), "non-negative"),
+        (lambda: losses.BackwardCorrectedCrossEntropy(np.ones((3, 2)) / 2), "square"),
+        (lambda: losses.BackwardCorrectedCrossEntropy([[0.5, 0.5], [0.5, 0.5]]), "condition number"),
+        (lambda: losses.DistillationCrossEntropy(0.0), "temperature"),
+        (lambda: losses.DistillationCrossEntropy(-1.0), "temperature"),
+        (lambda: losses.DistillationCrossEntropy(1.0, smoothing=2.0), "smoothing"),
+        (lambda: losses.get_loss("bc", NUM_CLASSES, alpha=1.0), "alpha"),
+        (lambda: losses.get_loss("focal", NUM_CLASSES), "ce, ls, fc, bc, distill"),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_them(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_registry_builds_smoothing_form_corrections(data):
+    _, logits, labels, _ = data
+    alpha = 0.2
+    transition = (1 - alpha) * np.eye(NUM_CLASSES) + alpha / NUM_CLASSES  # T_alpha
+    ell = -np_log_softmax(logits.astype(np.float64))
+    rows = np.arange(BATCH)
+    expected = {
+        "ce": ell[rows, labels],
+        "ls": (ell @ transition.T)[rows, labels],  # smoothing M = T_alpha
+        "fc": -np.log((np_softmax(logits.astype(np.float64)) @ transition)[rows, labels]),
+        "bc": (ell @ np.linalg.inv(transition).T)[rows, labels],
+    }
+    for name, values in expected.items():
+        got = per_example(losses.get_loss(name, NUM_CLASSES, alpha=alpha), labels, logits)
+        np.testing.assert_allclose(got, values, rtol=1e-4, atol=1e-4, err_msg=name)
+    distill_fc = losses.get_loss("distill_fc", NUM_CLASSES, alpha=alpha, temperature=2.0)
+    np.testing.assert_allclose(distill_fc.transition, transition)
+    assert distill_fc.smoothing == 0.0
+    distill = losses.get_loss("distill", NUM_CLASSES, alpha=alpha, temperature=2.0)
+    assert (distill.smoothing, distill.transition, distill.temperature) == (alpha, None, 2.0)

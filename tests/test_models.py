@@ -1,0 +1,87 @@
+"""Architecture facts of the CIFAR ResNet v1 and ResNet-v2-50 builders."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_components import models
+
+
+def conv_layers(model, kernel_size):
+    return [
+        layer
+        for layer in model.layers
+        if isinstance(layer, keras.layers.Conv2D) and layer.kernel_size == (kernel_size, kernel_size)
+    ]
+
+
+@pytest.mark.parametrize("depth", [8, 20])
+@pytest.mark.parametrize("input_shape", [(28, 28, 1), (32, 32, 3)])
+def test_cifar_resnet_outputs_logits_and_pre_logits(depth, input_shape):
+    width = 4
+    model = models.cifar_resnet(depth, num_classes=10, input_shape=input_shape, width=width)
+    images = np.random.default_rng(0).normal(size=(2, *input_shape)).astype(np.float32)
+    logits = model(images, training=False)
+    assert tuple(logits.shape) == (2, 10)
+    assert model.get_layer("pre_logits").output.shape[-1] == 4 * width
+    assert model.get_layer("logits").activation is keras.activations.linear
+    # Depth 6n + 2 = 6n + 1 3x3 convs (stem + 2 per block) + the dense layer.
+    n = (depth - 2) // 6
+    assert len(conv_layers(model, 3)) == 6 * n + 1
+    # Projection shortcuts only where the shape changes: into stages 2 and 3.
+    assert len(conv_layers(model, 1)) == 2
+    # Strides 1, 2, 2: the last stage sees a quarter of the input resolution.
+    last_stage = model.get_layer(f"stage3_block{n}_out").output
+    assert tuple(last_stage.shape[1:]) == (input_shape[0] // 4, input_shape[1] // 4, 4 * width)
+
+
+def test_cifar_resnet_default_width_pre_logits_is_64():
+    model = models.build_model("cifar_resnet", 10, (32, 32, 3), depth=8)
+    assert model.get_layer("pre_logits").output.shape[-1] == 64
+
+
+@pytest.mark.parametrize("depth", [21, 2, 7, 0])
+def test_cifar_resnet_rejects_depth_not_6n_plus_2(depth):
+    with pytest.raises(ValueError, match="depth"):
+        models.cifar_resnet(depth, 10, (32, 32, 3))
+
+
+def test_weight_decay_penalty_has_gradient_weight_decay_times_w():
+    weight_decay = 1e-3
+    model = models.cifar_resnet(8, 10, (28, 28, 1), width=2, weight_decay=weight_decay)
+    kernels = [layer.kernel for layer in model.layers if hasattr(layer, "kernel")]
+    # One penalty per conv / dense kernel; none on BN parameters or biases.
+    assert len(model.losses) == len(kernels)
+    # Penalty (wd / 2) * sum w^2, so d/dw = wd * w (classic SGD weight decay).
+    expected = sum(0.5 * weight_decay * np.sum(np.square(keras.ops.convert_to_numpy(k))) for k in kernels)
+    np.testing.assert_allclose(float(sum(model.losses)), expected, rtol=1e-5)
+    assert not models.cifar_resnet(8, 10, (28, 28, 1), width=2).losses
+
+
+def test_pre_logits_model_shares_weights_and_feeds_the_logits_layer():
+    model = models.cifar_resnet(8, 5, (28, 28, 1), width=2)
+    images = np.random.default_rng(1).normal(size=(3, 28, 28, 1)).astype(np.float32)
+    logits, features = models.pre_logits_model(model)(images, training=False)
+    np.testing.assert_allclose(logits, model(images, training=False), rtol=1e-5, atol=1e-6)
+    kernel, bias = model.get_layer("logits").get_weights()
+    # logits = pre_logits @ W + b
+    np.testing.assert_allclose(logits, np.asarray(features) @ kernel + bias, rtol=1e-4, atol=1e-5)
+
+
+def test_resnet_v2_50_builds_with_2048_pre_logits():
+    model = models.build_model("resnet_v2_50", num_classes=7, input_shape=(64, 64, 3))
+    logits = model(np.zeros((1, 64, 64, 3), np.float32), training=False)
+    assert tuple(logits.shape) == (1, 7)
+    assert model.get_layer("pre_logits").output.shape[-1] == 2048
+    # 1 stem conv + 16 blocks x 3 convs + 4 projections = 53 convs (50 = 1 + 48 + dense).
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers) == 53
+    # Output stride 32: a 64x64 input ends 2x2 before pooling.
+    assert tuple(model.get_layer("final_relu").output.shape[1:]) == (2, 2, 2048)
+    # ResNet-50's well-known size: 23.5M parameters without the classifier.
+    backbone = model.count_params() - (2048 * 7 + 7)
+    assert abs(backbone - 23.5e6) / 23.5e6 < 0.01
+
+
+def test_build_model_rejects_unknown_names():
+    with pytest.raises(ValueError, match="cifar_resnet, resnet_v2_50"):
+        models.build_model("vgg16", 10, (32, 32, 3))
