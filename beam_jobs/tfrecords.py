@@ -48,4 +48,4 @@ def make_example(example_id: str, png: bytes, label: int, clean_label: int, extr
     feature["is_noisy"].int64_list.value.append(int(label != clean_label))
     for name, values in (extra_floats or {}).items():
         feature[name].float_list.value.extend(values)
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # map entries sorted: same bytes in any process

@@ -1,0 +1,247 @@
+"""The noisify Beam job: transforms, the CLI end to end, determinism, bad input."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import apache_beam as beam
+import numpy as np
+import pytest
+import tensorflow as tf
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_jobs import noisify
+from beam_jobs.sources import IdxSource
+from keras_components import noise
+from pipeline import cli
+from tests.idx_fixture import write_idx_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    return write_idx_dataset(tmp_path_factory.mktemp("idx"), num_train=2000, num_test=200)
+
+
+def _read_records(directory, split):
+    out = {}
+    for path in sorted(glob.glob(os.path.join(directory, f"{split}-*.tfrecord"))):
+        for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            example = tf.train.Example.FromString(raw)
+            f = example.features.feature
+            out[f["id"].bytes_list.value[0].decode()] = (
+                f["label"].int64_list.value[0],
+                f["clean_label"].int64_list.value[0],
+                f["is_noisy"].int64_list.value[0],
+                raw,
+            )
+    return out
+
+
+def _noisify(workdir, idx_dir, *extra):
+    args = [
+        "noisify", "--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir),
+        "--config.data.source=idx", f"--config.data.source_dir={idx_dir}",
+        "--config.data.max_train_examples=0", "--config.data.max_test_examples=0",
+        "--config.data.chunk_size=300", *extra,
+    ]  # fmt: skip
+    return cli.main(args)
+
+
+def _artifact(workdir):
+    (path,) = glob.glob(os.path.join(workdir, "data", "*"))
+    return path
+
+
+def test_noisify_chunk_labels_equal_the_pure_function(idx_dir):
+    source = IdxSource("fashion_mnist", idx_dir)
+    t = noise.symmetric_transition(10, 0.4)
+    ids = [f"fashion_mnist/train/{i}" for i in range(100, 160)]
+    expected = list(zip(ids, noise.assign_noisy_labels(ids, np.arange(100, 160) % 10, t, seed=5).tolist()))
+
+    def id_and_label(kv):
+        f = tf.train.Example.FromString(kv[1]).features.feature
+        return f["id"].bytes_list.value[0].decode(), f["label"].int64_list.value[0]
+
+    with TestPipeline() as p:
+        outputs = (
+            p
+            | beam.Create([("train", 100, 130), ("train", 130, 160)])
+            | beam.ParDo(
+                noisify.NoisifyChunk(source, "fashion_mnist", 10, (28, 28, 1), t, None, 5)
+            ).with_outputs(noisify.DEAD_LETTER, "counts", main="examples")
+        )
+        assert_that(outputs.examples | beam.Map(id_and_label), equal_to(expected))
+        assert_that(outputs[noisify.DEAD_LETTER], equal_to([]), label="NoDeadLetters")
+
+
+def test_bad_records_go_to_the_dead_letter_output(idx_dir):
+    class BadLabels(IdxSource):
+        def read(self, split, start, end):
+            images, labels = super().read(split, start, end)
+            labels[0] = 99
+            return images, labels
+
+    t = noise.symmetric_transition(10, 0.2)
+    with TestPipeline() as p:
+        outputs = (
+            p
+            | beam.Create([("train", 0, 5)])
+            | beam.ParDo(
+                noisify.NoisifyChunk(
+                    BadLabels("fashion_mnist", idx_dir), "fashion_mnist", 10, (28, 28, 1), t, None, 0
+                )
+            ).with_outputs(noisify.DEAD_LETTER, "counts", main="examples")
+        )
+        assert_that(outputs.examples | beam.combiners.Count.Globally(), equal_to([4]))
+        assert_that(
+            outputs[noisify.DEAD_LETTER],
+            equal_to(["fashion_mnist/train/0\tlabel 99 outside [0, 10)"]),
+            label="DeadLetter",
+        )
+
+
+def test_cli_writes_schema_report_and_manifest(tmp_path, idx_dir):
+    assert _noisify(tmp_path, idx_dir) == 0
+    artifact = _artifact(tmp_path)
+    manifest = json.load(open(os.path.join(artifact, "manifest.json")))
+    assert manifest["counts"] == {"train": 2000, "test": 200, "dead_letter": 0}
+    assert manifest["image_shape"] == [28, 28, 1] and manifest["num_classes"] == 10
+    assert set(manifest["files"]) >= {"noise_report.json", *manifest["splits"]["train"]["files"]}
+    train, test = _read_records(artifact, "train"), _read_records(artifact, "test")
+    assert len(train) == 2000 and len(test) == 200
+    assert sum(v[2] for v in test.values()) == 0 and all(v[0] == v[1] for v in test.values())
+    assert all(v[2] == int(v[0] != v[1]) for v in train.values())
+    report = json.load(open(os.path.join(artifact, "noise_report.json")))["train"]
+    flips = sum(v[2] for v in train.values())
+    assert report["realised_flip_rate"] == flips / 2000
+    assert abs(report["flip_rate_z"]) < 3  # realised within 3 standard errors of rho = 0.2
+    assert np.array(report["realised_counts"]).sum() == 2000
+    # The image round-trips through PNG exactly.
+    raw = next(iter(train.values()))[3]
+    f = tf.train.Example.FromString(raw).features.feature
+    index = int(f["id"].bytes_list.value[0].decode().rsplit("/", 1)[1])
+    images, _ = IdxSource("fashion_mnist", idx_dir).read("train", index, index + 1)
+    np.testing.assert_array_equal(tf.io.decode_png(f["image"].bytes_list.value[0]).numpy(), images[0])
+
+
+def test_same_labels_with_one_and_two_workers_and_across_runs(tmp_path, idx_dir):
+    assert _noisify(tmp_path / "a", idx_dir) == 0
+    assert _noisify(tmp_path / "b", idx_dir) == 0
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    two_workers = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "noisify", "--config", f"{QUICKSTART}:smoke",
+         "--workdir", str(tmp_path / "c"), "--config.data.source=idx", f"--config.data.source_dir={idx_dir}",
+         "--config.data.max_train_examples=0", "--config.data.max_test_examples=0", "--config.data.chunk_size=300",
+         "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert two_workers.returncode == 0, two_workers.stderr[-2000:]
+    runs = [_read_records(_artifact(tmp_path / r), "train") for r in "abc"]
+    # Byte-identical records, whatever the run or the worker count.
+    assert {k: v[3] for k, v in runs[0].items()} == {k: v[3] for k, v in runs[1].items()}
+    assert {k: v[3] for k, v in runs[0].items()} == {k: v[3] for k, v in runs[2].items()}
+    assert _noisify(tmp_path / "d", idx_dir, "--config.noise.seed=1") == 0
+    other = _read_records(_artifact(tmp_path / "d"), "train")
+    changed = sum(other[k][0] != v[0] for k, v in runs[0].items())
+    assert changed > 0.2 * len(other)
+
+
+def test_per_example_noisy_labels_file(tmp_path, idx_dir):
+    labels = (np.arange(2000) * 7) % 10
+    np.save(tmp_path / "noisy.npy", labels)
+    assert (
+        _noisify(
+            tmp_path / "w",
+            idx_dir,
+            "--config.noise.model=labels",
+            f"--config.noise.labels_file={tmp_path}/noisy.npy",
+        )
+        == 0
+    )
+    train = _read_records(_artifact(tmp_path / "w"), "train")
+    for key, value in train.items():
+        assert value[0] == labels[int(key.rsplit("/", 1)[1])]
+
+
+def test_tfds_source_with_mock_data(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=48):
+        code = cli.main([
+            "noisify", "--config", f"{QUICKSTART}:smoke", "--workdir", str(tmp_path),
+            "--config.data.dataset=cifar10", "--config.data.source=tfds", "--config.data.chunk_size=20",
+        ])  # fmt: skip
+    assert code == 0
+    manifest = json.load(open(os.path.join(_artifact(tmp_path), "manifest.json")))
+    assert manifest["counts"]["train"] == 48 and manifest["image_shape"] == [32, 32, 3]
+    assert len(manifest["class_names"]) == 10
+
+
+def _corrupt_idx(tmp_path, idx_dir):
+    bad = tmp_path / "corrupt"
+    bad.mkdir()
+    for name in os.listdir(idx_dir):
+        data = open(os.path.join(idx_dir, name), "rb").read()
+        (bad / name).write_bytes(data[: len(data) // 2] if name.startswith("train-images") else data)
+    return str(bad)
+
+
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        ("rate", ["--config.noise.rate=1.5"], "noise.rate must be in [0, 1]"),
+        ("unknown key", ["--config.noise.rho=0.1"], "unknown config key: noise.rho"),
+        ("dataset", ["--config.data.dataset=mnist"], "unknown data.dataset 'mnist'"),
+        ("missing source", ["--config.data.source_dir={tmp}/nowhere"], "not found"),
+        ("corrupt source", ["--config.data.source_dir={corrupt}"], "truncated or corrupt"),
+        (
+            "T not stochastic",
+            ["--config.noise.model=matrix", "--config.noise.transition_file={tmp}/bad.json"],
+            "row-stochastic",
+        ),
+        (
+            "T wrong size",
+            ["--config.noise.model=matrix", "--config.noise.transition_file={tmp}/small.npy"],
+            "10 classes",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, idx_dir, capsys, case, extra, message):
+    (tmp_path / "bad.json").write_text(json.dumps((np.eye(10) * 0.9).tolist()))
+    np.save(tmp_path / "small.npy", np.eye(3))
+    fmt = {"tmp": tmp_path, "corrupt": _corrupt_idx(tmp_path, idx_dir) if case == "corrupt source" else ""}
+    workdir = tmp_path / "work"
+    args = [
+        "noisify", "--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir),
+        "--config.data.source=idx", f"--config.data.source_dir={idx_dir}",
+    ] + [a.format(**fmt) for a in extra]  # fmt: skip
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not glob.glob(str(workdir / "data" / "*" / "manifest.json"))
+
+
+def test_existing_complete_artifact_needs_force(tmp_path, idx_dir, capsys):
+    assert _noisify(tmp_path, idx_dir) == 0
+    manifest = os.path.join(_artifact(tmp_path), "manifest.json")
+    before = open(manifest).read()
+    capsys.readouterr()
+    assert _noisify(tmp_path, idx_dir) == 2
+    assert "--force" in capsys.readouterr().err
+    assert open(manifest).read() == before
+    assert _noisify(tmp_path, idx_dir, "--force") == 0
+
+
+def test_dataflow_options_ship_this_package():
+    options = noisify.pipeline_options(
+        ["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/tmp"]
+    )
+    setup_file = options.get_all_options()["setup_file"]
+    assert os.path.samefile(setup_file, os.path.join(ROOT, "setup.py"))
+    assert noisify.pipeline_options([]).get_all_options()["setup_file"] is None
