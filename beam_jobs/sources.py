@@ -53,7 +53,7 @@ def _read_idx(path: str) -> np.ndarray:
         with opener(path, "rb") as f:
             data = f.read()
     except (OSError, EOFError) as e:
-        raise UserError(f"cannot read IDX file {path}: {e}") from e
+        raise UserError(f"IDX file {path} is truncated or corrupt: {e}") from e
     if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise UserError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
