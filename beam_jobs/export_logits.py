@@ -1,0 +1,477 @@
+"""Export a trained teacher's logits and pre-logits with Beam RunInference.
+
+    smear export-logits --config configs/quickstart.py --workdir W [--model DIR] [--split train]
+        [--force] [Beam flags]
+
+Reads one split of a data artifact (`smear noisify`), runs the teacher
+(`models/<name>/model.keras`) over it with `apache_beam.ml.inference.RunInference`
+and a Keras 3 model handler, and writes TFRecords holding every original feature
+plus `teacher_logits` (float list, L) and `pre_logits` (float list, D), then the
+manifest, last, once the output count and the distinct ids equal the input
+manifest's count. Images are decoded and normalised exactly as
+`keras_components.data` does for evaluation, a whole batch in one TensorFlow
+call. Any Beam runner flag is passed through, e.g.
+`--direct_num_workers=2 --direct_running_mode=multi_processing`.
+
+A record that cannot be read (not an Example, a missing feature, an image that is
+not a PNG of the artifact's shape) goes to `dead_letter.txt` as "id<TAB>reason";
+the stage then fails without writing a manifest, since a student must see every
+training example.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+
+from beam_jobs.noisify import data_artifact_path, pipeline_options
+from beam_jobs.tfrecords import FEATURES
+from pipeline import artifacts
+from pipeline.cli_common import parse_stage_args, stage_parser
+from pipeline.config import to_plain
+from pipeline.errors import UserError
+
+DEAD_LETTER = "dead_letter"
+COUNTS_FILE = ".export-counts.json"
+MODEL_FILE = "model.keras"
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels tf.io.decode_png yields
+
+
+# ---------------------------------------------------------------- the model
+def load_keras_model(path: str):
+    """Loads a saved teacher safely; the package's registered objects resolve by name."""
+    import keras
+
+    from keras_components import losses, metrics, optimizers  # noqa: F401 - registers serialisables
+
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+class TeacherModel:
+    """A loaded teacher: serialised Examples in, (logits, pre_logits) out, one graph call per batch.
+
+    Parsing, PNG decoding and normalisation run inside the same `tf.function` as
+    the forward pass, so no per-example TensorFlow eager op is paid. The
+    normalisation is `keras_components.data`'s for evaluation:
+    (uint8 / 255 - mean) / std with the dataset's per-channel statistics.
+    """
+
+    def __init__(self, keras_model, image_shape: Sequence[int], mean: np.ndarray, std: np.ndarray):
+        import tensorflow as tf
+
+        from keras_components.models import pre_logits_model
+
+        self.model = pre_logits_model(keras_model)
+        image_shape = tuple(int(d) for d in image_shape)
+        spec = tf.TensorSpec(image_shape, tf.uint8)
+        # The constants are arguments, not captured: Grappler would otherwise rewrite x / 255 as
+        # x * (1 / 255) and the inputs would differ from keras_components.data's by an ulp.
+        self._constants = (tf.constant(255.0), tf.constant(mean, tf.float32), tf.constant(std, tf.float32))
+        channels = [image_shape[-1]]
+        signature = [tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.float32)]
+        signature += [tf.TensorSpec(channels, tf.float32)] * 2
+
+        def decode_and_normalise(serialized, scale, mean, std):
+            parsed = tf.io.parse_example(serialized, {"image": tf.io.FixedLenFeature([], tf.string)})
+            images = tf.map_fn(
+                lambda png: tf.ensure_shape(tf.io.decode_png(png, channels=image_shape[-1]), image_shape),
+                parsed["image"],
+                fn_output_signature=spec,
+            )
+            return (tf.cast(images, tf.float32) / scale - mean) / std
+
+        @tf.function(input_signature=signature)
+        def infer(serialized, scale, mean, std):
+            logits, pre_logits = self.model(
+                decode_and_normalise(serialized, scale, mean, std), training=False
+            )
+            return logits, pre_logits
+
+        self._preprocess = tf.function(decode_and_normalise, input_signature=signature)
+        self._infer = infer
+
+    def preprocess(self, serialized: Sequence[bytes]):
+        """The model's inputs for a batch of serialised Examples (float32 [B, H, W, C])."""
+        return self._preprocess(np.asarray(serialized, dtype=object), *self._constants)
+
+    def __call__(self, serialized: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
+        logits, pre_logits = self._infer(np.asarray(serialized, dtype=object), *self._constants)
+        return logits.numpy(), pre_logits.numpy()
+
+
+class KerasTeacherHandler(ModelHandler[bytes, PredictionResult, TeacherModel]):
+    """RunInference handler for a Keras 3 `model.keras` teacher over serialised Examples.
+
+    Each prediction's `inference` is (logits [L], pre_logits [D]) as float32 arrays;
+    its `example` is the input record unchanged.
+    """
+
+    def __init__(self, model_path: str, image_shape: Sequence[int], dataset: str, batch_size: int):
+        super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
+        from keras_components.data import normalization
+
+        self._model_path = str(model_path)
+        self._image_shape = tuple(int(d) for d in image_shape)
+        self._mean, self._std = normalization(dataset, self._image_shape[-1])
+
+    def load_model(self) -> TeacherModel:
+        return TeacherModel(load_keras_model(self._model_path), self._image_shape, self._mean, self._std)
+
+    def run_inference(
+        self, batch: Sequence[bytes], model: TeacherModel, inference_args: dict[str, Any] | None = None
+    ) -> Iterable[PredictionResult]:
+        logits, pre_logits = model(batch)
+        return [PredictionResult(x, (lg, pl)) for x, lg, pl in zip(batch, logits, pre_logits)]
+
+    def get_num_bytes(self, batch: Sequence[bytes]) -> int:
+        return sum(len(x) for x in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "export_logits"
+
+
+# ---------------------------------------------------------------- transforms
+def _png_shape(png: bytes) -> tuple[int, int, int] | None:
+    """(height, width, channels) from a PNG header, or None if it is not an 8-bit PNG."""
+    if len(png) < 33 or not png.startswith(_PNG_SIGNATURE) or png[12:16] != b"IHDR":
+        return None
+    width, height, bit_depth, colour_type = struct.unpack(">IIBB", png[16:26])
+    if bit_depth != 8 or colour_type not in _PNG_CHANNELS:
+        return None
+    return height, width, _PNG_CHANNELS[colour_type]
+
+
+class CheckRecord(beam.DoFn):
+    """Passes well-formed Examples on; the rest go to `dead_letter` as "id<TAB>reason"."""
+
+    def __init__(self, image_shape: Sequence[int]):
+        self._image_shape = tuple(int(d) for d in image_shape)
+        self._bad = Metrics.counter("export_logits", "dead_letter")
+
+    def process(self, record: bytes):
+        from tensorflow.core.example import example_pb2
+
+        example_id, reason = "?", None
+        try:
+            feature = example_pb2.Example.FromString(record).features.feature
+        except Exception:  # noqa: BLE001 - any undecodable record is a bad record
+            feature, reason = None, "not a serialised tf.train.Example"
+        if feature is not None:
+            if "id" in feature and feature["id"].bytes_list.value:
+                example_id = feature["id"].bytes_list.value[0].decode(errors="replace")
+            missing = [name for name in FEATURES if name not in feature]
+            if missing:
+                reason = f"missing feature {', '.join(missing)}"
+            else:
+                shape = _png_shape(
+                    feature["image"].bytes_list.value[0] if feature["image"].bytes_list.value else b""
+                )
+                if shape is None:
+                    reason = "image is not an 8-bit PNG"
+                elif shape != self._image_shape:
+                    reason = f"image shape {list(shape)} != {list(self._image_shape)}"
+        if reason is None:
+            yield record
+        else:
+            self._bad.inc()
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, f"{example_id}\t{reason}")
+
+
+def add_logits(result: PredictionResult) -> tuple[str, bytes]:
+    """The input Example plus `teacher_logits` and `pre_logits`, keyed by id."""
+    from tensorflow.core.example import example_pb2
+
+    example = example_pb2.Example.FromString(result.example)
+    logits, pre_logits = result.inference
+    feature = example.features.feature
+    feature["teacher_logits"].float_list.value[:] = np.asarray(logits, np.float32).tolist()
+    feature["pre_logits"].float_list.value[:] = np.asarray(pre_logits, np.float32).tolist()
+    example_id = feature["id"].bytes_list.value[0].decode()
+    return example_id, example.SerializeToString(deterministic=True)
+
+
+class ExportLogits(beam.PTransform):
+    """Serialised Examples -> (id, Example with teacher logits), plus a dead-letter output.
+
+    Returns a `DoOutputsTuple`-like dict: "examples" (id, serialised Example) and
+    "dead_letter" ("id<TAB>reason" strings).
+    """
+
+    def __init__(self, handler: KerasTeacherHandler, image_shape: Sequence[int]):
+        super().__init__()
+        self._handler, self._image_shape = handler, image_shape
+
+    def expand(self, records):
+        checked = records | "Check" >> beam.ParDo(CheckRecord(self._image_shape)).with_outputs(
+            DEAD_LETTER, main="valid"
+        )
+        examples = (
+            checked.valid
+            | "RunInference" >> RunInference(self._handler)
+            | "AddLogits" >> beam.Map(add_logits)
+        )
+        return {"examples": examples, DEAD_LETTER: checked[DEAD_LETTER]}
+
+
+class CountIds(beam.PTransform):
+    """(id, record) -> one dict {"records", "distinct_ids"}: what a lost or duplicated example changes."""
+
+    def expand(self, keyed):
+        ids = keyed | "Ids" >> beam.Keys()
+        total = ids | "CountAll" >> beam.combiners.Count.Globally()
+        distinct = ids | "Distinct" >> beam.Distinct() | "CountDistinct" >> beam.combiners.Count.Globally()
+        return total | "Counts" >> beam.Map(
+            lambda n, d: {"records": n, "distinct_ids": d}, beam.pvalue.AsSingleton(distinct)
+        )
+
+
+def _write_json(obj, path: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(json.dumps(obj).encode())
+
+
+def build_pipeline(p, *, files, handler, image_shape, out_dir, split, num_shards):
+    """Wires the job: TFRecords -> check -> RunInference -> TFRecords + counts + dead letters."""
+    reads = [p | f"Read-{i}" >> beam.io.ReadFromTFRecord(path) for i, path in enumerate(files)]
+    records = reads | "Inputs" >> beam.Flatten()
+    outputs = records | "Export" >> ExportLogits(handler, image_shape)
+    examples = outputs["examples"]
+    _ = (
+        examples
+        | "Serialised" >> beam.Values()
+        | "Write"
+        >> beam.io.WriteToTFRecord(
+            os.path.join(out_dir, split),
+            file_name_suffix=".tfrecord",
+            num_shards=num_shards,
+            shard_name_template="-SSSSS-of-NNNNN",
+        )
+    )
+    _ = (
+        examples
+        | "CountIds" >> CountIds()
+        | "WriteCounts" >> beam.Map(_write_json, os.path.join(out_dir, COUNTS_FILE))
+    )
+    _ = outputs[DEAD_LETTER] | "WriteDeadLetter" >> beam.io.WriteToText(
+        os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".txt", shard_name_template=""
+    )
+    return outputs
+
+
+# ---------------------------------------------------------------- launcher
+def export_section(config, split: str) -> dict:
+    """What determines the exported records besides the model and data (batch size does not)."""
+    section = to_plain(config.export)
+    section.pop("batch_size", None)  # changes how work is split, not what is written
+    return {"export": section, "split": split}
+
+
+def export_fingerprint(config, model_fp: str, data_fp: str, split: str) -> str:
+    """Fingerprint of an exported-logits artifact."""
+    return artifacts.fingerprint(
+        "export_logits", export_section(config, split), {"model": model_fp, "data": data_fp}
+    )
+
+
+def export_artifact_path(
+    config, workdir, model_dir, model_fp: str, data_fp: str, split: str = "train"
+) -> Path:
+    """`<workdir>/logits/<model dir name>-<split>-<fp10>`."""
+    fp = export_fingerprint(config, model_fp, data_fp, split)
+    return artifacts.artifact_dir(workdir, "logits", f"{Path(model_dir).name}-{split}", fp)
+
+
+def validate_config(config) -> None:
+    if config.export.batch_size < 1:
+        raise UserError(f"export.batch_size must be >= 1, got {config.export.batch_size}")
+    if config.export.num_shards < 1:
+        raise UserError(f"export.num_shards must be >= 1, got {config.export.num_shards}")
+
+
+def read_model_artifact(model_dir) -> tuple[dict, Path]:
+    """The model artifact's manifest and its `model.keras` path.
+
+    Raises:
+      UserError: the directory is missing, partial, corrupt or has no model.keras.
+    """
+    manifest = artifacts.read_manifest(model_dir, what="model artifact")
+    model_path = Path(model_dir) / MODEL_FILE
+    if not model_path.is_file():
+        raise UserError(f"model artifact {model_dir} has no {MODEL_FILE}")
+    return manifest, model_path
+
+
+def check_teacher(model_path: Path, num_classes: int, image_shape: Sequence[int]) -> int:
+    """Loads the teacher once on the launcher and checks it fits the data; returns the pre-logit width.
+
+    Raises:
+      UserError: the model does not load, lacks `pre_logits`/`logits` layers, has
+        an output width other than `num_classes` or an input shape other than
+        `image_shape`.
+    """
+    from keras_components.models import pre_logits_model
+
+    try:
+        model = load_keras_model(str(model_path))
+    except Exception as e:  # noqa: BLE001 - any load failure is a bad artifact
+        raise UserError(f"cannot load teacher {model_path}: {type(e).__name__}: {e}") from e
+    try:
+        logits, pre_logits = pre_logits_model(model).outputs
+    except ValueError as e:
+        raise UserError(f"teacher {model_path} has no layers named 'pre_logits' and 'logits': {e}") from e
+    width, input_shape = logits.shape[-1], tuple(model.input_shape[1:])
+    if width != num_classes:
+        raise UserError(
+            f"teacher {model_path} outputs {width} logits, but the data have {num_classes} classes"
+        )
+    if input_shape != tuple(image_shape):
+        raise UserError(
+            f"teacher {model_path} takes inputs of shape {list(input_shape)}, but the data's images are "
+            f"{list(image_shape)}"
+        )
+    return int(pre_logits.shape[-1])
+
+
+def export_stage(
+    config,
+    model_dir,
+    data_dir,
+    out_dir,
+    *,
+    split: str = "train",
+    force: bool = False,
+    beam_args: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Exports `split` of `data_dir` with the teacher in `model_dir` into `out_dir`; returns the manifest.
+
+    Raises:
+      UserError: missing or incomplete model or data artifact, a teacher that does
+        not fit the data, a complete `out_dir` without `force`, or examples lost,
+        duplicated or dead-lettered during the job (then no manifest is written).
+    """
+    from keras_components import data
+
+    validate_config(config)
+    model_manifest, model_path = read_model_artifact(model_dir)
+    data_manifest = data.read_data_manifest(data_dir)
+    files = data.split_files(data_dir, data_manifest, split)
+    num_classes = int(data_manifest["num_classes"])
+    image_shape = tuple(int(d) for d in data_manifest["image_shape"])
+    expected = int(data_manifest["splits"][split]["num_examples"])
+    pre_logits_dim = check_teacher(model_path, num_classes, image_shape)
+    fp = export_fingerprint(config, model_manifest["fingerprint"], data_manifest["fingerprint"], split)
+    log(f"export-logits: teacher {model_dir} on {expected} {split} examples of {data_dir} -> {out_dir}")
+
+    started = time.time()
+    out_dir = artifacts.prepare_output(out_dir, force=force)
+    handler = KerasTeacherHandler(
+        str(model_path), image_shape, str(data_manifest["dataset"]), config.export.batch_size
+    )
+    with beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
+        build_pipeline(
+            p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
+            num_shards=config.export.num_shards,
+        )  # fmt: skip
+    elapsed = time.time() - started
+
+    counts_path = out_dir / COUNTS_FILE
+    counts = (
+        json.loads(counts_path.read_text()) if counts_path.exists() else {"records": 0, "distinct_ids": 0}
+    )
+    counts_path.unlink(missing_ok=True)
+    dead_path = out_dir / f"{DEAD_LETTER}.txt"
+    dead = len(dead_path.read_text().splitlines()) if dead_path.exists() else 0
+    if dead_path.exists() and dead == 0:
+        dead_path.unlink()
+    if dead:
+        raise UserError(
+            f"{dead} of {expected} records could not be exported (see {dead_path}); no manifest written"
+        )
+    if counts["records"] != expected or counts["distinct_ids"] != expected:
+        raise UserError(
+            f"exported {counts['records']} records with {counts['distinct_ids']} distinct ids, but {data_dir} "
+            f"lists {expected} {split} examples; no manifest written"
+        )
+
+    splits = {
+        split: {
+            "files": sorted(f.name for f in out_dir.glob(f"{split}-*.tfrecord")),
+            "num_examples": expected,
+        }
+    }
+    manifest = artifacts.write_manifest(
+        out_dir,
+        stage="export_logits",
+        fingerprint=fp,
+        config=export_section(config, split),
+        inputs={
+            "model": artifacts.input_ref(model_dir, model_manifest),
+            "data": artifacts.input_ref(data_dir, data_manifest),
+        },
+        counts={split: expected, DEAD_LETTER: 0},
+        extra={
+            "dataset": data_manifest["dataset"],
+            "num_classes": num_classes,
+            "image_shape": list(image_shape),
+            "class_names": list(data_manifest.get("class_names", [])),
+            "splits": splits,
+            "teacher": artifacts.input_ref(model_dir, model_manifest),
+            "pre_logits_dim": pre_logits_dim,
+            "seconds": round(elapsed, 2),
+        },
+    )
+    log(
+        f"export-logits: wrote {expected} records in {elapsed:.1f} s ({expected / max(elapsed, 1e-9):.0f} examples/s)"
+    )
+    return manifest
+
+
+def run(argv=None) -> None:
+    parser = stage_parser("export-logits", __doc__.splitlines()[0])
+    parser.add_argument(
+        "--model", help="teacher model artifact; default: the model `smear train` makes for this config"
+    )
+    parser.add_argument("--split", default="train", help="split to export (default: train)")
+    args, config, beam_args = parse_stage_args(parser, argv, known_only=True, validate=validate_config)
+    from keras_components import data
+
+    data_dir = data_artifact_path(config, args.workdir)
+    if args.model:
+        model_dir = Path(args.model)
+        read_model_artifact(model_dir)  # a missing model is reported before anything else
+        data_manifest = data.read_data_manifest(data_dir)
+    else:
+        from pipeline.train import model_artifact_path
+
+        data_manifest = data.read_data_manifest(data_dir)
+        model_dir = model_artifact_path(config, args.workdir, data_manifest["fingerprint"])
+        if not artifacts.is_complete(model_dir):
+            raise UserError(
+                f"no trained model at {model_dir}; run `smear train` with this config or pass --model"
+            )
+    model_manifest, _ = read_model_artifact(model_dir)
+    out_dir = export_artifact_path(
+        config,
+        args.workdir,
+        model_dir,
+        model_manifest["fingerprint"],
+        data_manifest["fingerprint"],
+        args.split,
+    )
+    export_stage(
+        config, model_dir, data_dir, out_dir, split=args.split, force=args.force, beam_args=beam_args
+    )
+    print(f"export-logits: logits artifact {out_dir}")

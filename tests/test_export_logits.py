@@ -1,0 +1,218 @@
+"""The export-logits Beam job: logits equal model.predict, nothing lost, bad input."""
+
+import glob
+import json
+import os
+
+import apache_beam as beam
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from apache_beam.testing import test_pipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from beam_jobs import export_logits
+from beam_jobs.noisify import data_artifact_path
+from beam_jobs.tfrecords import encode_png, make_example
+from keras_components import data, models
+from pipeline import artifacts, cli
+from pipeline.config import load_config
+from pipeline.errors import UserError
+from tests.conftest import write_data_artifact
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+NUM_TRAIN = 70  # not a multiple of the batch size: the last batch is partial
+
+
+def make_model_artifact(directory, *, num_classes=10, image_shape=(28, 28, 1), seed=0):
+    """A tiny untrained ResNet-8 saved like `smear train` saves a teacher."""
+    keras.utils.set_random_seed(seed)
+    model = models.cifar_resnet(8, num_classes, image_shape, width=4)
+    for layer in model.layers:  # non-trivial batch-norm statistics, so inference differs from training mode
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(np.random.default_rng(seed).normal(0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(np.full(layer.moving_variance.shape, 1.5))
+    os.makedirs(directory, exist_ok=True)
+    model.save(os.path.join(directory, "model.keras"))
+    description = {"num_classes": num_classes, "image_shape": list(image_shape), "seed": seed}
+    artifacts.write_manifest(
+        directory, stage="train", fingerprint=artifacts.fingerprint("train", description), config=description,
+        extra={"num_classes": num_classes, "image_shape": list(image_shape)},
+    )  # fmt: skip
+    return model
+
+
+def config(*overrides):
+    return load_config(f"{QUICKSTART}:smoke", ["export.batch_size=16", "export.num_shards=3", *overrides])
+
+
+def read_records(directory, split="train"):
+    out = {}
+    for path in sorted(glob.glob(os.path.join(directory, f"{split}-*.tfrecord"))):
+        for raw in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            feature = tf.train.Example.FromString(raw).features.feature
+            out[feature["id"].bytes_list.value[0].decode()] = feature
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    data_dir = write_data_artifact(root, dataset="fashion_mnist", num_train=NUM_TRAIN, num_test=8)
+    model = make_model_artifact(root / "models" / "teacher")
+    out = root / "logits" / "one-worker"
+    manifest = export_logits.export_stage(
+        config(), root / "models" / "teacher", data_dir, out, log=lambda _: None
+    )
+    return {"root": root, "data": data_dir, "model": model, "out": out, "manifest": manifest}
+
+
+def test_logits_equal_model_predict_on_the_evaluation_inputs(exported):
+    # The reference inputs come from keras_components.data's evaluation pipeline, not from the job's code.
+    batches = data.make_dataset(
+        exported["data"], "train", batch_size=32, training=False, num_classes=10, include_metadata=True
+    )
+    ids, images = [], []
+    for batch in batches:
+        ids += [i.decode() for i in batch["id"].numpy()]
+        images.append(batch["image"].numpy())
+    images = np.concatenate(images)
+    logits, pre_logits = models.pre_logits_model(exported["model"]).predict(images, verbose=0)
+    records = read_records(exported["out"])
+    assert sorted(records) == sorted(ids) and len(records) == NUM_TRAIN
+    for i, example_id in enumerate(ids):
+        np.testing.assert_allclose(
+            records[example_id]["teacher_logits"].float_list.value, logits[i], atol=1e-5
+        )
+        np.testing.assert_allclose(
+            records[example_id]["pre_logits"].float_list.value, pre_logits[i], atol=1e-5
+        )
+    assert np.std(logits) > 0.1  # the comparison is not between near-constant vectors
+
+
+def test_preprocessing_is_exactly_the_evaluation_pipelines(exported):
+    raw = {}
+    for path in glob.glob(os.path.join(exported["data"], "train-*.tfrecord")):
+        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+            raw[tf.train.Example.FromString(record).features.feature["id"].bytes_list.value[0]] = record
+    batch = next(iter(data.make_dataset(exported["data"], "train", batch_size=24, training=False, num_classes=10,
+                                        include_metadata=True)))  # fmt: skip
+    teacher = export_logits.TeacherModel(
+        exported["model"], (28, 28, 1), *data.normalization("fashion_mnist", 1)
+    )
+    ours = teacher.preprocess([raw[i] for i in batch["id"].numpy()]).numpy()
+    np.testing.assert_array_equal(ours, batch["image"].numpy())  # bit for bit
+    assert abs(float(ours.mean())) < 1.0 < float(ours.max())  # normalised, not merely scaled to [0, 1]
+
+
+def test_every_original_feature_is_kept_and_the_manifest_matches(exported):
+    originals = read_records(exported["data"])
+    records = read_records(exported["out"])
+    assert sorted(records) == sorted(originals)
+    for example_id, feature in records.items():
+        for name in ("id", "image", "label", "clean_label", "is_noisy"):
+            assert feature[name] == originals[example_id][name]
+    m = exported["manifest"]
+    assert artifacts.read_manifest(exported["out"]) == m
+    assert m["splits"]["train"]["num_examples"] == NUM_TRAIN and m["counts"]["train"] == NUM_TRAIN
+    assert len(m["splits"]["train"]["files"]) == 3
+    assert (
+        m["teacher"]["fingerprint"]
+        == artifacts.read_manifest(exported["root"] / "models" / "teacher")["fingerprint"]
+    )
+    for key in ("dataset", "num_classes", "image_shape", "class_names"):
+        assert m[key] == artifacts.read_manifest(exported["data"])[key]
+    assert m["pre_logits_dim"] == 16
+    # A student reads it with keras_components.data.
+    batch = next(iter(data.make_dataset(exported["out"], "train", batch_size=8, training=False, num_classes=10,
+                                        with_teacher_logits=True)))  # fmt: skip
+    assert batch[1].shape == (8, 10)
+
+
+def test_two_worker_direct_runner_gives_the_same_records(exported):
+    out = exported["root"] / "logits" / "two-workers"
+    export_logits.export_stage(
+        config("export.num_shards=2"), exported["root"] / "models" / "teacher", exported["data"], out,
+        beam_args=["--direct_num_workers=2", "--direct_running_mode=multi_processing"], log=lambda _: None,
+    )  # fmt: skip
+    one, two = read_records(exported["out"]), read_records(out)
+    assert sorted(one) == sorted(two) and len(two) == NUM_TRAIN
+    for example_id, feature in one.items():
+        assert two[example_id]["image"] == feature["image"]
+        np.testing.assert_allclose(
+            two[example_id]["teacher_logits"].float_list.value,
+            feature["teacher_logits"].float_list.value,
+            atol=1e-5,
+        )
+
+
+def test_bad_records_go_to_the_dead_letter_output():
+    png = encode_png(np.zeros((28, 28, 1), np.uint8))
+    good = make_example("d/train/0", png, 1, 1)
+    wrong_shape = make_example("d/train/1", encode_png(np.zeros((32, 32, 3), np.uint8)), 1, 1)
+    not_png = make_example("d/train/2", b"GIF89a", 1, 1)
+    missing = tf.train.Example(
+        features=tf.train.Features(
+            feature={"id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"d/train/3"]))}
+        )
+    ).SerializeToString()
+    with test_pipeline.TestPipeline() as p:
+        out = (
+            p
+            | beam.Create([good, wrong_shape, not_png, missing, b"\xff\x00garbage"])
+            | beam.ParDo(export_logits.CheckRecord((28, 28, 1))).with_outputs("dead_letter", main="valid")
+        )
+        assert_that(out.valid, equal_to([good]), label="valid")
+        assert_that(
+            out.dead_letter | beam.Map(lambda s: s.split("\t")[0]),
+            equal_to(["d/train/1", "d/train/2", "d/train/3", "?"]),
+            label="dead",
+        )
+
+
+def test_count_mismatch_is_an_error_and_writes_no_manifest(tmp_path):
+    data_dir = write_data_artifact(tmp_path, num_train=20, num_test=4, num_shards=1)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    manifest["splits"]["train"]["num_examples"] = 21  # one example "lost" between noisify and export
+    (data_dir / "manifest.json").write_text(json.dumps(manifest))
+    make_model_artifact(tmp_path / "teacher")
+    out = tmp_path / "out"
+    with pytest.raises(UserError, match="exported 20 records with 20 distinct ids.*lists 21"):
+        export_logits.export_stage(config(), tmp_path / "teacher", data_dir, out, log=lambda _: None)
+    assert not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"num_classes": 5}, "outputs 5 logits, but the data have 10 classes"),
+     ({"image_shape": (32, 32, 3)}, "inputs of shape [32, 32, 3], but the data's images are [28, 28, 1]")],
+)  # fmt: skip
+def test_a_teacher_that_does_not_fit_the_data_is_refused(tmp_path, kwargs, message):
+    data_dir = write_data_artifact(tmp_path, num_train=4, num_test=4, num_shards=1)
+    make_model_artifact(tmp_path / "teacher", **kwargs)
+    with pytest.raises(UserError) as e:
+        export_logits.export_stage(
+            config(), tmp_path / "teacher", data_dir, tmp_path / "out", log=lambda _: None
+        )
+    assert message in str(e.value)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("model_flag", [True, False])
+def test_cli_missing_model_is_one_line_exit_2(tmp_path, capsys, model_flag):
+    workdir = tmp_path / "work"
+    cfg = load_config(f"{QUICKSTART}:smoke")
+    write_data_artifact(
+        workdir, num_train=4, num_test=4, num_shards=1, directory=data_artifact_path(cfg, workdir)
+    )
+    args = ["export-logits", "--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir)]
+    if model_flag:
+        args += ["--model", str(workdir / "models" / "nowhere")]
+    (workdir / "models").mkdir()
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert ("model artifact not found" if model_flag else "no trained model at") in err[0]
+    assert not glob.glob(str(workdir / "logits" / "*" / "manifest.json"))
