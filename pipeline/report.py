@@ -1,0 +1,767 @@
+"""Aggregate evaluations into the paper's tables and figures.
+
+    smear report --config configs/quickstart.py --workdir W [--force]
+
+Reads every complete evaluation (`smear evaluate`) and writes
+`<workdir>/report/<config name>-<fp10>/` with
+
+- `report.md`: per experimental setting (data and noise, architecture,
+  training schedule) the tables of the paper: test accuracy with the best alpha
+  per method (Table 7 layout) and per alpha (Table 2 layout), the train accuracy
+  breakdown (Table 3), ECE (Table 4), distilled students (Table 5), and tables
+  of every teacher and student;
+- `tables/*.csv`: the same tables, cell for cell, plus `summary.csv` with the
+  unformatted mean, standard deviation and count of every metric;
+- `figures/`: test accuracy against alpha (Figure 2), student accuracy against
+  the teacher's alpha (Figure 6) and, per model, the reliability diagram,
+  logit-gap densities and pre-logit projection of one representative seed
+  (the smallest);
+- `tensorboard/`: a TensorBoard HParams summary with one run per evaluation.
+
+Numbers over seeds are mean ± sample standard deviation (ddof = 1). A cell with
+one seed shows "± —" (no standard deviation; the figures draw it with zero
+spread). Accuracies are in percent with 2 decimals, ECE and NLL with 3.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+from pipeline import artifacts
+from pipeline.cli_common import parse_stage_args, stage_parser
+from pipeline.config import to_plain
+from pipeline.errors import UserError
+
+METHOD_ORDER = ("ce", "ls", "fc", "bc")
+ALPHA_METHODS = (("ls", "LS"), ("fc", "FC (smoothing T)"), ("bc", "BC (smoothing T)"))
+TABLE3_ROWS = (
+    ("full_true", "full train set, true labels"),
+    ("clean_true", "clean part, true labels"),
+    ("noisy_true", "noisy part, true labels"),
+    ("noisy_noisy", "noisy part, noisy labels"),
+)
+PER_MODEL_PLOTS = (
+    ("reliability", "reliability"),
+    ("logit_gaps_noisy_part", "logit gaps, mislabelled"),
+    ("logit_gaps_all", "logit gaps, all"),
+    ("projection", "pre-logit projection"),
+)
+DIGITS = {"accuracy": 2, "ece": 3, "nll": 3}
+NO_STD = "—"  # one seed: the standard deviation is undefined
+MISSING = "—"
+
+
+# ---------------------------------------------------------------- fingerprint
+def report_section(config: ml_collections.ConfigDict) -> dict:
+    return to_plain(config.report) if "report" in config else {}
+
+
+def report_fingerprint(config: ml_collections.ConfigDict, eval_fps: Iterable[str]) -> str:
+    """Fingerprint of a report: its config section and the set of evaluation fingerprints."""
+    inputs = {f"eval{i:05d}": fp for i, fp in enumerate(sorted(eval_fps))}
+    return artifacts.fingerprint("report", report_section(config), inputs)
+
+
+# ---------------------------------------------------------------- statistics
+class Stat:
+    """Mean, sample standard deviation (None for one value) and count of a list of values."""
+
+    def __init__(self, values: Sequence[float]):
+        values = [float(v) for v in values if v is not None]
+        self.n = len(values)
+        self.mean = float(np.mean(values)) if values else None
+        self.std = float(np.std(values, ddof=1)) if self.n >= 2 else None
+
+    def format(self, digits: int) -> str:
+        if self.n == 0:
+            return MISSING
+        std = NO_STD if self.std is None else f"{self.std:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {std}"
+
+    def band(self) -> tuple[float, float]:
+        return self.mean, (self.std or 0.0)
+
+
+def _alpha_text(alpha: float | None) -> str:
+    return "?" if alpha is None else f"{alpha:g}"
+
+
+def _key_alpha(alpha: Any) -> float | None:
+    return None if alpha is None else round(float(alpha), 6)
+
+
+# ---------------------------------------------------------------- loading
+class Evaluation:
+    """One evaluation artifact: its description, metrics and where its figures are."""
+
+    def __init__(self, path: Path, manifest: dict, metrics: dict):
+        self.path, self.manifest, self.metrics = path, manifest, metrics
+        d = metrics.get("description") or {}
+        for key in ("role", "method", "alpha", "seed"):
+            if key not in d:
+                raise UserError(f"evaluation {path}: metrics.json description has no {key!r}")
+        self.role = d["role"]
+        self.seed = int(d["seed"])
+        self.method = d["method"]
+        self.transition = d.get("transition", "smoothing") if self.method in ("fc", "bc") else "smoothing"
+        self.alpha = 0.0 if self.method == "ce" or self.transition == "estimated" else _key_alpha(d["alpha"])
+        if self.role == "student":
+            teacher_method = d.get("teacher_method", "unknown")
+            teacher_transition = d.get("teacher_transition", "smoothing")
+            if teacher_method not in ("fc", "bc"):
+                teacher_transition = "smoothing"
+            teacher_alpha = d.get("teacher_alpha")
+            if teacher_method == "ce" or teacher_transition == "estimated":
+                teacher_alpha = 0.0
+            student_method = d.get("student_method", self.method)
+            student_alpha = 0.0 if student_method == "ce" else _key_alpha(d.get("student_alpha", self.alpha))
+            self.key = (
+                "student", teacher_method, teacher_transition, _key_alpha(teacher_alpha),
+                student_method, student_alpha, float(d.get("temperature", 1.0)),
+            )  # fmt: skip
+        else:
+            self.key = ("teacher", self.method, self.transition, self.alpha)
+        setting = metrics.get("setting") or {}
+        self.setting = tuple(sorted((str(k), str(v)) for k, v in setting.items()))
+        self.created = str(manifest.get("created", ""))
+
+    def value(self, *path: str) -> float | None:
+        node: Any = self.metrics
+        for part in path:
+            if not isinstance(node, Mapping) or part not in node:
+                return None
+            node = node[part]
+        return None if node is None else float(node)
+
+
+def load_evaluation(path: str | os.PathLike) -> Evaluation:
+    """Reads a complete evaluation artifact (manifest verified) and its metrics.json."""
+    path = Path(path)
+    manifest = artifacts.read_manifest(path, what="evaluation")
+    if manifest.get("stage") != "evaluate":
+        raise UserError(f"{path} is a {manifest.get('stage')!r} artifact, not an evaluation")
+    try:
+        metrics = json.loads((path / "metrics.json").read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(f"evaluation {path}: cannot read metrics.json: {e}") from e
+    return Evaluation(path, manifest, metrics)
+
+
+def find_evaluations(workdir: str | os.PathLike, log: Callable[[str], None] = print) -> list[Path]:
+    """Every complete evaluation directory under `<workdir>/eval/`, sorted by name."""
+    root = Path(workdir) / "eval"
+    if not root.is_dir():
+        raise UserError(f"no evaluations: {root} does not exist; run `smear evaluate` first")
+    found = []
+    for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if artifacts.is_complete(path):
+            found.append(path)
+        else:
+            log(f"report: skipping incomplete evaluation {path}")
+    if not found:
+        raise UserError(f"no complete evaluation under {root}")
+    return found
+
+
+# ---------------------------------------------------------------- tables
+class Table:
+    """A titled table; rendered as Markdown and as CSV rows."""
+
+    def __init__(self, name: str, title: str, header: list[str], rows: list[list[str]], note: str = ""):
+        self.name, self.title, self.header, self.rows, self.note = name, title, header, rows, note
+
+    def markdown(self) -> list[str]:
+        lines = [
+            f"### {self.title}",
+            "",
+            "| " + " | ".join(self.header) + " |",
+            "|" + "---|" * len(self.header),
+        ]
+        lines += ["| " + " | ".join(row) + " |" for row in self.rows]
+        if self.note:
+            lines += ["", self.note]
+        return lines + [""]
+
+
+class Setting:
+    """The evaluations of one experimental setting, grouped by model configuration over seeds."""
+
+    def __init__(self, index: int, setting: tuple, evaluations: list[Evaluation]):
+        self.index, self.setting = index, dict(setting)
+        self.groups: dict[tuple, list[Evaluation]] = defaultdict(list)
+        for evaluation in evaluations:
+            self.groups[evaluation.key].append(evaluation)
+        for runs in self.groups.values():
+            runs.sort(key=lambda e: e.seed)
+
+    @property
+    def title(self) -> str:
+        s = self.setting
+        parts = [s.get("data", ""), s.get("model", "")]
+        text = "; ".join(p for p in parts if p) or "evaluations"
+        ids = [f"{k} {s[k + '_fingerprint']}" for k in ("data", "training") if s.get(k + "_fingerprint")]
+        if ids:
+            text += f" ({', '.join(ids)})"
+        return text
+
+    @property
+    def short_title(self) -> str:
+        return self.setting.get("data") or f"setting {self.index}"
+
+    def suffix(self) -> str:
+        return "" if self.index == 1 else f"-{self.index}"
+
+    # -- look-ups
+    def stat(self, key: tuple, *path: str) -> Stat:
+        return Stat([e.value(*path) for e in self.groups.get(key, [])])
+
+    def teacher_alphas(self, method: str) -> list[float]:
+        return sorted(
+            {k[3] for k in self.groups if k[:3] == ("teacher", method, "smoothing") and k[3] is not None}
+        )
+
+    def has(self, key: tuple) -> bool:
+        return key in self.groups
+
+    def alpha_cell(self, method: str, alpha: float, *path: str) -> tuple[Stat, bool]:
+        """(stat, from_baseline): the method's own runs at alpha, else at alpha 0 the CE baseline."""
+        own = ("teacher", method, "smoothing", alpha)
+        if own in self.groups:
+            return self.stat(own, *path), False
+        if alpha == 0.0 and self.has(("teacher", "ce", "smoothing", 0.0)):
+            return self.stat(("teacher", "ce", "smoothing", 0.0), *path), True
+        return Stat([]), False
+
+    def alpha_methods(self) -> list[tuple[str, str]]:
+        return [(m, name) for m, name in ALPHA_METHODS if self.teacher_alphas(m)]
+
+    def alpha_columns(self) -> list[float]:
+        alphas = {a for m, _ in self.alpha_methods() for a in self.teacher_alphas(m)}
+        if self.has(("teacher", "ce", "smoothing", 0.0)):
+            alphas.add(0.0)
+        return sorted(alphas)
+
+
+def _cell(stat: Stat, digits: int, baseline: bool = False, alpha: float | None = None) -> str:
+    text = stat.format(digits)
+    if stat.n and baseline:
+        text += " (CE)"
+    if stat.n and alpha is not None:
+        text += f" (α = {_alpha_text(alpha)})"
+    return text
+
+
+def _best_alpha(
+    setting: Setting, key_prefix: tuple, alphas: Iterable[float], *path: str
+) -> tuple[float, Stat] | None:
+    """The alpha with the highest mean (the smaller alpha on ties)."""
+    best = None
+    for alpha in sorted(alphas):
+        stat = setting.stat((*key_prefix, alpha), *path)
+        if stat.n and (best is None or stat.mean > best[1].mean):
+            best = (alpha, stat)
+    return best
+
+
+def table7(setting: Setting) -> Table | None:
+    header, row = [], []
+    ce = ("teacher", "ce", "smoothing", 0.0)
+    if setting.has(ce):
+        header.append("Baseline (CE)")
+        row.append(_cell(setting.stat(ce, "test", "accuracy"), 2))
+    for method, name in setting.alpha_methods():
+        best = _best_alpha(
+            setting, ("teacher", method, "smoothing"), setting.teacher_alphas(method), "test", "accuracy"
+        )
+        header.append(name)
+        row.append(_cell(best[1], 2, alpha=best[0]))
+    for method in ("fc", "bc"):
+        key = ("teacher", method, "estimated", 0.0)
+        if setting.has(key):
+            header.append(f"{method.upper()} (estimated T)")
+            row.append(_cell(setting.stat(key, "test", "accuracy"), 2))
+    if not header:
+        return None
+    return Table("table7", "Test accuracy (%), best α per method (Table 7 layout)", header, [row])
+
+
+def table2(setting: Setting) -> Table | None:
+    methods, alphas = setting.alpha_methods(), setting.alpha_columns()
+    if not methods:
+        return None
+    rows = []
+    for method, name in methods:
+        row = [name]
+        for alpha in alphas:
+            stat, from_baseline = setting.alpha_cell(method, alpha, "test", "accuracy")
+            row.append(_cell(stat, 2, baseline=from_baseline))
+        rows.append(row)
+    header = ["method"] + [f"α = {_alpha_text(a)}" for a in alphas]
+    return Table("table2", "Test accuracy (%) by α (Table 2 layout)", header, rows)
+
+
+def table3(setting: Setting) -> list[Table]:
+    tables = []
+    alphas_all = setting.alpha_columns()
+    for method, name in setting.alpha_methods():
+        alphas = [a for a in alphas_all if a in setting.teacher_alphas(method) or a == 0.0]
+        rows = []
+        for field, label in TABLE3_ROWS:
+            row = [label]
+            for alpha in alphas:
+                stat, from_baseline = setting.alpha_cell(method, alpha, "train", "accuracy", field)
+                row.append(_cell(stat, 2, baseline=from_baseline))
+            rows.append(row)
+        header = [name] + [f"α = {_alpha_text(a)}" for a in alphas]
+        title = f"Train accuracy (%) on the noisy training split, {name} (Table 3 layout)"
+        tables.append(Table(f"table3_{method}", title, header, rows))
+    return tables
+
+
+def table4(setting: Setting) -> Table | None:
+    methods, alphas = setting.alpha_methods(), setting.alpha_columns()
+    if not methods:
+        return None
+    rows = []
+    for alpha in alphas:
+        row = [_alpha_text(alpha)]
+        for method, _ in methods:
+            stat, from_baseline = setting.alpha_cell(method, alpha, "test", "ece")
+            row.append(_cell(stat, 3, baseline=from_baseline))
+        rows.append(row)
+    header = ["α"] + [name for _, name in methods]
+    return Table("table4", "Test ECE (Table 4 layout)", header, rows)
+
+
+def _students(setting: Setting) -> list[tuple]:
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+
+    def sort_key(key):
+        _, tm, tt, ta, sm, sa, temperature = key
+        return (temperature, order.get(tm, 9), tt, ta or 0.0, order.get(sm, 9), sa or 0.0)
+
+    return sorted((k for k in setting.groups if k[0] == "student"), key=sort_key)
+
+
+def _table5_cell(
+    setting: Setting, students: list[tuple], temperature: float, teacher: str, student: str
+) -> str:
+    """One Table 5 cell: students of (teacher method, student method) at `temperature`, best alpha."""
+    keys = [
+        k for k in students
+        if k[6] == temperature and k[1] == teacher and k[2] == "smoothing" and k[4] == student
+    ]  # fmt: skip
+    if teacher == "ce" and student == "ce":
+        return _cell(setting.stat(keys[0], "test", "accuracy"), 2) if keys else MISSING
+    vary = 3 if student == "ce" else 5  # which alpha is tuned: the teacher's or the student's
+    found = None
+    for key in sorted((k for k in keys if (k[vary] or 0.0) > 0), key=lambda k: k[vary]):
+        stat = setting.stat(key, "test", "accuracy")
+        if stat.n and (found is None or stat.mean > found[1].mean):
+            found = (key[vary], stat)
+    return _cell(found[1], 2, alpha=found[0]) if found else MISSING
+
+
+def table5(setting: Setting) -> Table | None:
+    students = _students(setting)
+    if not students:
+        return None
+    columns = (("ce", "ce"), ("ls", "ce"), ("ce", "ls"), ("fc", "ce"), ("ce", "fc"))
+    rows = [
+        [f"{t:g}", *(_table5_cell(setting, students, t, teacher, student) for teacher, student in columns)]
+        for t in sorted({k[6] for k in students})
+    ]
+    header = ["temperature", "vanilla teacher", "LS teacher", "LS student", "FC teacher", "FC student"]
+    note = (
+        "Vanilla: CE teacher, CE student. LS / FC teacher: the teacher trained with LS / FC (best α), "
+        "CE student. LS / FC student: CE teacher, the student's soft targets smoothed / forward-corrected (best α)."
+    )
+    return Table("table5", "Distilled students: test accuracy (%) (Table 5 layout)", header, rows, note)
+
+
+def _method_name(method: str, transition: str, alpha: float | None) -> str:
+    if method == "ce":
+        return "CE"
+    if transition == "estimated":
+        return f"{method.upper()} (estimated T)"
+    if method == "unknown":
+        return "unknown"
+    return f"{method.upper()} α = {_alpha_text(alpha)}"
+
+
+def _metric_cells(setting: Setting, key: tuple) -> list[str]:
+    runs = setting.groups[key]
+    return [
+        str(len(runs)),
+        _cell(setting.stat(key, "test", "accuracy"), 2),
+        _cell(setting.stat(key, "test", "nll"), 3),
+        _cell(setting.stat(key, "test", "ece"), 3),
+    ]
+
+
+def teachers_table(setting: Setting) -> Table | None:
+    order = {m: i for i, m in enumerate(METHOD_ORDER)}
+    keys = sorted(
+        (k for k in setting.groups if k[0] == "teacher"), key=lambda k: (order.get(k[1], 9), k[2], k[3])
+    )
+    if not keys:
+        return None
+    rows = []
+    for key in keys:
+        _, method, transition, alpha = key
+        name = {"ce": "Baseline (CE)"}.get(method, dict(ALPHA_METHODS).get(method, method.upper()))
+        if transition == "estimated":
+            name = f"{method.upper()} (estimated T)"
+        rows.append(
+            [name, "—" if transition == "estimated" else _alpha_text(alpha), *_metric_cells(setting, key)]
+        )
+    header = ["method", "α", "seeds", "test accuracy (%)", "test NLL", "test ECE"]
+    return Table("teachers", "All teachers", header, rows)
+
+
+def students_table(setting: Setting) -> Table | None:
+    keys = _students(setting)
+    if not keys:
+        return None
+    rows = []
+    for key in keys:
+        _, tm, tt, ta, sm, sa, temperature = key
+        rows.append([_method_name(tm, tt, ta), _method_name(sm, "smoothing", sa), f"{temperature:g}",
+                     *_metric_cells(setting, key)])  # fmt: skip
+    header = ["teacher", "student", "temperature", "seeds", "test accuracy (%)", "test NLL", "test ECE"]
+    return Table("students", "All students", header, rows)
+
+
+# ---------------------------------------------------------------- figures
+def _figure_series(setting: Setting) -> tuple[dict, tuple[float, float] | None]:
+    series = {}
+    for method, name in setting.alpha_methods():
+        points = [(a, *setting.alpha_cell(method, a, "test", "accuracy")) for a in setting.alpha_columns()]
+        points = [(a, s) for a, s, _ in points if s.n]
+        series[name] = {
+            "alpha": [a for a, _ in points],
+            "mean": [s.mean for _, s in points],
+            "std": [s.band()[1] for _, s in points],
+        }
+    ce = setting.stat(("teacher", "ce", "smoothing", 0.0), "test", "accuracy")
+    return series, (ce.band() if ce.n else None)
+
+
+def _student_series(setting: Setting) -> dict:
+    """Teacher method x temperature -> CE-student accuracy against the teacher's alpha (0 = vanilla teacher)."""
+    students = _students(setting)
+    temperatures = sorted({k[6] for k in students})
+    series = {}
+    for method, _ in ALPHA_METHODS:
+        for temperature in temperatures:
+            points = {}
+            vanilla = ("student", "ce", "smoothing", 0.0, "ce", 0.0, temperature)
+            if vanilla in setting.groups:
+                points[0.0] = setting.stat(vanilla, "test", "accuracy")
+            for key in students:
+                if key[1:3] == (method, "smoothing") and key[4] == "ce" and key[6] == temperature:
+                    points[key[3]] = setting.stat(key, "test", "accuracy")
+            points = {a: s for a, s in points.items() if a is not None and s.n}
+            if len(points) >= 2 and any(a > 0 for a in points):
+                name = f"{method.upper()} teacher" + (
+                    f", temperature {temperature:g}" if len(temperatures) > 1 else ""
+                )
+                alphas = sorted(points)
+                series[name] = {
+                    "alpha": alphas,
+                    "mean": [points[a].mean for a in alphas],
+                    "std": [points[a].band()[1] for a in alphas],
+                }
+    return series
+
+
+def _copy_model_figures(setting: Setting, out_dir: Path) -> list[list[str]]:
+    """Copies each model configuration's figures of its smallest seed; returns table rows."""
+    rows = []
+    for _, runs in sorted(setting.groups.items(), key=lambda item: str(item[0])):
+        run = runs[0]
+        plots = run.metrics.get("plots") or {}
+        cells, found = [], False
+        for plot_key, _ in PER_MODEL_PLOTS:
+            rel = plots.get(plot_key)
+            source = run.path / rel if rel else None
+            if source is None or not source.is_file():
+                cells.append(MISSING)
+                continue
+            target = out_dir / "figures" / "models" / run.path.name / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            svg = source.with_suffix(".svg")
+            if svg.is_file():
+                shutil.copyfile(svg, target.with_suffix(".svg"))
+            rel_target = target.relative_to(out_dir).as_posix()
+            cells.append(f"[png]({rel_target})")
+            found = True
+        if found:
+            rows.append([run.path.name, str(run.seed), *cells])
+    return rows
+
+
+# ---------------------------------------------------------------- TensorBoard HParams
+def _write_hparams(out_dir: Path, evaluations: list[Evaluation]) -> None:
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import api as hp
+
+    def teacher(e: Evaluation) -> str:
+        if e.role != "student":
+            return "none"
+        _, tm, tt, ta, _, _, temperature = e.key
+        return f"{_method_name(tm, tt, ta)}, temperature {temperature:g}"
+
+    def transition(e: Evaluation) -> str:
+        return e.transition
+
+    domains = {
+        "role": hp.HParam("role", hp.Discrete(sorted({e.role for e in evaluations}))),
+        "method": hp.HParam("method", hp.Discrete(sorted({e.method for e in evaluations}))),
+        "alpha": hp.HParam("alpha", hp.Discrete(sorted({float(e.alpha or 0.0) for e in evaluations}))),
+        "seed": hp.HParam("seed", hp.Discrete(sorted({e.seed for e in evaluations}))),
+        "transition": hp.HParam("transition", hp.Discrete(sorted({transition(e) for e in evaluations}))),
+        "teacher": hp.HParam("teacher", hp.Discrete(sorted({teacher(e) for e in evaluations}))),
+    }
+    metrics = [
+        hp.Metric("test/accuracy", display_name="test accuracy (%)"),
+        hp.Metric("test/ece", display_name="test ECE"),
+        hp.Metric("test/nll", display_name="test NLL"),
+    ]
+    root = out_dir / "tensorboard"
+    writer = tf.summary.create_file_writer(str(root))
+    with writer.as_default():
+        hp.hparams_config(hparams=list(domains.values()), metrics=metrics)
+    writer.close()
+    for e in evaluations:
+        values = {
+            domains["role"]: e.role,
+            domains["method"]: e.method,
+            domains["alpha"]: float(e.alpha or 0.0),
+            domains["seed"]: e.seed,
+            domains["transition"]: transition(e),
+            domains["teacher"]: teacher(e),
+        }
+        writer = tf.summary.create_file_writer(str(root / e.path.name))
+        with writer.as_default():
+            hp.hparams(values, trial_id=e.path.name)
+            for name, path in (("test/accuracy", ("test", "accuracy")), ("test/ece", ("test", "ece")),
+                               ("test/nll", ("test", "nll"))):  # fmt: skip
+                value = e.value(*path)
+                if value is not None:
+                    tf.summary.scalar(name, value, step=0)
+        writer.close()
+
+
+# ---------------------------------------------------------------- the stage
+def _deduplicate(
+    evaluations: list[Evaluation], log: Callable[[str], None]
+) -> tuple[list[Evaluation], list[str]]:
+    """Keeps the newest evaluation of each (setting, model configuration, seed)."""
+    newest: dict[tuple, Evaluation] = {}
+    dropped = []
+    for e in sorted(evaluations, key=lambda e: (e.created, e.path.name)):
+        slot = (e.setting, e.key, e.seed)
+        if slot in newest:
+            dropped.append(newest[slot].path.name)
+            log(
+                f"report: {newest[slot].path.name} is superseded by the newer {e.path.name} (same model and seed)"
+            )
+        newest[slot] = e
+    return sorted(newest.values(), key=lambda e: e.path.name), sorted(dropped)
+
+
+def _csv_text(header: list[str], rows: list[list[str]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _summary_rows(settings: list[Setting]) -> list[list[str]]:
+    rows = []
+    metrics = [
+        ("test/accuracy", ("test", "accuracy")),
+        ("test/nll", ("test", "nll")),
+        ("test/ece", ("test", "ece")),
+    ]
+    metrics += [(f"train/accuracy_{f}", ("train", "accuracy", f)) for f, _ in TABLE3_ROWS]
+    for setting in settings:
+        for key in sorted(setting.groups, key=str):
+            if key[0] == "teacher":
+                fields = ["teacher", key[1], key[2], key[3], "", "", "", "", ""]
+            else:
+                fields = ["student", key[4], "", key[5], key[1], key[2], key[3], key[5], key[6]]
+            seeds = " ".join(str(e.seed) for e in setting.groups[key])
+            for name, path in metrics:
+                stat = setting.stat(key, *path)
+                if stat.n:
+                    std = "" if stat.std is None else repr(stat.std)
+                    rows.append([setting.title, *map(lambda x: "" if x is None else str(x), fields), seeds, name,
+                                 str(stat.n), repr(stat.mean), std])  # fmt: skip
+    return rows
+
+
+def render_report(
+    evaluations: list[Evaluation], out_dir: Path, *, dropped: Sequence[str] = ()
+) -> tuple[str, dict[str, str]]:
+    """The Markdown report and the CSV files (name -> text); draws the figures into out_dir/figures."""
+    from pipeline import plots
+
+    by_setting: dict[tuple, list[Evaluation]] = defaultdict(list)
+    for e in evaluations:
+        by_setting[e.setting].append(e)
+    settings = [Setting(i, s, by_setting[s]) for i, s in enumerate(sorted(by_setting), start=1)]
+    teachers = sum(e.role == "teacher" for e in evaluations)
+    lines = [
+        "# Report: does label smoothing mitigate label noise?",
+        "",
+        f"{len(evaluations)} evaluations ({teachers} teachers, {len(evaluations) - teachers} students) "
+        f"in {len(settings)} setting{'s' if len(settings) != 1 else ''}.",
+        "",
+        'Cells are mean ± sample standard deviation (ddof = 1) over seeds; "± —" marks a single seed '
+        "(no standard deviation; the figures draw it with zero spread). Accuracies in %, NLL in nats, "
+        'ECE as a fraction. "(CE)" marks an α = 0 cell filled with the cross-entropy baseline: at α = 0 '
+        "LS, FC and BC all reduce to cross-entropy.",
+        "",
+    ]
+    if dropped:
+        lines += [
+            f"Superseded by newer evaluations of the same model and seed (ignored): {', '.join(dropped)}.",
+            "",
+        ]
+    csv_tables: dict[str, tuple[list[str], list[list[str]]]] = {}
+    for setting in settings:
+        lines += [f"## Setting {setting.index}: {setting.title}", ""]
+        figure2 = figure6 = None
+        series, baseline = _figure_series(setting)
+        if series:
+            figure2 = f"figures/accuracy_vs_alpha{setting.suffix()}.png"
+            plots.accuracy_vs_alpha(
+                series, baseline, out_dir / figure2, f"Test accuracy against α: {setting.short_title}"
+            )
+        student_series = _student_series(setting)
+        if student_series:
+            figure6 = f"figures/student_vs_teacher_alpha{setting.suffix()}.png"
+            plots.student_vs_teacher_alpha(
+                student_series,
+                out_dir / figure6,
+                f"CE students against the teacher's α: {setting.short_title}",
+            )
+        tables = [table7(setting), table2(setting), *table3(setting), table4(setting), table5(setting),
+                  teachers_table(setting), students_table(setting)]  # fmt: skip
+        for table in tables:
+            if table is None:
+                continue
+            lines += table.markdown()
+            if table.name == "table2" and figure2:
+                lines += [f"![Figure 2: test accuracy against α]({figure2})", ""]
+            if table.name == "table5" and figure6:
+                lines += [f"![Figure 6: student accuracy against the teacher's α]({figure6})", ""]
+            header, rows = csv_tables.setdefault(table.name, (["setting", *table.header], []))
+            rows += [[str(setting.index), *row] for row in table.rows]
+        if figure2 and not table2(setting):
+            lines += [f"![Figure 2: test accuracy against α]({figure2})", ""]
+        figure_rows = _copy_model_figures(setting, out_dir)
+        if figure_rows:
+            header = ["evaluation", "seed", *(label for _, label in PER_MODEL_PLOTS)]
+            lines += Table(
+                "figures", "Per-model figures (smallest seed of each model)", header, figure_rows
+            ).markdown()
+    csv_files = {f"{name}.csv": _csv_text(header, rows) for name, (header, rows) in csv_tables.items()}
+    summary_header = ["setting", "role", "method", "transition", "alpha", "teacher_method", "teacher_transition",
+                      "teacher_alpha", "student_alpha", "temperature", "seeds", "metric", "n", "mean", "std"]  # fmt: skip
+    csv_files["summary.csv"] = _csv_text(summary_header, _summary_rows(settings))
+    return "\n".join(lines).rstrip() + "\n", csv_files
+
+
+def report_stage(
+    config: ml_collections.ConfigDict,
+    eval_dirs: list,
+    out_dir: str | os.PathLike,
+    *,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Aggregates evaluation artifacts into report.md, CSV tables, figures and TensorBoard HParams.
+
+    Args:
+      config: the resolved config (its `report` section, if any, is fingerprinted).
+      eval_dirs: complete evaluation artifact directories.
+      out_dir: the report artifact directory to write.
+      force: rewrite even if `out_dir` holds a complete report.
+      log: where progress lines go.
+
+    Returns:
+      The report's manifest (read back if cached).
+
+    Raises:
+      UserError: no evaluations, or one that is missing, partial or corrupt.
+    """
+    if not eval_dirs:
+        raise UserError("report: no evaluations to aggregate")
+    evaluations = [load_evaluation(p) for p in eval_dirs]
+    fp = report_fingerprint(config, [e.manifest["fingerprint"] for e in evaluations])
+    out_dir = Path(out_dir)
+    if artifacts.is_complete(out_dir) and not force:
+        cached = artifacts.read_manifest(out_dir, what="report")
+        if cached.get("fingerprint") == fp:
+            log(f"report: cached {out_dir}")
+            return cached
+        raise UserError(f"{out_dir} holds a different report; pass --force to replace it")
+    evaluations, dropped = _deduplicate(evaluations, log)
+    out_dir = artifacts.prepare_output(out_dir, force=force)
+    markdown, csv_files = render_report(evaluations, out_dir, dropped=dropped)
+    (out_dir / "tables").mkdir(exist_ok=True)
+    for name, text in csv_files.items():
+        artifacts.atomic_write_bytes(out_dir / "tables" / name, text.encode())
+    artifacts.atomic_write_bytes(out_dir / "report.md", markdown.encode())
+    _write_hparams(out_dir, evaluations)
+    manifest = artifacts.write_manifest(
+        out_dir,
+        stage="report",
+        fingerprint=fp,
+        config=report_section(config),
+        inputs={e.path.name: artifacts.input_ref(e.path, e.manifest) for e in evaluations},
+        counts={"evaluations": len(evaluations), "superseded": len(dropped)},
+        exclude=("tensorboard",),
+    )
+    log(f"report: {len(evaluations)} evaluations -> {out_dir / 'report.md'}")
+    return manifest
+
+
+# ---------------------------------------------------------------- CLI
+def run(argv=None) -> None:
+    parser = stage_parser("report", __doc__.splitlines()[0])
+    args, config, _ = parse_stage_args(parser, argv)
+    eval_dirs = find_evaluations(args.workdir)
+    evaluations = [load_evaluation(p) for p in eval_dirs]
+    fp = report_fingerprint(config, [e.manifest["fingerprint"] for e in evaluations])
+    name = str(config.get("name", "report")) if "name" in config else "report"
+    out_dir = artifacts.artifact_dir(args.workdir, "report", name, fp)
+    report_stage(config, eval_dirs, out_dir, force=args.force)
+    print(f"report: {out_dir / 'report.md'}")
+    print(f"report: TensorBoard HParams: tensorboard --logdir {out_dir / 'tensorboard'}")
+
+
+__all__ = [
+    "find_evaluations",
+    "load_evaluation",
+    "render_report",
+    "report_fingerprint",
+    "report_stage",
+    "run",
+]

@@ -1,0 +1,185 @@
+"""Tests for pipeline.report on hand-written evaluations (tests/fixtures/report/).
+
+The fixture evaluations hold per-seed numbers chosen by hand; expected_report.md
+holds the tables computed from them by hand, e.g. LS alpha = 0.2 test accuracy
+84.20 and 83.60 -> mean 83.90, sample std |84.20 - 83.60| / sqrt(2) = 0.4243 -> "83.90 ± 0.42".
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from pipeline import artifacts, cli
+from pipeline.config import load_config
+from pipeline.errors import UserError
+from pipeline.report import report_fingerprint, report_stage
+
+FIXTURES = Path(__file__).parent / "fixtures" / "report"
+CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
+
+
+def _eval_artifact(directory: Path, metrics: dict) -> Path:
+    directory.mkdir(parents=True)
+    artifacts.atomic_write_json(directory / "metrics.json", metrics)
+    artifacts.write_manifest(
+        directory, stage="evaluate", fingerprint=artifacts.fingerprint("evaluate", directory.name), config={}
+    )
+    return directory
+
+
+def _fixture_evaluations(workdir: Path) -> list[Path]:
+    return [
+        _eval_artifact(workdir / "eval" / src.name, json.loads((src / "metrics.json").read_text()))
+        for src in sorted((FIXTURES / "evaluations").iterdir())
+    ]
+
+
+@pytest.fixture(scope="module")
+def fixture_report(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("report")
+    dirs = _fixture_evaluations(workdir)
+    config = load_config(CONFIG)
+    lines = []
+    manifest = report_stage(config, dirs, workdir / "report", log=lines.append)
+    return {
+        "workdir": workdir,
+        "dirs": dirs,
+        "out": workdir / "report",
+        "manifest": manifest,
+        "config": config,
+    }
+
+
+def test_report_reproduces_the_hand_computed_tables(fixture_report):
+    expected = (FIXTURES / "expected_report.md").read_text()
+    got = (fixture_report["out"] / "report.md").read_text()
+    assert got.splitlines() == expected.splitlines()
+
+
+def test_csv_tables_hold_the_same_cells(fixture_report):
+    tables = fixture_report["out"] / "tables"
+    # Table 5 by hand: vanilla 81.00, 81.60 -> 81.30 ± 0.42; LS teacher best is alpha 0.2 (one seed, 84.70);
+    # FC teacher 83.00, 83.80 -> 83.40 ± 0.57 (0.8 / sqrt 2 = 0.566); no FC student.
+    assert (tables / "table5.csv").read_text().splitlines() == [
+        "setting,temperature,vanilla teacher,LS teacher,LS student,FC teacher,FC student",
+        "1,2,81.30 ± 0.42,84.70 ± — (α = 0.2),82.00 ± — (α = 0.1),83.40 ± 0.57 (α = 0.1),—",
+    ]
+    # Table 4 by hand: FC alpha 0.2 ECE 0.200, 0.220 -> 0.210 ± 0.014.
+    assert "1,0.2,0.155 ± 0.007,0.210 ± 0.014" in (tables / "table4.csv").read_text().splitlines()
+    summary = (tables / "summary.csv").read_text().splitlines()
+    ce_accuracy = [row for row in summary if ",teacher,ce," in row and ",test/accuracy," in row]
+    assert len(ce_accuracy) == 1
+    *_, seeds, _, n, mean, std = ce_accuracy[0].split(",")
+    # 80.10 and 80.50: mean 80.3, sample std 0.4 / sqrt(2) = 0.282842712...
+    assert (
+        (seeds, n) == ("0 1", "2")
+        and float(mean) == pytest.approx(80.3)
+        and float(std) == pytest.approx(0.2828427125)
+    )
+
+
+def test_figures_are_real_images(fixture_report):
+    for name in ("accuracy_vs_alpha", "student_vs_teacher_alpha"):
+        png = fixture_report["out"] / "figures" / f"{name}.png"
+        assert png.stat().st_size > 10_000 and png.with_suffix(".svg").is_file()
+        image = matplotlib.image.imread(png)
+        assert image.shape[0] >= 300 and image[..., :3].std() > 0.05
+
+
+def test_tensorboard_hparams_has_one_run_per_evaluation(fixture_report):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(fixture_report["out"] / "tensorboard"))
+    multiplexer.Reload()
+    content = multiplexer.PluginRunToTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["."]["_hparams_/experiment"]).experiment
+    assert {h.name for h in experiment.hparam_infos} >= {"method", "alpha", "seed", "role"}
+    assert {m.name.tag for m in experiment.metric_infos} == {"test/accuracy", "test/ece", "test/nll"}
+    runs = {run for run in content if run != "."}
+    assert runs == {d.name for d in fixture_report["dirs"]}
+    start = plugin_data_pb2.HParamsPluginData.FromString(
+        content["teacher-ls0.2-s1"]["_hparams_/session_start_info"]
+    ).session_start_info
+    assert start.hparams["method"].string_value == "ls" and start.hparams["alpha"].number_value == 0.2
+    import tensorflow as tf
+
+    accuracy = tf.make_ndarray(multiplexer.Tensors("teacher-ls0.2-s1", "test/accuracy")[0].tensor_proto)
+    assert float(accuracy) == pytest.approx(83.60, abs=1e-4)
+
+
+def test_cached_and_fingerprint_follows_the_inputs(fixture_report):
+    lines = []
+    again = report_stage(
+        fixture_report["config"], fixture_report["dirs"], fixture_report["out"], log=lines.append
+    )
+    assert again["created"] == fixture_report["manifest"]["created"] and lines[0].startswith("report: cached")
+    fps = [artifacts.read_manifest(d)["fingerprint"] for d in fixture_report["dirs"]]
+    assert report_fingerprint(fixture_report["config"], fps) == report_fingerprint(
+        fixture_report["config"], fps[::-1]
+    )
+    assert report_fingerprint(fixture_report["config"], fps[1:]) != report_fingerprint(
+        fixture_report["config"], fps
+    )
+
+
+def test_per_model_figures_are_copied_and_a_newer_duplicate_wins(tmp_path):
+    src = FIXTURES / "evaluations"
+    ls0 = json.loads((src / "teacher-ls0.1-s0" / "metrics.json").read_text())
+    ls1 = json.loads((src / "teacher-ls0.1-s1" / "metrics.json").read_text())
+    ls0["plots"] = {"reliability": "plots/reliability.png"}
+    first = _eval_artifact(tmp_path / "eval" / "a-ls0.1-s0", ls0)
+    (first / "plots").mkdir()
+    shutil.copyfile(FIXTURES / "tiny.png", first / "plots" / "reliability.png")
+    artifacts.write_manifest(first, stage="evaluate", fingerprint="f" * 64, config={})
+    second = _eval_artifact(tmp_path / "eval" / "b-ls0.1-s1", ls1)
+    time.sleep(1.1)  # manifests' "created" has one-second resolution
+    newer = _eval_artifact(
+        tmp_path / "eval" / "c-ls0.1-s1-rerun", {**ls1, "test": {**ls1["test"], "accuracy": 85.0}}
+    )
+    report_stage(load_config(CONFIG), [first, second, newer], tmp_path / "report", log=lambda _: None)
+    text = (tmp_path / "report" / "report.md").read_text()
+    # LS 0.1 over seeds 0 and 1 uses the rerun: 83.00 and 85.00 -> 84.00 ± 1.41 (2 / sqrt 2).
+    assert "| LS | 0.1 | 2 | 84.00 ± 1.41 |" in text
+    assert "ignored): b-ls0.1-s1." in text
+    copied = tmp_path / "report" / "figures" / "models" / "a-ls0.1-s0" / "reliability.png"
+    assert copied.read_bytes() == (FIXTURES / "tiny.png").read_bytes()
+    assert "| a-ls0.1-s0 | 0 | [png](figures/models/a-ls0.1-s0/reliability.png) | — | — | — |" in text
+
+
+def test_cli_reports_every_complete_evaluation_and_fails_in_one_line(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    assert cli.main(["report", "--config", CONFIG, "--workdir", str(workdir)]) == 2
+    assert "no evaluations" in capsys.readouterr().err
+    _fixture_evaluations(workdir)
+    (workdir / "eval" / "partial-eval").mkdir()  # no manifest: skipped
+    assert cli.main(["report", "--config", CONFIG, "--workdir", str(workdir)]) == 0
+    out = capsys.readouterr().out
+    assert "skipping incomplete evaluation" in out
+    reports = list((workdir / "report").glob("quickstart-*/report.md"))
+    assert len(reports) == 1
+    assert reports[0].read_text() == (FIXTURES / "expected_report.md").read_text()
+
+
+def test_corrupt_or_foreign_artifacts_are_user_errors(tmp_path):
+    config = load_config(CONFIG)
+    with pytest.raises(UserError, match="no evaluations"):
+        report_stage(config, [], tmp_path / "r")
+    good = _eval_artifact(
+        tmp_path / "e1", json.loads((FIXTURES / "evaluations" / "teacher-ce-s0" / "metrics.json").read_text())
+    )
+    (good / "metrics.json").write_text("{}")
+    with pytest.raises(UserError, match="checksum"):
+        report_stage(config, [good], tmp_path / "r")
+    other = tmp_path / "e2"
+    other.mkdir()
+    artifacts.write_manifest(other, stage="train", fingerprint="0" * 64, config={})
+    with pytest.raises(UserError, match="not an evaluation"):
+        report_stage(config, [other], tmp_path / "r")
