@@ -131,14 +131,16 @@ def build_pipeline(p, *, chunks, out_dir, num_shards, **dofn_args):
         >> beam.ParDo(NoisifyChunk(**dofn_args)).with_outputs(DEAD_LETTER, "counts", main="examples")
     )
     for split in SPLITS:
-        _ = outputs.examples | f"Write-{split}" >> WriteSplit(split, os.path.join(out_dir, split), num_shards)
+        _ = outputs.examples | f"Write-{split}" >> WriteSplit(
+            split, str(artifacts.join(out_dir, split)), num_shards
+        )
     _ = (
         outputs.counts
         | "CountsPerSplit" >> beam.CombinePerKey(lambda matrices: np.sum(list(matrices), axis=0))
         | "WriteCounts" >> beam.Map(_write_counts, out_dir)
     )
     _ = outputs[DEAD_LETTER] | "WriteDeadLetter" >> beam.io.WriteToText(
-        os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".txt", shard_name_template=""
+        str(artifacts.join(out_dir, DEAD_LETTER)), file_name_suffix=".txt", shard_name_template=""
     )
     return outputs
 
@@ -261,23 +263,28 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             transition=transition, noisy_labels=noisy_labels, seed=config.noise.seed,
         )  # fmt: skip
 
-    counts = {}
+    # Read back through Beam's FileSystems: out_dir may be local or a URL (gs://...).
+    counts, scratch = {}, []
     for split in SPLITS:
-        path = out_dir / f".counts-{split}.json"
-        counts[split] = np.array(json.loads(path.read_text()), np.int64)
-        path.unlink()
-    dead_path = out_dir / f"{DEAD_LETTER}.txt"
-    dead = len(dead_path.read_text().splitlines()) if dead_path.exists() else 0
-    if dead_path.exists() and dead == 0:
-        dead_path.unlink()
+        path = str(artifacts.join(out_dir, f".counts-{split}.json"))
+        counts[split] = np.array(json.loads(artifacts.read_bytes(path)), np.int64)
+        scratch.append(path)
+    dead_path = str(artifacts.join(out_dir, f"{DEAD_LETTER}.txt"))
+    dead = len(artifacts.read_bytes(dead_path).splitlines()) if artifacts.exists(dead_path) else 0
+    if dead == 0 and artifacts.exists(dead_path):
+        scratch.append(dead_path)
+    FileSystems.delete(scratch)
     report = {"train": noise_report(counts["train"], transition), "test": noise_report(counts["test"], None)}
     report["noise"] = to_plain(config.noise)
     report["dead_letter_records"] = dead
-    artifacts.atomic_write_json(out_dir / "noise_report.json", report)
+    artifacts.atomic_write_json(artifacts.join(out_dir, "noise_report.json"), report)
 
     splits = {
         s: {
-            "files": sorted(f.name for f in out_dir.glob(f"{s}-*.tfrecord")),
+            "files": sorted(
+                m.path.rsplit("/", 1)[-1]
+                for m in FileSystems.match([f"{artifacts.join(out_dir, s)}-*.tfrecord"])[0].metadata_list
+            ),
             "num_examples": int(counts[s].sum()),
         }
         for s in SPLITS

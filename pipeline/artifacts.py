@@ -6,6 +6,8 @@ Rules (DESIGN.md):
 - A directory without `manifest.json` is partial and is never read as input.
 - The manifest records the stage, the resolved config section, the input
   fingerprints, counts and a SHA-256 of every data file; readers verify them.
+- A workdir may be a URL (gs://bucket/work) for Beam jobs on Dataflow: then
+  files go through Beam's FileSystems (object writes are atomic on close).
 - Directory names carry a fingerprint of (stage, config section, inputs'
   fingerprints, package version), so a changed config never lands on top of an
   old result, and an unchanged one finds its cached result.
@@ -43,16 +45,68 @@ def fingerprint(stage: str, section: Any, inputs: Mapping[str, str] | None = Non
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
-def artifact_dir(workdir: str | os.PathLike, kind: str, name: str, fp: str) -> Path:
-    """`<workdir>/<kind>/<name>-<first 10 hex digits of fp>`."""
-    return Path(workdir) / kind / f"{name}-{fp[:10]}"
+def is_url(path: str | os.PathLike) -> bool:
+    """True for a remote location such as gs://bucket/dir (handled by Beam's FileSystems)."""
+    return "://" in str(path)
+
+
+def join(path: str | os.PathLike, *parts: str) -> Path | str:
+    """`path / part / ...` for a local path or a URL."""
+    if is_url(path):
+        from apache_beam.io.filesystems import FileSystems
+
+        return FileSystems.join(str(path), *parts)
+    return Path(path).joinpath(*parts)
+
+
+def artifact_dir(workdir: str | os.PathLike, kind: str, name: str, fp: str) -> Path | str:
+    """`<workdir>/<kind>/<name>-<first 10 hex digits of fp>` (a str when workdir is a URL)."""
+    return join(workdir, kind, f"{name}-{fp[:10]}")
+
+
+def _remote():
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
+def _remote_files(root: str) -> list[str]:
+    """Relative paths of every object under the URL `root`."""
+    fs = _remote()
+    prefix = root.rstrip("/") + "/"
+    matched = fs.match([prefix + "**"])[0].metadata_list
+    return sorted(m.path[len(prefix) :] for m in matched if m.path.startswith(prefix))
+
+
+def exists(path: str | os.PathLike) -> bool:
+    """A file, or a directory (for URLs: an object, or a prefix with objects under it)."""
+    if is_url(path):
+        return _remote().exists(str(path)) or bool(_remote_files(str(path)))
+    return Path(path).exists()
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    if is_url(path):
+        with _remote().open(str(path)) as f:
+            return f.read()
+    return Path(path).read_bytes()
+
+
+def _size(path: str | os.PathLike) -> int:
+    if is_url(path):
+        return _remote().match([str(path)])[0].metadata_list[0].size_in_bytes
+    return Path(path).stat().st_size
 
 
 def is_complete(path: str | os.PathLike) -> bool:
-    return (Path(path) / MANIFEST).is_file()
+    return exists(join(path, MANIFEST)) if is_url(path) else (Path(path) / MANIFEST).is_file()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    if is_url(path):
+        with _remote().create(str(path)) as f:
+            f.write(data)
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
@@ -68,23 +122,29 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with _remote().open(str(path)) if is_url(path) else open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def _data_files(root: Path, exclude: Iterable[str]) -> list[str]:
+def _data_files(root: Path | str, exclude: Iterable[str]) -> list[str]:
     exclude = tuple(exclude)
+    if is_url(root):
+        candidates = _remote_files(str(root))
+    else:
+        candidates = [
+            os.path.relpath(os.path.join(dirpath, name), root)
+            for dirpath, _, names in os.walk(root)
+            for name in names
+        ]
     files = []
-    for dirpath, _, names in os.walk(root):
-        for name in names:
-            rel = os.path.relpath(os.path.join(dirpath, name), root)
-            if rel == MANIFEST or name.startswith("."):
-                continue
-            if any(rel == e or rel.startswith(e.rstrip("/") + "/") for e in exclude):
-                continue
-            files.append(rel)
+    for rel in candidates:
+        if rel == MANIFEST or os.path.basename(rel).startswith("."):
+            continue
+        if any(rel == e or rel.startswith(e.rstrip("/") + "/") for e in exclude):
+            continue
+        files.append(rel)
     return sorted(files)
 
 
@@ -98,6 +158,8 @@ def prepare_output(path: str | os.PathLike, *, force: bool = False, keep_partial
       UserError: `path` holds a complete artifact and `force` is False, or
         `path` cannot be created.
     """
+    if is_url(path):
+        return _prepare_remote(str(path), force=force, keep_partial=keep_partial)
     path = Path(path)
     if is_complete(path):
         if not force:
@@ -111,6 +173,20 @@ def prepare_output(path: str | os.PathLike, *, force: bool = False, keep_partial
         raise UserError(f"cannot create {path}: {e.strerror}") from e
     if not os.access(path, os.W_OK):
         raise UserError(f"cannot write to {path}: permission denied")
+    return path
+
+
+def _prepare_remote(path: str, *, force: bool, keep_partial: bool) -> str:
+    complete = is_complete(path)
+    if complete and not force:
+        raise UserError(f"{path} already holds a complete artifact; pass --force to recompute it")
+    if complete or not keep_partial:
+        old = [join(path, rel) for rel in _remote_files(path)]
+        if complete:  # the manifest goes first: a half-deleted artifact must not look complete
+            _remote().delete([join(path, MANIFEST)])
+            old = [p for p in old if not str(p).endswith("/" + MANIFEST)]
+        if old:
+            _remote().delete(old)
     return path
 
 
@@ -138,9 +214,8 @@ def write_manifest(
         logs that keep growing after the stage ends.
       extra: anything else worth recording.
     """
-    path = Path(path)
     files = {
-        rel: {"sha256": sha256_file(path / rel), "bytes": (path / rel).stat().st_size}
+        rel: {"sha256": sha256_file(join(path, rel)), "bytes": _size(join(path, rel))}
         for rel in _data_files(path, exclude)
     }
     manifest = {
@@ -156,7 +231,7 @@ def write_manifest(
     }
     if extra:
         manifest.update(extra)
-    atomic_write_json(path / MANIFEST, manifest)
+    atomic_write_json(join(path, MANIFEST), manifest)
     return manifest
 
 
@@ -167,24 +242,23 @@ def read_manifest(path: str | os.PathLike, *, what: str = "artifact", verify: bo
       UserError: the artifact is missing or partial, its manifest is unreadable,
         or (with `verify`) a file is missing or its checksum differs.
     """
-    path = Path(path)
-    if not path.exists():
+    if not exists(path):
         raise UserError(f"{what} not found: {path}")
+    manifest_path = join(path, MANIFEST)
     if not is_complete(path):
         raise UserError(f"{what} at {path} is incomplete (no {MANIFEST}); rerun the stage that makes it")
     try:
-        manifest = json.loads((path / MANIFEST).read_text())
+        manifest = json.loads(read_bytes(manifest_path))
     except (OSError, ValueError) as e:
-        raise UserError(f"{what} manifest {path / MANIFEST} is unreadable: {e}") from e
+        raise UserError(f"{what} manifest {manifest_path} is unreadable: {e}") from e
     if verify:
         for rel, meta in manifest.get("files", {}).items():
-            f = path / rel
-            if not f.is_file():
-                raise UserError(f"{what} file missing: {f} (listed in {path / MANIFEST})")
-            if f.stat().st_size != meta["bytes"] or sha256_file(f) != meta["sha256"]:
+            f = join(path, rel)
+            if not exists(f):
+                raise UserError(f"{what} file missing: {f} (listed in {manifest_path})")
+            if _size(f) != meta["bytes"] or sha256_file(f) != meta["sha256"]:
                 raise UserError(
-                    f"{what} file {f} does not match its checksum in {path / MANIFEST}; "
-                    "it was modified or corrupted"
+                    f"{what} file {f} does not match its checksum in {manifest_path}; it was modified or corrupted"
                 )
     return manifest
 

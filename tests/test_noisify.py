@@ -245,3 +245,56 @@ def test_dataflow_options_ship_this_package():
     setup_file = options.get_all_options()["setup_file"]
     assert os.path.samefile(setup_file, os.path.join(ROOT, "setup.py"))
     assert noisify.pipeline_options([]).get_all_options()["setup_file"] is None
+
+
+@pytest.fixture
+def object_store(tmp_path):
+    from tests.fake_object_store import FakeObjectStore
+
+    FakeObjectStore.root = str(tmp_path / "bucket-root")
+    os.makedirs(FakeObjectStore.root)
+    yield "fakegs://bucket"
+    FakeObjectStore.root = None
+
+
+def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
+    from pipeline import artifacts
+    from pipeline.config import load_config
+
+    config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
+    out_dir = noisify.data_artifact_path(config, f"{object_store}/work")
+    assert str(out_dir).startswith("fakegs://bucket/work/data/")
+    manifest = noisify.noisify_stage(config, out_dir, log=lambda _: None)
+    assert manifest["counts"]["train"] == 512 and len(manifest["splits"]["train"]["files"]) == 2
+    assert artifacts.read_manifest(out_dir)["fingerprint"] == noisify.data_fingerprint(config)
+    from pipeline.errors import UserError
+
+    with pytest.raises(UserError, match="--force"):
+        noisify.noisify_stage(config, out_dir, log=lambda _: None)
+
+
+def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store, idx_dir, monkeypatch):
+    """Everything up to the job submission: the outside world starts at run_pipeline."""
+    from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
+
+    from pipeline.config import load_config
+
+    submitted = {}
+
+    class Submitted(Exception):
+        pass
+
+    def fake_run_pipeline(self, pipeline, options):
+        submitted["options"] = options.get_all_options()
+        submitted["labels"] = [t.full_label for t in pipeline.transforms_stack[0].parts]
+        raise Submitted
+
+    monkeypatch.setattr(DataflowRunner, "run_pipeline", fake_run_pipeline)
+    config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
+    out_dir = noisify.data_artifact_path(config, f"{object_store}/work")
+    flags = ["--runner=DataflowRunner", "--project=my-project", "--region=us-central1", "--temp_location=gs://bucket/tmp"]
+    with pytest.raises(Submitted):
+        noisify.noisify_stage(config, out_dir, beam_args=flags, log=lambda _: None)
+    assert os.path.samefile(submitted["options"]["setup_file"], os.path.join(ROOT, "setup.py"))
+    assert {"Chunks", "ReadAndNoisify", "Write-train", "Write-test"} <= set(submitted["labels"])
+    assert not noisify.artifacts.is_complete(out_dir)
