@@ -1,0 +1,173 @@
+"""`smear run`: the plan, caching, re-running only what changed, and resuming after SIGKILL."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline import artifacts, cli
+from pipeline import run as pipeline_run
+from pipeline.config import load_config
+from pipeline.errors import UserError
+from tests.idx_fixture import write_idx_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+FAST = [
+    "--config.train.steps=6",
+    "--config.train.steps_per_epoch=3",
+    "--config.train.batch_size=32",
+    "--config.data.max_train_examples=256",
+    "--config.data.max_test_examples=128",
+]
+SWEEP = ["--config.sweep.teachers=('ce', 'ls:0.1')", "--config.sweep.students=('ls:0.1>ce',)"]
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    return write_idx_dataset(tmp_path_factory.mktemp("idx"), num_train=256, num_test=128)
+
+
+def _args(workdir, idx_dir, *extra):
+    return [
+        "run", "--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir),
+        "--config.data.source=idx", f"--config.data.source_dir={idx_dir}", *FAST, *extra,
+    ]  # fmt: skip
+
+
+def _ran(output):
+    return [m.group(1) for m in re.finditer(r"^\[\d+/\d+\] (.+): running", output, re.M)]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, idx_dir):
+    workdir = tmp_path_factory.mktemp("run")
+    assert cli.main(_args(workdir, idx_dir, *SWEEP)) == 0
+    return workdir
+
+
+def test_first_run_makes_every_artifact_and_a_report(finished):
+    for kind, count in (("data", 1), ("models", 3), ("logits", 1), ("eval", 3), ("report", 1)):
+        dirs = list((finished / kind).iterdir())
+        assert len(dirs) == count, (kind, dirs)
+        assert all(artifacts.is_complete(d) for d in dirs)
+    (report,) = (finished / "report").iterdir()
+    text = (report / "report.md").read_text()
+    assert "Test accuracy" in text and "LS teacher" in text
+
+
+def test_second_run_trains_nothing(finished, idx_dir, capsys):
+    capsys.readouterr()
+    assert cli.main(_args(finished, idx_dir, *SWEEP)) == 0
+    out = capsys.readouterr().out
+    assert _ran(out) == []
+    assert "0 stages ran, 9 cached" in out
+
+
+def test_changing_one_alpha_reruns_only_that_variant_and_what_follows(finished, idx_dir, tmp_path, capsys):
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished, workdir)
+    changed = ["--config.sweep.teachers=('ce', 'ls:0.2')", "--config.sweep.students=('ls:0.2>ce',)"]
+    capsys.readouterr()
+    assert cli.main(_args(workdir, idx_dir, *changed, "--dry-run")) == 0
+    plan = capsys.readouterr().out
+    assert re.search(r"cached\s+train teacher-ce-s0 ", plan) and re.search(
+        r"run\s+train teacher-ls0.2-s0", plan
+    )
+    assert cli.main(_args(workdir, idx_dir, *changed)) == 0
+    assert sorted(_ran(capsys.readouterr().out)) == sorted([
+        "train teacher-ls0.2-s0",
+        "export teacher-ls0.2-s0-train",
+        "train student-T2-ce-s0-from-ls0.2",
+        "evaluate teacher-ls0.2-s0",
+        "evaluate student-T2-ce-s0-from-ls0.2",
+        "report quickstart",
+    ])  # fmt: skip
+    # The old variant's artifacts are still there, untouched.
+    assert len(list((workdir / "models").iterdir())) == 5
+
+
+_HANG_IN_LS_TEACHER = """
+import sys, time
+from keras.callbacks import BackupAndRestore
+save = BackupAndRestore._save_model
+def save_then_hang(self):
+    save(self)
+    if "teacher-ls" in str(self.backup_dir) and self._current_epoch >= 1:
+        print("BACKED-UP", flush=True)
+        time.sleep(600)
+BackupAndRestore._save_model = save_then_hang
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_during_training_resumes_from_checkpoint(tmp_path, idx_dir):
+    args = _args(tmp_path, idx_dir, *SWEEP)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    first = subprocess.Popen([sys.executable, "-c", _HANG_IN_LS_TEACHER, *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)  # fmt: skip
+    deadline = time.time() + 300
+    try:
+        for line in first.stdout:
+            if "BACKED-UP" in line or time.time() > deadline:
+                break
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    (partial,) = (tmp_path / "models").glob("teacher-ls*")
+    assert not artifacts.is_complete(partial) and (partial / "backup").is_dir()
+    (finished_teacher,) = (tmp_path / "models").glob("teacher-ce*")
+    assert artifacts.is_complete(finished_teacher)
+
+    second = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=600)  # fmt: skip
+    assert second.returncode == 0, second.stderr[-2000:]
+    out = second.stdout
+    assert (
+        "train teacher-ce-s0: cached" in out and "noisify" in out and _ran(out)[0] == "train teacher-ls0.1-s0"
+    )
+    assert re.search(r"resuming from step 3 of 6", out), out
+    assert json.loads((partial / "history.json").read_text())["resumed_from_step"] == 3
+    (report,) = (tmp_path / "report").iterdir()
+    assert artifacts.is_complete(report)
+
+
+def test_estimated_t_variants_wire_an_estimate_from_the_ce_teacher(tmp_path, idx_dir):
+    config = load_config(
+        f"{QUICKSTART}:smoke",
+        ["sweep.teachers=('fc:est', 'bc:est')", "sweep.students=()", "sweep.seeds=(0, 1)"],
+    )
+    stages = pipeline_run.plan(config, tmp_path)
+    labels = [s.label for s in stages]
+    for seed in (0, 1):
+        estimate = next(s for s in stages if s.kind == "estimate" and f"-s{seed}-" in s.name)
+        assert [d.label for d in estimate.deps] == [f"export teacher-ce-s{seed}-train"]
+        fc = next(s for s in stages if s.label == f"train teacher-fc-est-s{seed}")
+        assert estimate in fc.deps
+        assert labels.index(estimate.label) < labels.index(fc.label)
+    assert sum(s.kind == "estimate" for s in stages) == 2  # one per seed, shared by fc and bc
+    assert sum(s.kind == "evaluate" for s in stages) == 6  # fc, bc and their ce teacher, per seed
+
+
+@pytest.mark.parametrize(
+    "teachers, students, message",
+    [
+        ("('xx',)", "()", "unknown method 'xx'"),
+        ("('ls',)", "()", "ls needs an alpha"),
+        ("('ls:1.5',)", "()", "alpha must be in [0, 1]"),
+        ("('ls:0.1', 'ls:0.1')", "()", "duplicates"),
+        ("('ce',)", "('ce',)", "expected TEACHER>STUDENT"),
+        ("('ce',)", "('ce>bc:0.1',)", "unknown student method 'bc'"),
+    ],
+)
+def test_bad_sweep_entries_are_one_line_errors(tmp_path, teachers, students, message):
+    config = load_config(f"{QUICKSTART}:smoke", [f"sweep.teachers={teachers}", f"sweep.students={students}"])
+    with pytest.raises(UserError, match=re.escape(message)):
+        pipeline_run.plan(config, tmp_path)
