@@ -35,7 +35,8 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.stats import ApproximateQuantiles
 
-from beam_jobs.noisify import data_artifact_path, pipeline_options
+from beam_jobs.export_logits import make_pipeline
+from beam_jobs.noisify import data_artifact_path
 from pipeline import artifacts
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.config import to_plain
@@ -235,7 +236,7 @@ def estimate_stage(
 
     started = time.time()
     out_dir = artifacts.prepare_output(out_dir, force=force)
-    with beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
+    with make_pipeline(beam_args) as p:
         build_pipeline(p, files=files, num_classes=num_classes, percentile=percentile, out_dir=str(out_dir))
     elapsed = time.time() - started
 

@@ -11,12 +11,14 @@ manifest, last, once the output count and the distinct ids equal the input
 manifest's count. Images are decoded and normalised exactly as
 `keras_components.data` does for evaluation, a whole batch in one TensorFlow
 call. Any Beam runner flag is passed through, e.g.
-`--direct_num_workers=2 --direct_running_mode=multi_processing`.
+`--direct_num_workers=2 --direct_running_mode=multi_processing` or
+`--runner=DataflowRunner ...`; without --runner the job runs on the FnApiRunner
+(the DirectRunner's batch engine, see `make_pipeline`).
 
 A record that cannot be read (not an Example, a missing feature, an image that is
-not a PNG of the artifact's shape) goes to `dead_letter.txt` as "id<TAB>reason";
-the stage then fails without writing a manifest, since a student must see every
-training example.
+not a PNG of the artifact's shape) goes to the dead-letter output as
+"id<TAB>reason"; the stage then fails without writing a manifest (a student must
+see every training example) and leaves the first 100 of them in `dead_letter.txt`.
 """
 
 from __future__ import annotations
@@ -33,30 +35,57 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
+from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
+from apache_beam.options.pipeline_options import StandardOptions, TypeOptions
 
 from beam_jobs.noisify import data_artifact_path, pipeline_options
-from beam_jobs.tfrecords import FEATURES
+from beam_jobs.tfrecords import FEATURES, LOGIT_FEATURES
 from pipeline import artifacts
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.config import to_plain
 from pipeline.errors import UserError
 
 DEAD_LETTER = "dead_letter"
-COUNTS_FILE = ".export-counts.json"
+SUMMARY_FILE = ".export-summary.json"
+SAMPLE = 100  # problem ids / dead letters kept for the error message and dead_letter.txt
 MODEL_FILE = "model.keras"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels tf.io.decode_png yields
 
 
 # ---------------------------------------------------------------- the model
-def load_keras_model(path: str):
-    """Loads a saved teacher safely; the package's registered objects resolve by name."""
+_LOADED: dict[tuple, Any] = {}  # the teacher the launcher loaded, for an in-process runner to reuse
+
+
+def load_keras_model(path: str, *, keep: bool = False):
+    """Loads a saved teacher safely; the package's registered objects resolve by name.
+
+    Args:
+      path: the `model.keras` file.
+      keep: remember the model so that a later load of the same unchanged file in
+        this process (the DirectRunner's in-process worker) reuses it; `forget_models`
+        drops it.
+    """
     import keras
 
     from keras_components import losses, metrics, optimizers  # noqa: F401 - registers serialisables
 
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
+    try:
+        stat = os.stat(path)
+        key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    except OSError:  # a remote path: no local cache
+        key = None
+    if key in _LOADED:
+        return _LOADED[key]
+    model = keras.saving.load_model(path, safe_mode=True, compile=False)
+    if keep and key is not None:
+        _LOADED.clear()
+        _LOADED[key] = model
+    return model
+
+
+def forget_models() -> None:
+    _LOADED.clear()
 
 
 class TeacherModel:
@@ -154,7 +183,7 @@ def _png_shape(png: bytes) -> tuple[int, int, int] | None:
 
 
 class CheckRecord(beam.DoFn):
-    """Passes well-formed Examples on; the rest go to `dead_letter` as "id<TAB>reason"."""
+    """Passes well-formed Examples on as (id, record); the rest go to `dead_letter` as "id<TAB>reason"."""
 
     def __init__(self, image_shape: Sequence[int]):
         self._image_shape = tuple(int(d) for d in image_shape)
@@ -183,23 +212,32 @@ class CheckRecord(beam.DoFn):
                 elif shape != self._image_shape:
                     reason = f"image shape {list(shape)} != {list(self._image_shape)}"
         if reason is None:
-            yield record
+            if any(name in feature for name in LOGIT_FEATURES):  # re-exporting exported records: replace them
+                example = example_pb2.Example.FromString(record)
+                for name in LOGIT_FEATURES:
+                    example.features.feature.pop(name, None)
+                record = example.SerializeToString(deterministic=True)
+            yield example_id, record
         else:
             self._bad.inc()
             yield beam.pvalue.TaggedOutput(DEAD_LETTER, f"{example_id}\t{reason}")
 
 
-def add_logits(result: PredictionResult) -> tuple[str, bytes]:
-    """The input Example plus `teacher_logits` and `pre_logits`, keyed by id."""
+def add_logits(example_id: str, result: PredictionResult) -> tuple[str, bytes]:
+    """The input Example plus `teacher_logits` and `pre_logits`, keyed by id.
+
+    A serialised message followed by another parses as their merge (map entries
+    added, a repeated key's last value winning), so the two features are appended
+    as bytes instead of parsing and re-serialising every record.
+    """
     from tensorflow.core.example import example_pb2
 
-    example = example_pb2.Example.FromString(result.example)
     logits, pre_logits = result.inference
-    feature = example.features.feature
-    feature["teacher_logits"].float_list.value[:] = np.asarray(logits, np.float32).tolist()
-    feature["pre_logits"].float_list.value[:] = np.asarray(pre_logits, np.float32).tolist()
-    example_id = feature["id"].bytes_list.value[0].decode()
-    return example_id, example.SerializeToString(deterministic=True)
+    extra = example_pb2.Example()
+    feature = extra.features.feature
+    feature["teacher_logits"].float_list.value.extend(logits.tolist())
+    feature["pre_logits"].float_list.value.extend(pre_logits.tolist())
+    return example_id, result.example + extra.SerializeToString(deterministic=True)
 
 
 class ExportLogits(beam.PTransform):
@@ -219,22 +257,94 @@ class ExportLogits(beam.PTransform):
         )
         examples = (
             checked.valid
-            | "RunInference" >> RunInference(self._handler)
-            | "AddLogits" >> beam.Map(add_logits)
+            | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
+            | "AddLogits" >> beam.MapTuple(add_logits)
         )
         return {"examples": examples, DEAD_LETTER: checked[DEAD_LETTER]}
 
 
-class CountIds(beam.PTransform):
-    """(id, record) -> one dict {"records", "distinct_ids"}: what a lost or duplicated example changes."""
+class SummaryFn(beam.CombineFn):
+    """Counts records, distinct ids and dead letters; keeps small sorted samples of the problems.
 
-    def expand(self, keyed):
-        ids = keyed | "Ids" >> beam.Keys()
-        total = ids | "CountAll" >> beam.combiners.Count.Globally()
-        distinct = ids | "Distinct" >> beam.Distinct() | "CountDistinct" >> beam.combiners.Count.Globally()
-        return total | "Counts" >> beam.Map(
-            lambda n, d: {"records": n, "distinct_ids": d}, beam.pvalue.AsSingleton(distinct)
+    Inputs are ("id", (id, times seen)) and ("dead", "id<TAB>reason"). The result
+    does not depend on how the runner groups or orders them.
+    """
+
+    def create_accumulator(self):
+        return {
+            "records": 0,
+            "distinct_ids": 0,
+            "duplicated_ids": [],
+            "dead_letters": 0,
+            "dead_letter_sample": [],
+        }
+
+    def add_input(self, acc, item):
+        kind, value = item
+        if kind == "id":
+            acc["records"] += value[1]
+            acc["distinct_ids"] += 1
+            if value[1] > 1:
+                acc["duplicated_ids"] = sorted(acc["duplicated_ids"] + [value[0]])[:SAMPLE]
+        else:
+            acc["dead_letters"] += 1
+            acc["dead_letter_sample"] = sorted(acc["dead_letter_sample"] + [value])[:SAMPLE]
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        out = self.create_accumulator()
+        for acc in accumulators:
+            for key in ("records", "distinct_ids", "dead_letters"):
+                out[key] += acc[key]
+            for key in ("duplicated_ids", "dead_letter_sample"):
+                out[key] = sorted(out[key] + acc[key])[:SAMPLE]
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+class Summarise(beam.PTransform):
+    """(examples keyed by id, dead-letter lines) -> one summary dict (see `SummaryFn`).
+
+    Ids are grouped per id first (a duplicate is only visible there); what reaches
+    one worker is a few counters and capped samples, not the ids.
+    """
+
+    def expand(self, inputs):
+        examples, dead_letters = inputs
+        per_id = (
+            examples
+            | "One" >> beam.MapTuple(lambda example_id, _: (example_id, 1))
+            | "PerId" >> beam.CombinePerKey(sum)
+            | "TagIds" >> beam.Map(lambda kv: ("id", kv))
         )
+        dead = dead_letters | "TagDead" >> beam.Map(lambda line: ("dead", line))
+        return (per_id, dead) | "Both" >> beam.Flatten() | "Summary" >> beam.CombineGlobally(SummaryFn())
+
+
+class ReadTFRecordFiles(beam.PTransform):
+    """Reads exactly `files`: one ReadFromTFRecord over their glob when it matches just them, else one per file.
+
+    One read keeps the job to fewer stages (each costs a bundle on the
+    DirectRunner); files stay the unit of parallelism either way.
+    """
+
+    def __init__(self, files: Sequence[str]):
+        super().__init__()
+        self._files = list(files)
+
+    def expand(self, pbegin):
+        directory = os.path.dirname(self._files[0])
+        pattern = os.path.join(directory, os.path.basename(self._files[0]).split("-", 1)[0] + "-*.tfrecord")
+        try:
+            matched = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+        except Exception:  # noqa: BLE001 - unmatchable pattern: read file by file
+            matched = []
+        if [os.path.normpath(m) for m in matched] == sorted(os.path.normpath(f) for f in self._files):
+            return pbegin | "ReadGlob" >> beam.io.ReadFromTFRecord(pattern)
+        reads = [pbegin | f"Read-{i}" >> beam.io.ReadFromTFRecord(f) for i, f in enumerate(self._files)]
+        return reads | "Flatten" >> beam.Flatten()
 
 
 def _write_json(obj, path: str) -> None:
@@ -243,9 +353,8 @@ def _write_json(obj, path: str) -> None:
 
 
 def build_pipeline(p, *, files, handler, image_shape, out_dir, split, num_shards):
-    """Wires the job: TFRecords -> check -> RunInference -> TFRecords + counts + dead letters."""
-    reads = [p | f"Read-{i}" >> beam.io.ReadFromTFRecord(path) for i, path in enumerate(files)]
-    records = reads | "Inputs" >> beam.Flatten()
+    """Wires the job: TFRecords -> check -> RunInference -> TFRecords + a summary (counts, dead letters)."""
+    records = p | "Read" >> ReadTFRecordFiles(files)
     outputs = records | "Export" >> ExportLogits(handler, image_shape)
     examples = outputs["examples"]
     _ = (
@@ -260,17 +369,40 @@ def build_pipeline(p, *, files, handler, image_shape, out_dir, split, num_shards
         )
     )
     _ = (
-        examples
-        | "CountIds" >> CountIds()
-        | "WriteCounts" >> beam.Map(_write_json, os.path.join(out_dir, COUNTS_FILE))
-    )
-    _ = outputs[DEAD_LETTER] | "WriteDeadLetter" >> beam.io.WriteToText(
-        os.path.join(out_dir, DEAD_LETTER), file_name_suffix=".txt", shard_name_template=""
+        (examples, outputs[DEAD_LETTER])
+        | "Summarise" >> Summarise()
+        | "WriteSummary" >> beam.Map(_write_json, os.path.join(out_dir, SUMMARY_FILE))
     )
     return outputs
 
 
 # ---------------------------------------------------------------- launcher
+def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
+    """A pipeline from `noisify.pipeline_options`, with two local defaults the user's flags override.
+
+    - No --runner: the FnApiRunner, built as the DirectRunner builds it for batch
+      jobs, but without the DirectRunner's first attempt to download and start the
+      Prism runner (0.5 s here; a download from GitHub on a networked machine).
+      --direct_num_workers / --direct_running_mode apply as usual.
+    - Neither --pipeline_type_check nor --no_pipeline_type_check: construction-time
+      type checks off (a fixed, tested graph; they cost a third of a second a run).
+    """
+    options = pipeline_options(list(beam_args))
+    if not any(a.lstrip("-").replace("no_", "", 1).startswith("pipeline_type_check") for a in beam_args):
+        options.view_as(TypeOptions).pipeline_type_check = False
+    if options.view_as(StandardOptions).runner is not None:
+        return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+    )
+    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
+
+
 def export_section(config, split: str) -> dict:
     """What determines the exported records besides the model and data (batch size does not)."""
     section = to_plain(config.export)
@@ -324,7 +456,7 @@ def check_teacher(model_path: Path, num_classes: int, image_shape: Sequence[int]
     from keras_components.models import pre_logits_model
 
     try:
-        model = load_keras_model(str(model_path))
+        model = load_keras_model(str(model_path), keep=True)
     except Exception as e:  # noqa: BLE001 - any load failure is a bad artifact
         raise UserError(f"cannot load teacher {model_path}: {type(e).__name__}: {e}") from e
     try:
@@ -380,30 +512,37 @@ def export_stage(
     handler = KerasTeacherHandler(
         str(model_path), image_shape, str(data_manifest["dataset"]), config.export.batch_size
     )
-    with beam.Pipeline(options=pipeline_options(list(beam_args))) as p:
-        build_pipeline(
-            p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
-            num_shards=config.export.num_shards,
-        )  # fmt: skip
+    try:
+        with make_pipeline(beam_args) as p:
+            build_pipeline(
+                p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
+                num_shards=config.export.num_shards,
+            )  # fmt: skip
+    finally:
+        forget_models()
     elapsed = time.time() - started
 
-    counts_path = out_dir / COUNTS_FILE
-    counts = (
-        json.loads(counts_path.read_text()) if counts_path.exists() else {"records": 0, "distinct_ids": 0}
+    summary_path = out_dir / SUMMARY_FILE
+    summary = (
+        json.loads(summary_path.read_text()) if summary_path.exists() else SummaryFn().create_accumulator()
     )
-    counts_path.unlink(missing_ok=True)
-    dead_path = out_dir / f"{DEAD_LETTER}.txt"
-    dead = len(dead_path.read_text().splitlines()) if dead_path.exists() else 0
-    if dead_path.exists() and dead == 0:
-        dead_path.unlink()
-    if dead:
-        raise UserError(
-            f"{dead} of {expected} records could not be exported (see {dead_path}); no manifest written"
+    summary_path.unlink(missing_ok=True)
+    if summary["dead_letters"]:
+        dead_path = out_dir / f"{DEAD_LETTER}.txt"
+        artifacts.atomic_write_bytes(
+            dead_path, "".join(f"{line}\n" for line in summary["dead_letter_sample"]).encode()
         )
-    if counts["records"] != expected or counts["distinct_ids"] != expected:
         raise UserError(
-            f"exported {counts['records']} records with {counts['distinct_ids']} distinct ids, but {data_dir} "
-            f"lists {expected} {split} examples; no manifest written"
+            f"{summary['dead_letters']} of {expected} records could not be exported (first {SAMPLE} in "
+            f"{dead_path}); no manifest written"
+        )
+    if summary["records"] != expected or summary["distinct_ids"] != expected:
+        duplicated = (
+            f" (duplicated: {', '.join(summary['duplicated_ids'][:5])})" if summary["duplicated_ids"] else ""
+        )
+        raise UserError(
+            f"exported {summary['records']} records with {summary['distinct_ids']} distinct ids{duplicated}, but "
+            f"{data_dir} lists {expected} {split} examples; no manifest written"
         )
 
     splits = {

@@ -125,10 +125,11 @@ def test_every_original_feature_is_kept_and_the_manifest_matches(exported):
     for key in ("dataset", "num_classes", "image_shape", "class_names"):
         assert m[key] == artifacts.read_manifest(exported["data"])[key]
     assert m["pre_logits_dim"] == 16
-    # A student reads it with keras_components.data.
+    # A student reads it with keras_components.data (TF's fast Example parser).
     batch = next(iter(data.make_dataset(exported["out"], "train", batch_size=8, training=False, num_classes=10,
-                                        with_teacher_logits=True)))  # fmt: skip
-    assert batch[1].shape == (8, 10)
+                                        with_teacher_logits=True, include_metadata=True)))  # fmt: skip
+    expected = [records[i.decode()]["teacher_logits"].float_list.value for i in batch["id"].numpy()]
+    np.testing.assert_array_equal(batch["teacher_logits"].numpy(), expected)
 
 
 def test_two_worker_direct_runner_gives_the_same_records(exported):
@@ -158,13 +159,15 @@ def test_bad_records_go_to_the_dead_letter_output():
             feature={"id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"d/train/3"]))}
         )
     ).SerializeToString()
+    stale = make_example("d/train/4", png, 2, 2, {"teacher_logits": [9.0] * 10})
+    fresh = make_example("d/train/4", png, 2, 2)  # an exported record re-exported: its old logits are dropped
     with test_pipeline.TestPipeline() as p:
         out = (
             p
-            | beam.Create([good, wrong_shape, not_png, missing, b"\xff\x00garbage"])
+            | beam.Create([good, wrong_shape, not_png, missing, b"\xff\x00garbage", stale])
             | beam.ParDo(export_logits.CheckRecord((28, 28, 1))).with_outputs("dead_letter", main="valid")
         )
-        assert_that(out.valid, equal_to([good]), label="valid")
+        assert_that(out.valid, equal_to([("d/train/0", good), ("d/train/4", fresh)]), label="valid")
         assert_that(
             out.dead_letter | beam.Map(lambda s: s.split("\t")[0]),
             equal_to(["d/train/1", "d/train/2", "d/train/3", "?"]),

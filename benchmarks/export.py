@@ -1,0 +1,172 @@
+"""Benchmark: export-logits (Beam RunInference, DirectRunner) against model.predict over tf.data.
+
+    .venv/bin/python benchmarks/export.py [--examples 4096] [--batch-size 256] [--repeats 2]
+
+Generates a data artifact of random 28x28x1 PNG examples and an (untrained)
+CIFAR ResNet-8 (width 16) teacher, then times, in one process:
+
+- `predict`: `model.predict` over `keras_components.data.make_dataset` (the
+  evaluation tf.data pipeline: read, decode, normalise, batch) on the same
+  TFRecords: the speed a plain Keras script would get;
+- `export_stage`: the whole stage end to end (launcher checks, Beam pipeline
+  start, TFRecord read, RunInference, writing the output TFRecords with two
+  extra features, counting ids, checksums and manifest).
+
+Prints a table and writes results/benchmarks/export.json. Target: export_stage
+at >= 0.8x the examples/s of predict. Best of `--repeats` alternating runs each;
+CPU seconds (all threads) are reported too, as the wall time on a shared machine is noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from beam_jobs import export_logits  # noqa: E402
+from beam_jobs.tfrecords import encode_png, make_example  # noqa: E402
+from keras_components import data, models  # noqa: E402
+from pipeline import artifacts  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+IMAGE_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+
+
+def write_data(directory: Path, num_examples: int, num_shards: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    directory.mkdir(parents=True)
+    files = [f"train-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(str(directory / f)) for f in files]
+    for i in range(num_examples):
+        # Smooth-ish images compress like real ones (pure noise would make PNG decoding unrealistically slow).
+        base = rng.integers(0, 256, size=(7, 7, 1), dtype=np.uint8)
+        image = np.kron(base, np.ones((4, 4, 1), np.uint8))
+        label = int(rng.integers(NUM_CLASSES))
+        writers[i % num_shards].write(make_example(f"bench/train/{i}", encode_png(image), label, label))
+    for w in writers:
+        w.close()
+    description = {"benchmark": "export", "examples": num_examples}
+    artifacts.write_manifest(
+        directory, stage="noisify", fingerprint=artifacts.fingerprint("noisify", description), config=description,
+        counts={"train": num_examples},
+        extra={"dataset": "fashion_mnist", "num_classes": NUM_CLASSES, "image_shape": list(IMAGE_SHAPE),
+               "class_names": [str(i) for i in range(NUM_CLASSES)],
+               "splits": {"train": {"files": files, "num_examples": num_examples}}},
+    )  # fmt: skip
+    return directory
+
+
+def write_model(directory: Path) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    model = models.cifar_resnet(8, NUM_CLASSES, IMAGE_SHAPE, width=16)
+    directory.mkdir(parents=True)
+    model.save(directory / "model.keras")
+    description = {"benchmark": "export", "model": "cifar_resnet8"}
+    artifacts.write_manifest(
+        directory, stage="train", fingerprint=artifacts.fingerprint("train", description), config=description,
+        extra={"num_classes": NUM_CLASSES, "image_shape": list(IMAGE_SHAPE)},
+    )  # fmt: skip
+    return model
+
+
+def _timed(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads) of fn()."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def predict(data_dir: Path, model_dir: Path, batch_size: int) -> None:
+    """Load + tf.data read/decode/normalise + model.predict of the whole split (what a Keras script does)."""
+    model = export_logits.load_keras_model(str(model_dir / "model.keras"))
+    dataset = data.make_dataset(data_dir, "train", batch_size=batch_size, training=False, num_classes=NUM_CLASSES,
+                                cache=False).map(lambda images, labels: images)  # fmt: skip
+    logits = models.pre_logits_model(model).predict(dataset, verbose=0)[0]
+    assert logits.shape == (int(data.read_data_manifest(data_dir)["counts"]["train"]), NUM_CLASSES)
+
+
+def export(config, data_dir: Path, model_dir: Path, out_dir: Path) -> None:
+    export_logits.export_stage(config, model_dir, data_dir, out_dir, force=True, log=lambda _: None)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks" / "export.json"))
+    args = parser.parse_args(argv)
+
+    config = load_config(str(ROOT / "configs" / "quickstart.py"),
+                         [f"export.batch_size={args.batch_size}", "export.num_shards=4"])  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data_dir = write_data(tmp / "data", args.examples)
+        model_dir = tmp / "model"
+        write_model(model_dir)
+        # Warm-up (TF kernels, Beam imports), then alternate the two so machine load hits both alike.
+        predict(data_dir, model_dir, args.batch_size)
+        export(config, data_dir, model_dir, tmp / "out")
+        runs = {"predict": [], "export": []}
+        for _ in range(args.repeats):
+            runs["predict"].append(_timed(lambda: predict(data_dir, model_dir, args.batch_size)))
+            runs["export"].append(_timed(lambda: export(config, data_dir, model_dir, tmp / "out")))
+
+    rows = []
+    for key, method in (
+        ("predict", "model.predict over tf.data"),
+        ("export", "export_stage (RunInference, Direct)"),
+    ):
+        wall, cpu = min(w for w, _ in runs[key]), min(c for _, c in runs[key])
+        rows.append({"method": method, "seconds": wall, "cpu_seconds": cpu, "examples_per_second": args.examples / wall,
+                     "examples_per_cpu_second": args.examples / cpu, "all_runs": runs[key]})  # fmt: skip
+    ratio = rows[1]["examples_per_second"] / rows[0]["examples_per_second"]
+    cpu_ratio = rows[1]["examples_per_cpu_second"] / rows[0]["examples_per_cpu_second"]
+    print(f"{'method':<38} {'wall s':>7} {'examples/s':>11} {'CPU s':>7} {'examples/CPU s':>15}")
+    for row in rows:
+        print(f"{row['method']:<38} {row['seconds']:>7.2f} {row['examples_per_second']:>11.0f} "
+              f"{row['cpu_seconds']:>7.2f} {row['examples_per_cpu_second']:>15.0f}")  # fmt: skip
+    print(
+        f"ratio export / predict: {ratio:.2f} wall, {cpu_ratio:.2f} CPU (target >= 0.8); best of {args.repeats}"
+    )
+    result = {
+        "benchmark": "export",
+        "examples": args.examples,
+        "image_shape": list(IMAGE_SHAPE),
+        "model": "cifar_resnet depth 8 width 16",
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "rows": rows,
+        "ratio": ratio,
+        "cpu_ratio": cpu_ratio,
+        "load_average": os.getloadavg(),
+        "target_ratio": 0.8,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "tensorflow": tf.__version__,
+        },
+    }
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
