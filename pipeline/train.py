@@ -1,0 +1,507 @@
+"""Train a teacher on noisy labels, or a student on a teacher's exported logits.
+
+    smear train --config configs/quickstart.py:smoke --workdir workdir
+    smear train --config configs/cifar.py:cifar100,resnet32,ls --workdir workdir
+    smear train --config configs/quickstart.py --workdir workdir \\
+        --config.distill.enabled=true --config.distill.logits_dir=workdir/logits/<teacher>
+
+Reads a data artifact (`smear noisify`) or, for a student, an exported-logits
+artifact (`smear export-logits`); writes `models/<name>-<fp10>/` with
+`model.keras` (the trained network, uncompiled, logits out), `config.json`,
+`history.json`, `tensorboard/` and, last, `manifest.json`.
+
+Training is step-based (config.train.steps); a Keras "epoch" is
+train.steps_per_epoch steps and is the unit of logging and back-up. A killed run
+resumes from its last back-up (`backup/`) when rerun with the same config.
+Batch-norm statistics are synchronised across replicas (ours), so the model
+trained does not depend on the number of devices.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import resource
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from keras_components import data, losses, models, noise, optimizers
+from pipeline import artifacts
+from pipeline.cli_common import parse_stage_args, stage_parser
+from pipeline.config import to_plain
+from pipeline.errors import UserError
+from pipeline.strategy import STRATEGIES, build_for_multi_worker, is_chief, make_strategy
+
+TEACHER_LOSSES = ("ce", "ls", "fc", "bc")
+SCHEDULES = ("step", "cosine", "polynomial")
+# Model builder keyword arguments taken from config.model (others are ignored).
+MODEL_KWARGS = {"cifar_resnet": ("depth", "width", "weight_decay"), "resnet_v2_50": ("weight_decay",)}
+
+
+# ---------------------------------------------------------------- names and fingerprints
+def model_name(config: ml_collections.ConfigDict) -> str:
+    """ "teacher-ls0.1-s0", "teacher-ce-s0", "student-T2-ls0.1-s0", "student-T2-fc0.1-s0"."""
+    seed = f"s{config.train.seed}"
+    if config.distill.enabled:
+        d = config.distill
+        if d.fc_alpha > 0:
+            method = f"fc{d.fc_alpha:g}" + (f"-ls{d.smoothing:g}" if d.smoothing > 0 else "")
+        else:
+            method = f"ls{d.smoothing:g}" if d.smoothing > 0 else "ce"
+        return f"student-T{d.temperature:g}-{method}-{seed}"
+    loss = config.loss
+    method = "ce" if loss.name == "ce" else f"{loss.name}{loss.alpha:g}"
+    if loss.name in ("fc", "bc") and loss.transition == "file":
+        method = f"{loss.name}-file"
+    return f"teacher-{method}-{seed}"
+
+
+def model_section(config: ml_collections.ConfigDict) -> dict:
+    """The config that determines the trained model, apart from its input data.
+
+    Leaves out where it runs (strategy, tpu) and, for a teacher, the distillation
+    section (a student's loss comes from `distill`, not `loss`, and vice versa).
+    """
+    train = to_plain(config.train)
+    for key in ("strategy", "tpu"):
+        train.pop(key, None)
+    section = {"model": to_plain(config.model), "train": train}
+    if config.distill.enabled:
+        distill = to_plain(config.distill)
+        distill.pop("logits_dir", None)  # identified by the input fingerprint instead
+        section["distill"] = distill
+    else:
+        section["loss"] = to_plain(config.loss)
+        if (
+            config.loss.transition == "file"
+            and config.loss.name in ("fc", "bc")
+            and config.loss.transition_file
+        ):
+            section["loss"]["transition_file_sha256"] = artifacts.sha256_file(config.loss.transition_file)
+    return section
+
+
+def model_fingerprint(config: ml_collections.ConfigDict, input_fingerprint: str) -> str:
+    """Fingerprint of a trained model: its config section plus its input artifact's fingerprint."""
+    return artifacts.fingerprint("train", model_section(config), {"input": input_fingerprint})
+
+
+def model_artifact_path(
+    config: ml_collections.ConfigDict, workdir: str | os.PathLike, input_fingerprint: str
+) -> Path:
+    """`<workdir>/models/<model_name>-<fp10>`."""
+    return artifacts.artifact_dir(
+        workdir, "models", model_name(config), model_fingerprint(config, input_fingerprint)
+    )
+
+
+# ---------------------------------------------------------------- validation
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Checks the values training uses; raises a one-line UserError naming the key."""
+    t, loss, d = config.train, config.loss, config.distill
+
+    def check(condition: bool, message: str) -> None:
+        if not condition:
+            raise UserError(message)
+
+    model_names = tuple(getattr(models, "_MODELS", MODEL_KWARGS))
+    check(
+        config.model.name in model_names,
+        f"unknown model.name {config.model.name!r}; one of: {', '.join(model_names)}",
+    )
+    check(t.strategy in STRATEGIES, f"unknown train.strategy {t.strategy!r}; one of: {', '.join(STRATEGIES)}")
+    names = optimizers.OPTIMIZER_NAMES
+    check(t.optimizer in names, f"unknown train.optimizer {t.optimizer!r}; one of: {', '.join(names)}")
+    schedule = t.get("schedule", "step")
+    check(schedule in SCHEDULES, f"unknown train.schedule {schedule!r}; one of: {', '.join(SCHEDULES)}")
+    check(t.steps > 0, f"train.steps must be > 0, got {t.steps}")
+    check(t.steps_per_epoch > 0, f"train.steps_per_epoch must be > 0, got {t.steps_per_epoch}")
+    check(t.batch_size > 0, f"train.batch_size must be > 0, got {t.batch_size}")
+    check(t.learning_rate > 0, f"train.learning_rate must be > 0, got {t.learning_rate}")
+    check(
+        0 <= t.warmup_steps < t.steps, f"train.warmup_steps must be in [0, train.steps), got {t.warmup_steps}"
+    )
+    check(t.shuffle_buffer > 0, f"train.shuffle_buffer must be > 0, got {t.shuffle_buffer}")
+    check(0 < t.lr_decay <= 1, f"train.lr_decay must be in (0, 1], got {t.lr_decay}")
+    bounds = list(t.lr_boundaries)
+    check(
+        all(0 < b < 1 for b in bounds) and bounds == sorted(set(bounds)),
+        f"train.lr_boundaries must be increasing fractions of train.steps in (0, 1), got {tuple(bounds)}",
+    )
+    check(
+        t.augment in ("auto", "crop_flip", "none"),
+        f"train.augment must be auto, crop_flip or none, got {t.augment!r}",
+    )
+    if d.enabled:
+        check(bool(d.logits_dir), "distill.enabled=true needs distill.logits_dir (an export-logits artifact)")
+        check(d.temperature > 0, f"distill.temperature must be > 0, got {d.temperature}")
+        check(0 <= d.smoothing <= 1, f"distill.smoothing must be in [0, 1], got {d.smoothing}")
+        check(0 <= d.fc_alpha <= 1, f"distill.fc_alpha must be in [0, 1], got {d.fc_alpha}")
+        return
+    check(
+        loss.name in TEACHER_LOSSES, f"unknown loss.name {loss.name!r}; one of: {', '.join(TEACHER_LOSSES)}"
+    )
+    check(0 <= loss.alpha <= 1, f"loss.alpha must be in [0, 1], got {loss.alpha}")
+    check(
+        loss.transition in ("smoothing", "file"),
+        f"loss.transition must be smoothing or file, got {loss.transition!r}",
+    )
+    if loss.name in ("fc", "bc") and loss.transition == "file":
+        check(
+            os.path.isfile(loss.transition_file),
+            f"loss.transition=file but loss.transition_file {loss.transition_file!r} does not exist",
+        )
+    elif loss.name == "bc":
+        check(loss.alpha < 1, "loss.alpha must be < 1 for bc (T_1 is singular)")
+
+
+# ---------------------------------------------------------------- components
+class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `base_learning_rate` over `warmup_steps`, then `schedule`."""
+
+    def __init__(self, schedule, base_learning_rate: float, warmup_steps: int):
+        self.schedule, self.base_learning_rate, self.warmup_steps = schedule, base_learning_rate, warmup_steps
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.base_learning_rate * step / self.warmup_steps
+        return tf.where(step < self.warmup_steps, warm, tf.cast(self.schedule(step), tf.float32))
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "base_learning_rate": self.base_learning_rate,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
+def learning_rate_schedule(train: ml_collections.ConfigDict):
+    """The schedule named by train.schedule ("step" by default: the paper's CIFAR decay)."""
+    schedule = train.get("schedule", "step")
+    if schedule == "cosine":
+        return optimizers.WarmupCosineDecay(train.learning_rate, train.steps, train.warmup_steps)
+    if schedule == "polynomial":
+        return optimizers.WarmupPolynomialDecay(train.learning_rate, train.steps, train.warmup_steps)
+    boundaries = [int(round(f * train.steps)) for f in train.lr_boundaries]
+    step = optimizers.step_decay_schedule(train.learning_rate, boundaries, train.lr_decay)
+    return WarmupThen(step, train.learning_rate, train.warmup_steps) if train.warmup_steps else step
+
+
+def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.losses.Loss:
+    """The teacher's loss from config.loss, or the student's distillation loss."""
+    if config.distill.enabled:
+        d = config.distill
+        transition = noise.smoothing_matrix(num_classes, d.fc_alpha) if d.fc_alpha > 0 else None
+        return losses.DistillationCrossEntropy(
+            temperature=d.temperature, smoothing=d.smoothing, transition=transition
+        )
+    transition = None
+    if config.loss.name in ("fc", "bc") and config.loss.transition == "file":
+        try:
+            transition = noise.load_transition(config.loss.transition_file, num_classes)
+        except ValueError as e:
+            raise UserError(f"loss.transition_file: {e}") from None
+    try:
+        return losses.get_loss(config.loss.name, num_classes, alpha=config.loss.alpha, transition=transition)
+    except ValueError as e:
+        raise UserError(f"loss: {e}") from None
+
+
+def build_model(config: ml_collections.ConfigDict, num_classes: int, image_shape) -> keras.Model:
+    m = config.model
+    kwargs = {k: m[k] for k in MODEL_KWARGS.get(m.name, ()) if k in m}
+    if config.train.optimizer == "lars":
+        kwargs["weight_decay"] = 0.0  # LARS applies the decay itself
+    try:
+        model = models.build_model(m.name, num_classes, tuple(image_shape), **kwargs)
+    except ValueError as e:
+        raise UserError(f"model: {e}") from None
+    return model
+
+
+def _set_batch_norm_sync(model: keras.Model, synchronized: bool) -> None:
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = synchronized
+
+
+class TrainingLog(keras.callbacks.Callback):
+    """Says where training resumes, stops at exactly `total_steps`, records each epoch.
+
+    Put it before BackupAndRestore: an epoch's record is then written before its
+    back-up, and records newer than the back-up are dropped on resumption.
+    """
+
+    def __init__(
+        self, *, total_steps: int, global_batch: int, history_path: Path, log: Callable[[str], None]
+    ):
+        super().__init__()
+        self.total_steps, self.global_batch = total_steps, global_batch
+        self.history_path, self.log = history_path, log
+        self.epochs: list[dict] = []  # all epochs, including those before a resumption
+        self.this_run: list[dict] = []
+        self.resumed_from_step: int | None = None
+
+    def _step(self) -> int:
+        return int(self.model.optimizer.iterations.numpy())
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.resumed_from_step is None:  # after every on_train_begin: the back-up is restored
+            self.resumed_from_step = self._step()
+            if self.resumed_from_step > 0:
+                self.log(
+                    f"train: resuming from step {self.resumed_from_step} of {self.total_steps} "
+                    f"(back-up in {self.history_path.parent})"
+                )
+                if self.history_path.is_file():
+                    previous = json.loads(self.history_path.read_text())
+                    self.epochs = [e for e in previous if e["step"] <= self.resumed_from_step]
+        self.epoch_start, self.epoch_first_step = time.perf_counter(), self._step()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._step() >= self.total_steps:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.epoch_start
+        step = self._step()
+        steps = step - self.epoch_first_step
+        record = {
+            "epoch": epoch + 1,
+            "step": step,
+            "seconds": round(seconds, 3),
+            "images_per_second": round(steps * self.global_batch / seconds, 1),
+        }
+        record.update({k: float(v) for k, v in (logs or {}).items() if np.size(v) == 1})
+        self.epochs.append(record)
+        self.this_run.append(dict(record, steps=steps))
+        self.history_path.parent.mkdir(parents=True, exist_ok=True)
+        artifacts.atomic_write_json(self.history_path, self.epochs)
+
+    def images_per_second(self) -> float:
+        """Throughput of this run, leaving out its first epoch (tracing) when there are others."""
+        timed = self.this_run[1:] or self.this_run
+        seconds = sum(e["seconds"] for e in timed)
+        return sum(e["steps"] for e in timed) * self.global_batch / seconds if seconds else 0.0
+
+
+def _resume_epoch(backup_dir: Path) -> int:
+    try:
+        return int(json.loads((backup_dir / "training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+# ---------------------------------------------------------------- the stage
+def train_stage(
+    config: ml_collections.ConfigDict,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    logits_dir: str | os.PathLike | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    fingerprint: str | None = None,
+) -> dict:
+    """Trains one model and writes its artifact; returns the manifest.
+
+    Args:
+      config: the resolved config (sections model, loss, train, distill).
+      data_dir: the data artifact (for a student it may be the logits artifact).
+      out_dir: the model artifact directory to write.
+      logits_dir: an exported-logits artifact: train a distilled student on its
+        train split with the teacher's logits as targets.
+      force: retrain even if `out_dir` holds a complete artifact.
+      log: where progress lines go.
+      fingerprint: the artifact's fingerprint; default `model_fingerprint` of the input.
+
+    Returns:
+      The manifest written to out_dir/manifest.json (an empty dict on
+      non-chief workers of a multi-worker run, which write nothing).
+    """
+    validate_config(config)
+    if logits_dir is None and config.distill.enabled:
+        raise UserError("distill.enabled=true: train_stage needs logits_dir (distill.logits_dir)")
+    t = config.train
+    data_manifest = data.read_data_manifest(data_dir)
+    train_dir, train_manifest = Path(data_dir), data_manifest
+    inputs = {"data": artifacts.input_ref(data_dir, data_manifest)}
+    if logits_dir is not None:
+        train_dir = Path(logits_dir)
+        train_manifest = data_manifest if train_dir == Path(data_dir) else data.read_data_manifest(logits_dir)
+        inputs["logits"] = artifacts.input_ref(logits_dir, train_manifest)
+        for key in ("num_classes", "image_shape"):
+            if train_manifest[key] != data_manifest[key]:
+                raise UserError(
+                    f"teacher logits {logits_dir} have {key} {train_manifest[key]}, "
+                    f"but the data {data_dir} have {data_manifest[key]}"
+                )
+    num_classes, image_shape = int(train_manifest["num_classes"]), tuple(train_manifest["image_shape"])
+    fingerprint = fingerprint or model_fingerprint(config, train_manifest["fingerprint"])
+    out_dir, name = Path(out_dir), model_name(config)
+
+    # The strategy comes first: multi-worker collectives must be set up before any op runs.
+    strategy = make_strategy(t.strategy, t.tpu)
+    replicas, chief = strategy.num_replicas_in_sync, is_chief(strategy)
+    if t.batch_size % replicas:
+        raise UserError(f"train.batch_size={t.batch_size} is not divisible by the {replicas} replicas")
+    if chief:
+        artifacts.prepare_output(out_dir, force=force, keep_partial=True)
+        backup_dir = out_dir / "backup"
+    else:  # other workers keep their own back-up (same state) and write nothing else
+        task_id = strategy.cluster_resolver.task_id
+        backup_dir = out_dir.parent / ".workers" / f"{out_dir.name}-worker{task_id}"
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(t.seed)
+    log(
+        f"train: {name}: {config.model.name} on {data.describe(train_manifest)}; "
+        f"{t.steps} steps of batch {t.batch_size} on {replicas} replica(s) ({type(strategy).__name__})"
+    )
+
+    with strategy.scope():
+        model = build_model(config, num_classes, image_shape)
+        _set_batch_norm_sync(model, replicas > 1)
+        optimizer = optimizers.build_optimizer(
+            t.optimizer,
+            learning_rate_schedule(t),
+            momentum=t.momentum,
+            nesterov=t.nesterov,
+            weight_decay=config.model.weight_decay,
+        )
+        # Teachers: accuracy on the (noisy) training labels; students: agreement with the teacher's top label.
+        accuracy_class = (
+            keras.metrics.CategoricalAccuracy if logits_dir else keras.metrics.SparseCategoricalAccuracy
+        )
+        model.compile(
+            optimizer=optimizer,
+            loss=build_loss(config, num_classes),
+            metrics=[accuracy_class(name="accuracy")],
+            jit_compile=bool(t.jit_compile),
+        )
+
+    # A resumed run reshuffles with a seed folded with its epoch instead of replaying epoch 1's data.
+    data_seed = t.seed + 1_000_003 * _resume_epoch(backup_dir)
+
+    def dataset_fn(input_context=None):
+        return data.make_dataset(
+            train_dir, "train", batch_size=t.batch_size, training=True, augment=t.augment,
+            shuffle_buffer=t.shuffle_buffer, seed=data_seed, num_classes=num_classes,
+            with_teacher_logits=logits_dir is not None, input_context=input_context, manifest=train_manifest,
+        )  # fmt: skip
+
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    dataset = (
+        strategy.distribute_datasets_from_function(dataset_fn)
+        if replicas > 1 or multi_worker
+        else dataset_fn()
+    )
+    if multi_worker:
+        image_spec = tf.TensorSpec((None, *image_shape), tf.float32)
+        target_spec = tf.TensorSpec(
+            (None, num_classes) if logits_dir else (None,), tf.float32 if logits_dir else tf.int32
+        )
+        build_for_multi_worker(model, strategy, (image_spec, target_spec))
+
+    history_path = backup_dir / "history.json"
+    training_log = TrainingLog(
+        total_steps=t.steps, global_batch=t.batch_size, history_path=history_path, log=log
+    )
+    callbacks = [training_log, keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch")]
+    if chief:
+        callbacks.append(
+            keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0)
+        )
+    steps_per_epoch = min(t.steps_per_epoch, t.steps)
+    started = time.time()
+    model.fit(
+        dataset,
+        steps_per_epoch=steps_per_epoch,
+        epochs=math.ceil(t.steps / steps_per_epoch),
+        callbacks=callbacks,
+        shuffle=False,
+        verbose=(1 if sys.stdout.isatty() else 2) if chief else 0,
+    )
+    wall_time = time.time() - started
+    if not chief:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            backup_dir.parent.rmdir()  # .workers/, once empty
+        return {}
+
+    # Outputs: an uncompiled copy of the network (no optimizer state or custom objects needed to load it).
+    inference = keras.models.clone_model(model)
+    inference.set_weights(model.get_weights())
+    _set_batch_norm_sync(inference, False)
+    inference.save(str(out_dir / "model.keras"))
+    artifacts.atomic_write_json(out_dir / "config.json", to_plain(config))
+    epochs, images_per_second = training_log.epochs, training_log.images_per_second()
+    history = {
+        "epochs": epochs,
+        "steps": int(model.optimizer.iterations.numpy()),
+        "resumed_from_step": training_log.resumed_from_step or 0,
+        "wall_time_seconds": round(wall_time, 2),
+        "images_per_second": round(images_per_second, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "replicas": replicas,
+        "strategy": type(strategy).__name__,
+    }
+    artifacts.atomic_write_json(out_dir / "history.json", history)
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    last = epochs[-1] if epochs else {}
+    manifest = artifacts.write_manifest(
+        out_dir,
+        stage="train",
+        fingerprint=fingerprint,
+        config=model_section(config),
+        inputs=inputs,
+        counts={"steps": history["steps"], "train_examples": int(train_manifest["counts"]["train"])},
+        exclude=("tensorboard",),
+        extra={
+            "model_name": name,
+            "role": "student" if config.distill.enabled else "teacher",
+            "dataset": train_manifest["dataset"],
+            "num_classes": num_classes,
+            "image_shape": list(image_shape),
+            "class_names": train_manifest.get("class_names", []),
+            "final": {k: last[k] for k in ("loss", "accuracy") if k in last},
+            "images_per_second": history["images_per_second"],
+            "seconds": history["wall_time_seconds"],
+        },
+    )
+    log(
+        f"train: done in {wall_time:.1f} s ({images_per_second:.0f} images/s); final loss "
+        f"{last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', float('nan')):.4f}"
+    )
+    return manifest
+
+
+# ---------------------------------------------------------------- CLI
+def run(argv=None) -> None:
+    parser = stage_parser("train", __doc__.splitlines()[0])
+    args, config, _ = parse_stage_args(parser, argv, validate=validate_config)
+    if config.distill.enabled:
+        data_dir = Path(config.distill.logits_dir)
+        logits_dir = data_dir
+    else:
+        from beam_jobs.noisify import data_artifact_path
+
+        data_dir, logits_dir = data_artifact_path(config, args.workdir), None
+    input_manifest = data.read_data_manifest(data_dir)  # a UserError when missing or incomplete
+    out_dir = model_artifact_path(config, args.workdir, input_manifest["fingerprint"])
+    print(f"train: input {data_dir}")
+    print(f"train: model artifact {out_dir}")
+    print(f"train: TensorBoard: tensorboard --logdir {out_dir / 'tensorboard'}")
+    manifest = train_stage(config, data_dir, out_dir, logits_dir=logits_dir, force=args.force)
+    if manifest:
+        print(f"train: model {out_dir / 'model.keras'}")

@@ -1,0 +1,94 @@
+"""The paper configs carry the paper's values and every one trains in its smoke form."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pipeline import train
+from pipeline.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = str(ROOT / "configs" / "cifar.py")
+IMAGENET = str(ROOT / "configs" / "imagenet.py")
+QUICKSTART = str(ROOT / "configs" / "quickstart.py")
+
+
+def _keys(config, prefix=""):
+    keys = set()
+    for key, value in config.items():
+        keys |= _keys(value, f"{prefix}{key}.") if hasattr(value, "items") else {prefix + key}
+    return keys
+
+
+@pytest.mark.parametrize(
+    "spec", [f"{CIFAR}:cifar10,resnet32,ls", f"{IMAGENET}:ls", f"{CIFAR}:cifar100,resnet56,bc,smoke"]
+)
+def test_paper_configs_have_every_quickstart_key(spec):
+    missing = _keys(load_config(QUICKSTART)) - _keys(load_config(spec))
+    assert not missing  # every CLI reads these
+
+
+@pytest.mark.parametrize("dataset, classes", [("cifar10", 10), ("cifar100", 100)])
+@pytest.mark.parametrize("model, depth", [("resnet32", 32), ("resnet56", 56)])
+def test_cifar_configs_carry_the_papers_values(dataset, classes, model, depth):
+    c = load_config(f"{CIFAR}:{dataset},{model},ls")
+    assert (c.data.dataset, c.model.name, c.model.depth, c.model.width) == (
+        dataset,
+        "cifar_resnet",
+        depth,
+        16,
+    )
+    assert (c.noise.model, c.noise.rate) == ("symmetric", 0.2)
+    t = c.train
+    assert (t.batch_size, t.optimizer, t.momentum, t.nesterov, t.learning_rate) == (
+        128,
+        "sgd",
+        0.9,
+        True,
+        0.1,
+    )
+    assert t.steps == 64_000 and [round(b * t.steps) for b in t.lr_boundaries] == [32_000, 48_000]
+    assert t.lr_decay == 0.1 and c.model.weight_decay == 1e-4 and t.augment == "crop_flip"
+    assert c.loss.alpha == 0.1 and len(c.sweep.seeds) == 5
+    fc = load_config(f"{CIFAR}:{dataset},{model},fc")
+    assert fc.loss.alpha == pytest.approx(classes * 0.2 / (classes - 1), abs=1e-4)  # T_alpha of the noise
+    assert load_config(f"{CIFAR}:{dataset},{model},ce").sweep.teachers == ("ce",)
+
+
+def test_bad_config_args_are_rejected():
+    from pipeline.errors import UserError
+
+    for spec in (f"{CIFAR}:cifar10,resnet20,ls", f"{CIFAR}:svhn,resnet32,ls", f"{IMAGENET}:focal"):
+        with pytest.raises(UserError, match="expected"):
+            load_config(spec)
+
+
+def test_imagenet_config_uses_lars_with_warmup_and_no_automatic_tpu():
+    c = load_config(IMAGENET)
+    assert (c.model.name, c.train.optimizer, c.train.schedule) == ("resnet_v2_50", "lars", "polynomial")
+    assert (
+        c.train.strategy == "auto" and c.train.batch_size >= 1024 and 0 < c.train.warmup_steps < c.train.steps
+    )
+
+
+SMOKE = [
+    (f"{CIFAR}:cifar10,resnet32,ce,smoke", "cifar10", 10),
+    (f"{CIFAR}:cifar10,resnet32,ls,smoke", "cifar10", 10),
+    (f"{CIFAR}:cifar10,resnet56,fc,smoke", "cifar10", 10),
+    (f"{CIFAR}:cifar100,resnet32,bc,smoke", "cifar100", 100),
+    (f"{IMAGENET}:fc,smoke", "imagenet2012", 10),
+]
+
+
+@pytest.mark.parametrize("spec, dataset, classes", SMOKE, ids=[s[0].split(":")[1] for s in SMOKE])
+def test_every_paper_config_trains_in_its_smoke_form(spec, dataset, classes, make_data_artifact, tmp_path):
+    config = load_config(spec, ["train.steps=2", "train.steps_per_epoch=1"])
+    data_dir = make_data_artifact(tmp_path, dataset=dataset, num_classes=classes, image_shape=(32, 32, 3),
+                                  num_train=32, num_test=8)  # fmt: skip
+    manifest = train.train_stage(config, data_dir, tmp_path / "model", log=lambda _: None)
+    assert manifest["counts"]["steps"] == 2
+    losses = [e["loss"] for e in json.loads((tmp_path / "model" / "history.json").read_text())["epochs"]]
+    assert len(losses) == 2 and all(loss == loss and abs(loss) < 1e4 for loss in losses)  # finite

@@ -1,0 +1,213 @@
+"""The train stage: artifacts, resumption after SIGKILL, validation, distillation, names."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from pipeline import train
+from pipeline.artifacts import read_manifest
+from pipeline.config import load_config
+from pipeline.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
+TINY = ["train.steps=4", "train.steps_per_epoch=2", "train.batch_size=16", "train.shuffle_buffer=64"]
+
+
+def _config(*overrides):
+    return load_config(QUICKSTART, [*TINY, *overrides])
+
+
+def test_train_stage_writes_a_complete_loadable_artifact(data_artifact, tmp_path):
+    config = _config("loss.name=ls", "loss.alpha=0.1")
+    out = tmp_path / "model"
+    lines = []
+    manifest = train.train_stage(config, data_artifact, out, log=lines.append)
+
+    assert read_manifest(out)["fingerprint"] == manifest["fingerprint"]  # checksums verify
+    assert manifest["stage"] == "train" and manifest["counts"]["steps"] == 4
+    assert (
+        manifest["inputs"]["data"]["fingerprint"]
+        == json.loads((data_artifact / "manifest.json").read_text())["fingerprint"]
+    )
+    assert "tensorboard/" not in " ".join(manifest["files"]) and (out / "tensorboard").is_dir()
+    assert not (out / "backup").exists()
+    history = json.loads((out / "history.json").read_text())
+    assert [e["step"] for e in history["epochs"]] == [2, 4]
+    assert all(np.isfinite(e["loss"]) and 0 <= e["accuracy"] <= 1 for e in history["epochs"])
+    assert history["images_per_second"] > 0 and history["peak_rss_mb"] > 0
+    assert json.loads((out / "config.json").read_text())["loss"]["alpha"] == 0.1
+
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    logits = model.predict(np.zeros((3, 28, 28, 1), np.float32), verbose=0)
+    assert logits.shape == (3, 10)
+    assert model.get_layer("pre_logits") is not None
+    assert any("done" in line for line in lines)
+
+    with pytest.raises(UserError, match="already holds a complete artifact"):
+        train.train_stage(config, data_artifact, out, log=lines.append)
+
+
+def test_training_is_step_based_and_stops_at_exactly_train_steps(data_artifact, tmp_path):
+    config = _config("train.steps=5", "train.steps_per_epoch=2")  # epochs of 2, 2, 1 steps
+    manifest = train.train_stage(config, data_artifact, tmp_path / "m", log=lambda _: None)
+    history = json.loads((tmp_path / "m" / "history.json").read_text())
+    assert manifest["counts"]["steps"] == 5
+    assert [e["step"] for e in history["epochs"]] == [2, 4, 5]
+
+
+_HANG_AFTER_SECOND_BACKUP = """
+import sys, time
+from keras.callbacks import BackupAndRestore
+save = BackupAndRestore._save_model
+def save_then_hang(self):
+    save(self)
+    if self._current_epoch >= 2:
+        print("BACKED-UP", flush=True)
+        time.sleep(600)
+BackupAndRestore._save_model = save_then_hang
+from pipeline.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
+    from beam_jobs.noisify import data_artifact_path
+
+    overrides = [
+        "train.steps=12",
+        "train.steps_per_epoch=3",
+        "train.batch_size=16",
+        "train.shuffle_buffer=64",
+    ]
+    config = load_config(QUICKSTART, overrides)
+    make_data_artifact(tmp_path, dataset="fashion_mnist", directory=data_artifact_path(config, tmp_path))
+    argv = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
+        f"--config.{o}" for o in overrides
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+
+    # Run 1 stops for good after its second back-up (step 6): SIGKILL it there.
+    first = subprocess.Popen([sys.executable, "-c", _HANG_AFTER_SECOND_BACKUP, *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)  # fmt: skip
+    deadline = time.time() + 240
+    try:
+        for line in first.stdout:
+            if "BACKED-UP" in line or time.time() > deadline:
+                break
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    (model_dir,) = (tmp_path / "models").iterdir()
+    assert (model_dir / "backup" / "training_metadata.json").is_file()
+    assert not (model_dir / "manifest.json").exists()  # partial: never read as input
+
+    second = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=300)  # fmt: skip
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resuming from step 6 of 12" in second.stdout
+    manifest = read_manifest(model_dir)
+    assert manifest["counts"]["steps"] == 12
+    history = json.loads((model_dir / "history.json").read_text())
+    assert history["resumed_from_step"] == 6
+    assert [e["step"] for e in history["epochs"]] == [3, 6, 9, 12]  # epochs before the kill are kept
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.name=vgg", "unknown model.name 'vgg'"),
+        ("loss.name=focal", "unknown loss.name 'focal'"),
+        ("train.strategy=gpu", "unknown train.strategy 'gpu'"),
+        ("train.optimizer=adam", "unknown train.optimizer 'adam'"),
+        ("loss.alpha=1.5", r"loss.alpha must be in \[0, 1\]"),
+        ("train.steps=0", "train.steps must be > 0"),
+        ("train.batch_size=0", "train.batch_size must be > 0"),
+        ("train.lr_boundaries=(0.75, 0.5)", "train.lr_boundaries must be increasing"),
+        ("model.depth=9", "model: .*depth"),
+    ],
+)
+def test_bad_config_values_are_one_line_user_errors_naming_the_key(
+    override, message, data_artifact, tmp_path
+):
+    config = _config(override)
+    with pytest.raises(UserError, match=message) as info:
+        train.train_stage(config, data_artifact, tmp_path / "m", log=lambda _: None)
+    assert "\n" not in str(info.value)
+
+
+def test_distillation_settings_are_checked():
+    with pytest.raises(UserError, match="distill.temperature must be > 0"):
+        train.validate_config(
+            _config("distill.enabled=true", "distill.logits_dir=x", "distill.temperature=0")
+        )
+    with pytest.raises(UserError, match="needs distill.logits_dir"):
+        train.validate_config(_config("distill.enabled=true"))
+
+
+def test_student_trains_on_teacher_logits(logits_artifact, make_data_artifact, tmp_path):
+    config = _config("distill.enabled=true", f"distill.logits_dir={logits_artifact}", "distill.smoothing=0.1")
+    manifest = train.train_stage(config, logits_artifact, tmp_path / "s", logits_dir=logits_artifact,
+                                 log=lambda _: None)  # fmt: skip
+    assert manifest["role"] == "student" and manifest["model_name"] == "student-T2-ls0.1-s0"
+    assert (
+        manifest["inputs"]["logits"]["fingerprint"]
+        == json.loads((logits_artifact / "manifest.json").read_text())["fingerprint"]
+    )
+
+    five_classes = make_data_artifact(tmp_path, name="five", num_classes=5, num_train=8, num_test=4)
+    with pytest.raises(UserError, match="num_classes 10, but the data .* have 5"):
+        train.train_stage(
+            config, five_classes, tmp_path / "s2", logits_dir=logits_artifact, log=lambda _: None
+        )
+
+
+def test_names_and_fingerprints_follow_what_changes_the_model():
+    teacher = _config("loss.name=ls", "loss.alpha=0.1")
+    assert train.model_name(teacher) == "teacher-ls0.1-s0"
+    assert train.model_name(_config()) == "teacher-ce-s0"
+    student = _config("distill.enabled=true", "distill.temperature=4", "distill.fc_alpha=0.2")
+    assert train.model_name(student) == "student-T4-fc0.2-s0"
+
+    fp = train.model_fingerprint(teacher, "abc")
+    assert fp == train.model_fingerprint(
+        _config("loss.name=ls", "loss.alpha=0.1", "train.strategy=mirrored"), "abc"
+    )
+    assert fp == train.model_fingerprint(
+        _config("loss.name=ls", "loss.alpha=0.1", "distill.temperature=9"), "abc"
+    )
+    assert fp != train.model_fingerprint(_config("loss.name=ls", "loss.alpha=0.2"), "abc")
+    assert fp != train.model_fingerprint(teacher, "abd")
+    path = train.model_artifact_path(teacher, "/w", "abc")
+    assert path == Path("/w/models") / f"teacher-ls0.1-s0-{fp[:10]}"
+
+
+def test_step_schedule_decays_at_fractions_of_steps_with_optional_warmup():
+    config = _config("train.steps=100", "train.learning_rate=0.1")
+    schedule = train.learning_rate_schedule(config.train)
+    lr = [float(schedule(s)) for s in (0, 50, 51, 75, 76, 99)]
+    np.testing.assert_allclose(lr, [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+    warm = train.learning_rate_schedule(_config("train.steps=100", "train.warmup_steps=10").train)
+    np.testing.assert_allclose([float(warm(s)) for s in (0, 5, 10, 60)], [0.0, 0.05, 0.1, 0.01], rtol=1e-6)
+
+
+def test_user_model_compiles_with_label_smoothing():
+    from keras_components.losses import LabelSmoothingCrossEntropy
+
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+    )
+    model.compile(optimizer="sgd", loss=LabelSmoothingCrossEntropy(alpha=0.1, num_classes=3))
+    rng = np.random.default_rng(0)
+    history = model.fit(rng.normal(size=(32, 4)), rng.integers(0, 3, size=32), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
