@@ -35,7 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.stats import ApproximateQuantiles
 
-from beam_jobs.export_logits import make_pipeline
+from beam_jobs.export_logits import artifact_base_name, make_pipeline
 from beam_jobs.noisify import data_artifact_path
 from pipeline import artifacts
 from pipeline.cli_common import parse_stage_args, stage_parser
@@ -196,10 +196,12 @@ def estimate_fingerprint(config, logits_fp: str) -> str:
     return artifacts.fingerprint("estimate_transition", estimate_section(config), {"logits": logits_fp})
 
 
-def estimate_artifact_path(config, workdir, logits_dir, logits_fp: str) -> Path:
-    """`<workdir>/transitions/<logits dir name>-p<percentile>-<fp10>`."""
-    name = f"{Path(logits_dir).name}-p{config.estimate.percentile:g}"
-    return artifacts.artifact_dir(workdir, "transitions", name, estimate_fingerprint(config, logits_fp))
+def estimate_artifact_path(config, workdir, logits_manifest: dict, logits_dir) -> Path:
+    """`<workdir>/transition/<teacher name>-p<percentile>-<fp10>`: where `smear run` puts the same estimate."""
+    teacher = logits_manifest.get("teacher", {}).get("path") or logits_dir
+    name = f"{artifact_base_name(teacher)}-p{config.estimate.percentile:g}"
+    fp = estimate_fingerprint(config, logits_manifest["fingerprint"])
+    return artifacts.artifact_dir(workdir, "transition", name, fp)
 
 
 def validate_config(config) -> None:
@@ -260,8 +262,10 @@ def estimate_stage(
     transition /= transition.sum(axis=1, keepdims=True)
     np.save(out_dir / ".transition.npy", transition)
     os.replace(out_dir / ".transition.npy", out_dir / "transition.npy")
+    condition = float(np.linalg.cond(transition))
     summary = {
         "transition": transition.tolist(),
+        "condition_number": condition,
         "percentile": percentile,
         "rows_from_ids": [rows[i]["id"] for i in range(num_classes)],
         "quantile_values": [rows[i]["quantile"] for i in range(num_classes)],
@@ -280,6 +284,7 @@ def estimate_stage(
             "num_classes": num_classes,
             "percentile": percentile,
             "transition": transition.tolist(),
+            "condition_number": condition,
             "seconds": round(elapsed, 2),
         },
     )
@@ -287,6 +292,8 @@ def estimate_stage(
     log(
         f"estimate-transition: T ({num_classes}x{num_classes}) in {elapsed:.1f} s; diagonal [{diagonal}"
         + (", ...]" if num_classes > 10 else "]")
+        + f"; condition number {condition:.3g}"
+        + (" (too ill-conditioned for backward correction)" if not condition < 1e8 else "")
         + (f"; {dead} bad records in {dead_path}" if dead else "")
     )
     return out
@@ -321,6 +328,6 @@ def run(argv=None) -> None:
     args, config, beam_args = parse_stage_args(parser, argv, known_only=True, validate=validate_config)
     logits_dir = Path(args.logits) if args.logits else default_logits_dir(config, args.workdir)
     manifest = artifacts.read_manifest(logits_dir, what="logits artifact", verify=False)
-    out_dir = estimate_artifact_path(config, args.workdir, logits_dir, manifest["fingerprint"])
+    out_dir = estimate_artifact_path(config, args.workdir, manifest, logits_dir)
     estimate_stage(config, logits_dir, out_dir, force=args.force, beam_args=beam_args)
     print(f"estimate-transition: {out_dir / 'transition.json'}")

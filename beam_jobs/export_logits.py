@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -417,12 +418,17 @@ def export_fingerprint(config, model_fp: str, data_fp: str, split: str) -> str:
     )
 
 
+def artifact_base_name(directory) -> str:
+    """An artifact directory's name without its `-<fp10>` suffix: "teacher-ce-s0-1a2b3c4d5e" -> "teacher-ce-s0"."""
+    return re.sub(r"-[0-9a-f]{10}$", "", Path(directory).name)
+
+
 def export_artifact_path(
     config, workdir, model_dir, model_fp: str, data_fp: str, split: str = "train"
 ) -> Path:
-    """`<workdir>/logits/<model dir name>-<split>-<fp10>`."""
+    """`<workdir>/logits/<model name>-<split>-<fp10>`: where `smear run` puts the same export."""
     fp = export_fingerprint(config, model_fp, data_fp, split)
-    return artifacts.artifact_dir(workdir, "logits", f"{Path(model_dir).name}-{split}", fp)
+    return artifacts.artifact_dir(workdir, "logits", f"{artifact_base_name(model_dir)}-{split}", fp)
 
 
 def validate_config(config) -> None:

@@ -15,7 +15,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_jobs import export_logits
 from beam_jobs.noisify import data_artifact_path
 from beam_jobs.tfrecords import encode_png, make_example
-from keras_components import data, models
+from keras_components import data, models, noise
 from pipeline import artifacts, cli
 from pipeline.config import load_config
 from pipeline.errors import UserError
@@ -219,3 +219,32 @@ def test_cli_missing_model_is_one_line_exit_2(tmp_path, capsys, model_flag):
     assert len(err) == 1, err
     assert ("model artifact not found" if model_flag else "no trained model at") in err[0]
     assert not glob.glob(str(workdir / "logits" / "*" / "manifest.json"))
+
+
+def test_cli_export_then_estimate_with_default_paths(tmp_path, capsys):
+    from beam_jobs import estimate_transition
+    from pipeline.train import model_artifact_path
+
+    workdir = tmp_path / "work"
+    cfg = load_config(f"{QUICKSTART}:smoke")
+    data_dir = write_data_artifact(
+        workdir, num_train=24, num_test=4, num_shards=2, directory=data_artifact_path(cfg, workdir)
+    )
+    data_fp = artifacts.read_manifest(data_dir)["fingerprint"]
+    model_dir = model_artifact_path(cfg, workdir, data_fp)  # quickstart's teacher is plain CE
+    make_model_artifact(model_dir)
+    base = ["--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir)]
+    assert cli.main(["export-logits", *base]) == 0
+    logits_dir = export_logits.export_artifact_path(
+        cfg, workdir, model_dir, artifacts.read_manifest(model_dir)["fingerprint"], data_fp
+    )
+    assert logits_dir.name.startswith(model_dir.name[:-11] + "-train-")
+    assert artifacts.read_manifest(logits_dir)["counts"]["train"] == 24
+    assert cli.main(["estimate-transition", *base]) == 0
+    (transition_dir,) = (workdir / "transition").iterdir()
+    assert transition_dir == estimate_transition.estimate_artifact_path(
+        cfg, workdir, artifacts.read_manifest(logits_dir), logits_dir
+    )
+    assert noise.load_transition(transition_dir / "transition.npy", 10).shape == (10, 10)  # row-stochastic
+    assert cli.main(["export-logits", *base]) == 2  # complete: not overwritten without --force
+    assert "--force" in capsys.readouterr().err
