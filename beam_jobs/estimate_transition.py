@@ -35,8 +35,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.stats import ApproximateQuantiles
 
-from beam_jobs.export_logits import artifact_base_name, make_pipeline
+from beam_jobs.export_logits import artifact_base_name
 from beam_jobs.noisify import data_artifact_path
+from beam_jobs.runners import make_pipeline
 from pipeline import artifacts
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.config import to_plain

@@ -37,9 +37,9 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
-from apache_beam.options.pipeline_options import StandardOptions, TypeOptions
 
-from beam_jobs.noisify import data_artifact_path, pipeline_options
+from beam_jobs.noisify import data_artifact_path
+from beam_jobs.runners import make_pipeline
 from beam_jobs.tfrecords import FEATURES, LOGIT_FEATURES
 from pipeline import artifacts
 from pipeline.cli_common import parse_stage_args, stage_parser
@@ -378,32 +378,6 @@ def build_pipeline(p, *, files, handler, image_shape, out_dir, split, num_shards
 
 
 # ---------------------------------------------------------------- launcher
-def make_pipeline(beam_args: Sequence[str]) -> beam.Pipeline:
-    """A pipeline from `noisify.pipeline_options`, with two local defaults the user's flags override.
-
-    - No --runner: the FnApiRunner, built as the DirectRunner builds it for batch
-      jobs, but without the DirectRunner's first attempt to download and start the
-      Prism runner (0.5 s here; a download from GitHub on a networked machine).
-      --direct_num_workers / --direct_running_mode apply as usual.
-    - Neither --pipeline_type_check nor --no_pipeline_type_check: construction-time
-      type checks off (a fixed, tested graph; they cost a third of a second a run).
-    """
-    options = pipeline_options(list(beam_args))
-    if not any(a.lstrip("-").replace("no_", "", 1).startswith("pipeline_type_check") for a in beam_args):
-        options.view_as(TypeOptions).pipeline_type_check = False
-    if options.view_as(StandardOptions).runner is not None:
-        return beam.Pipeline(options=options)
-    from apache_beam.portability.api import beam_provision_api_pb2
-    from apache_beam.runners.portability.fn_api_runner import fn_runner
-    from apache_beam.runners.portability.portable_runner import JobServiceHandle
-
-    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
-    provision = fn_runner.ExtendedProvisionInfo(
-        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
-    )
-    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
-
-
 def export_section(config, split: str) -> dict:
     """What determines the exported records besides the model and data (batch size does not)."""
     section = to_plain(config.export)

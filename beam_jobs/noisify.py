@@ -24,8 +24,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
+from beam_jobs.runners import make_pipeline, pipeline_options  # noqa: F401 - pipeline_options re-exported
 from beam_jobs.sources import resolve_source
 from beam_jobs.tfrecords import encode_png, make_example
 from keras_components import noise
@@ -36,7 +36,6 @@ from pipeline.errors import UserError
 
 SPLITS = ("train", "test")
 DEAD_LETTER = "dead_letter"
-SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
 
 # ---------------------------------------------------------------- transforms
@@ -188,16 +187,6 @@ def validate_config(config) -> None:
             raise UserError(f"data.{key} must be >= 0 (0 = all), got {config.data[key]}")
 
 
-def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Beam options from the pass-through flags; Dataflow gets this package via --setup_file."""
-    options = PipelineOptions(beam_args)
-    runner = options.view_as(StandardOptions).runner or "DirectRunner"
-    setup = options.view_as(SetupOptions)
-    if "Dataflow" in runner and not setup.setup_file:
-        setup.setup_file = SETUP_FILE
-    return options
-
-
 def noise_report(counts: np.ndarray, transition: np.ndarray | None) -> dict:
     """Realised L x L counts, flip rate and its expected value under T with a z-score."""
     n = int(counts.sum())
@@ -255,8 +244,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
     out_dir = artifacts.prepare_output(out_dir, force=force)
     size = config.data.chunk_size
     chunks = [(s, a, min(a + size, sizes[s])) for s in SPLITS for a in range(0, sizes[s], size)]
-    options = pipeline_options(list(beam_args))
-    with beam.Pipeline(options=options) as p:
+    with make_pipeline(list(beam_args)) as p:
         build_pipeline(
             p, chunks=chunks, out_dir=str(out_dir), num_shards=config.data.num_shards,
             source=source, dataset=info.dataset, num_classes=info.num_classes, image_shape=image_shape,
