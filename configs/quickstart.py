@@ -8,6 +8,10 @@ Teachers: cross-entropy baseline, label smoothing (LS) and forward correction
 evaluation of all six; a report with the paper's tables. Offline it reads the
 Fashion-MNIST IDX files of Debian's `dataset-fashion-mnist`.
 
+Runtime here: 668 s for the 17 stages on 2 shared cores (a second run: ~10 s, all
+cached). Result (one seed; results/quickstart/report.md): test accuracy CE 85.6%,
+LS 85.7%, FC 86.3%; test ECE 0.204 / 0.264 / 0.101; students 81.6 / 80.6 / 83.6%.
+
 `configs/quickstart.py:smoke` shrinks everything to a few hundred examples and
 a few steps so the whole pipeline runs in well under a minute (tests use it).
 """
