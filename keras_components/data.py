@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +126,49 @@ def _check_records(files: list[str], required: tuple[str, ...], image_shape: tup
     return logits_width
 
 
+_LABEL_RANGE_MESSAGE = "smear: labels outside [0, num_classes)"
+
+
+def _first_bad_record(files: list[str], num_classes: int | None = None) -> str | None:
+    """`FILE: reason` for the first corrupt record or (given num_classes) label outside [0, num_classes)."""
+    for path in files:
+        try:
+            for index, record in enumerate(tf.data.TFRecordDataset(path)):
+                if num_classes is None:
+                    continue
+                feature = tf.train.Example.FromString(record.numpy()).features.feature
+                for name in ("label", "clean_label"):
+                    value = feature[name].int64_list.value[0] if name in feature else 0
+                    if not 0 <= value < num_classes:
+                        example = feature["id"].bytes_list.value[0].decode() if "id" in feature else index
+                        return f"{path}: example {example} has {name} {value}, outside [0, {num_classes})"
+        except tf.errors.DataLossError as e:
+            reason = next(iter(re.findall(r"(?:truncated|corrupted) record at \d+", e.message)), "unreadable")
+            return f"TFRecord file {path} is corrupt ({reason})"
+    return None
+
+
+def explain_input_error(
+    error: Exception, artifact_dir: str | os.PathLike, files: list[str], num_classes: int
+) -> UserError | None:
+    """A one-line UserError naming the file, if reading `files` caused `error`; else None.
+
+    Readers call this after the artifact's checksums verified, so the records were
+    written this way: a corrupt TFRecord (truncated, bad CRC; TF's DataLossError,
+    or Beam's "Not a valid TFRecord") or, from `make_dataset`'s check, a label
+    outside [0, num_classes). The files are scanned to name the first culprit.
+    """
+    if isinstance(error, tf.errors.DataLossError) or "Not a valid TFRecord" in str(error):
+        culprit = _first_bad_record(files)
+    elif isinstance(error, tf.errors.InvalidArgumentError) and _LABEL_RANGE_MESSAGE in str(error):
+        culprit = _first_bad_record(files, num_classes)
+    else:
+        return None
+    if culprit is None:
+        return None
+    return UserError(f"{culprit}; the artifact {artifact_dir} cannot be used: rerun the stage that made it")
+
+
 def random_crop_flip(images: tf.Tensor, seed: tf.Tensor, padding: int = CROP_PADDING) -> tf.Tensor:
     """Random crops of a zero-padded batch plus random left-right flips, vectorised.
 
@@ -188,7 +232,7 @@ def make_dataset(
         (and teacher_logits) instead of (image, target) pairs.
       manifest: the artifact's manifest if already read (skips re-verification).
       cache: cache decoded uint8 images in memory: True, False or "auto" (when
-        the decoded split is at most CACHE_LIMIT_BYTES).
+        training and the decoded split is at most CACHE_LIMIT_BYTES).
 
     Returns:
       A dataset of (image float32 [B, H, W, C], label int32 [B]) or
@@ -230,8 +274,8 @@ def make_dataset(
     num_examples = int(manifest["splits"][split].get("num_examples", manifest["counts"].get(split, 0)))
     if subset:
         num_examples = min(num_examples, subset)
-    if cache == "auto":
-        cache = num_examples * int(np.prod(image_shape)) <= CACHE_LIMIT_BYTES
+    if cache == "auto":  # only training reads the data more than once
+        cache = training and num_examples * int(np.prod(image_shape)) <= CACHE_LIMIT_BYTES
 
     features = {
         "id": tf.io.FixedLenFeature([], tf.string),
@@ -289,6 +333,9 @@ def make_dataset(
     mean_t, std_t = tf.constant(mean), tf.constant(std)
 
     def finish(index, batch):
+        for name in ("label", "clean_label"):  # a label outside [0, L) would be silently mislearned
+            tf.debugging.assert_non_negative(batch[name], message=_LABEL_RANGE_MESSAGE)
+            tf.debugging.assert_less(batch[name], num_classes, message=_LABEL_RANGE_MESSAGE)
         images = batch["image"]
         if crop_flip:
             images = random_crop_flip(

@@ -214,7 +214,8 @@ def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.los
     try:
         return losses.get_loss(config.loss.name, num_classes, alpha=config.loss.alpha, transition=transition)
     except ValueError as e:
-        raise UserError(f"loss: {e}") from None
+        where = f"loss.transition_file {config.loss.transition_file}" if transition is not None else "loss"
+        raise UserError(f"{where}: {e}") from None
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, image_shape) -> keras.Model:
@@ -269,7 +270,7 @@ class TrainingLog(keras.callbacks.Callback):
         self.epoch_start, self.epoch_first_step = time.perf_counter(), self._step()
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._step() >= self.total_steps:
+        if self.epoch_first_step + batch + 1 >= self.total_steps:  # one step per batch; no device read
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -350,6 +351,9 @@ def train_stage(
     fingerprint = fingerprint or model_fingerprint(config, train_manifest["fingerprint"])
     out_dir, name = Path(out_dir), model_name(config)
 
+    if artifacts.is_complete(out_dir) and not force:  # checked by every worker, so none waits for the others
+        raise UserError(f"{out_dir} already holds a complete artifact; pass --force to recompute it")
+
     # The strategy comes first: multi-worker collectives must be set up before any op runs.
     strategy = make_strategy(t.strategy, t.tpu)
     replicas, chief = strategy.num_replicas_in_sync, is_chief(strategy)
@@ -424,14 +428,21 @@ def train_stage(
         )
     steps_per_epoch = min(t.steps_per_epoch, t.steps)
     started = time.time()
-    model.fit(
-        dataset,
-        steps_per_epoch=steps_per_epoch,
-        epochs=math.ceil(t.steps / steps_per_epoch),
-        callbacks=callbacks,
-        shuffle=False,
-        verbose=(1 if sys.stdout.isatty() else 2) if chief else 0,
-    )
+    try:
+        model.fit(
+            dataset,
+            steps_per_epoch=steps_per_epoch,
+            epochs=math.ceil(t.steps / steps_per_epoch),
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=(1 if sys.stdout.isatty() else 2) if chief else 0,
+        )
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:  # corrupt records, bad labels
+        files = data.split_files(train_dir, train_manifest, "train")
+        explained = data.explain_input_error(e, train_dir, files, num_classes)
+        if explained is None:
+            raise
+        raise explained from e
     wall_time = time.time() - started
     if not chief:
         shutil.rmtree(backup_dir, ignore_errors=True)
