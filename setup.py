@@ -19,6 +19,7 @@ setup(
     packages=find_packages(include=["pipeline*", "keras_components*", "beam_jobs*", "configs*"]),
     install_requires=[
         "tensorflow>=2.21,<2.22",
+        "tensorboard>=2.21,<2.22",  # the TF wheel does not pull it in; the TensorBoard callback needs it
         "keras>=3.10,<4",
         "apache-beam[tfrecord]>=2.60,<3",
         "google-crc32c>=1.5",

@@ -62,6 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.train.batch_size = 128  # global batch, the paper's
     c.train.steps = 20 if smoke else 600  # ours: about 4 epochs of the subset (the paper: 64k steps on CIFAR)
     c.train.optimizer = "sgd"  # sgd | lars
+    c.train.schedule = "step"  # step (the paper's) | cosine | polynomial
     c.train.learning_rate = 0.1  # the paper's
     c.train.momentum = 0.9
     c.train.nesterov = True
