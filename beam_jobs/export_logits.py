@@ -498,6 +498,11 @@ def export_stage(
                 p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
                 num_shards=config.export.num_shards,
             )  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - a corrupt input TFRecord fails the read; name the file
+        explained = data.explain_input_error(e, data_dir, files, num_classes)
+        if explained is None:
+            raise
+        raise explained from e
     finally:
         forget_models()
     elapsed = time.time() - started

@@ -220,7 +220,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
         if config.data[key]:
             sizes[split] = min(sizes[split], config.data[key])
         if sizes[split] == 0:
-            raise UserError(f"the {split} split of {info.dataset} is empty")
+            raise UserError(f"the {split} split of {info.dataset} ({info.origin}) is empty")
     try:
         transition = noise.make_transition(
             config.noise.model, info.num_classes, config.noise.rate, config.noise.transition_file

@@ -7,6 +7,7 @@ print one line and exit with status 2; `--verbose` shows the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -28,6 +29,9 @@ COMMANDS = {
     "synthetic": ("pipeline.synthetic", "the paper's Figure 1, Figure 5 and Theorem 1 experiments"),
 }
 
+# Libraries a command loads sooner or later; `main` loads them first, with their start-up lines silenced.
+_PRELOAD = {"report": (), "synthetic": ("tensorflow",)}
+
 
 def _usage() -> str:
     lines = ["usage: smear COMMAND --config CONFIG.py[:arg] --workdir DIR [options]", "", "commands:"]
@@ -35,6 +39,29 @@ def _usage() -> str:
         lines.append(f"  {name:<20} {text}")
     lines += ["", "Run `smear COMMAND --help` for a command's options."]
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr(enabled: bool):
+    """Sends file descriptor 2 to /dev/null while the stage's libraries load.
+
+    TensorFlow 2.21 logs its start-up lines (oneDNN, CUDA probing) through absl
+    before TF_CPP_MIN_LOG_LEVEL applies, and Beam warns about optional GCP
+    clients: without this a one-line error would come after eight lines of noise.
+    """
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     verbose = "--verbose" in rest or os.environ.get("SMEAR_VERBOSE") == "1"
     rest = [a for a in rest if a != "--verbose"]
     try:
-        module = importlib.import_module(COMMANDS[command][0])
+        with _quiet_native_stderr(not verbose):
+            for name in _PRELOAD.get(command, ("tensorflow", "apache_beam")):
+                importlib.import_module(name)
+            if "tensorflow" in sys.modules:  # device discovery logs a failed cuInit on machines without a GPU
+                sys.modules["tensorflow"].config.list_physical_devices()
+            module = importlib.import_module(COMMANDS[command][0])
         module.run(rest)
     except UserError as e:
         if verbose:

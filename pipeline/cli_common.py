@@ -8,11 +8,19 @@ from collections.abc import Callable, Sequence
 import ml_collections
 
 from pipeline.config import load_config, split_config_args
+from pipeline.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes (an unknown or missing flag) are UserErrors: one line, exit status 2."""
+
+    def error(self, message: str):
+        raise UserError(f"{message} (see {self.prog} --help)")
 
 
 def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with the flags every stage takes: --config, --workdir, --force."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=f"smear {prog}",
         description=description,
         epilog="Override any config value with --config.SECTION.KEY=VALUE "

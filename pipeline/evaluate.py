@@ -268,6 +268,26 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
 
+def _checked(dataset, data_dir: Path, files: list[str], num_classes: int):
+    """Yields `dataset`'s batches; corrupt records or labels outside [0, L) become a one-line UserError."""
+    import tensorflow as tf
+
+    from keras_components import data
+
+    iterator = iter(dataset)
+    while True:
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            explained = data.explain_input_error(e, data_dir, files, num_classes)
+            if explained is None:
+                raise
+            raise explained from e
+        yield batch
+
+
 def _forward_pass(
     forward: Callable,
     data_dir: Path,
@@ -297,7 +317,7 @@ def _forward_pass(
     }
     pre_logits, pre_rows, bins = [], [], None
     offset = 0
-    for batch in dataset:
+    for batch in _checked(dataset, data_dir, data.split_files(data_dir, data_manifest, split), num_classes):
         logits, features = (np.asarray(t) for t in forward(batch["image"]))
         logits = logits.astype(np.float64)
         clean = batch["clean_label"].numpy().astype(np.int64)
