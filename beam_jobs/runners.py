@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TypeOptions
 
+from pipeline.errors import UserError
+
 SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
-    """Beam options from the pass-through flags; Dataflow gets this package via --setup_file."""
+    """Beam options from the pass-through flags; Dataflow gets this package via --setup_file.
+
+    A flag that is neither the stage's nor a Beam pipeline option is an error
+    (Beam itself would only log a warning and drop it: a typo such as
+    --direct_num_worker=2 would silently run on one worker).
+    """
     options = PipelineOptions(beam_args)
+    beam_log = logging.getLogger("apache_beam.options.pipeline_options")
+    level = beam_log.level
+    beam_log.setLevel(logging.ERROR)  # its "Discarding unparseable args" warning: we say it better
+    try:
+        known = set(options.get_all_options())
+        unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - known)
+    finally:
+        beam_log.setLevel(level)
+    if unknown:
+        raise UserError(
+            f"unrecognized arguments: {' '.join('--' + u for u in unknown)} "
+            "(neither this command's flag nor an Apache Beam pipeline option)"
+        )
     runner = options.view_as(StandardOptions).runner or "DirectRunner"
     setup = options.view_as(SetupOptions)
     if "Dataflow" in runner and not setup.setup_file:

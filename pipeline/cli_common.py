@@ -47,8 +47,8 @@ def parse_stage_args(
     Args:
       parser: from `stage_parser`, possibly with extra flags.
       argv: the arguments after the subcommand.
-      known_only: leave unknown flags (Beam pipeline options) in the returned list
-        instead of failing on them.
+      known_only: leave Beam pipeline options in the returned list; a flag that
+        is neither this parser's nor a Beam option is still an error.
       validate: called with the loaded config; raises UserError on bad values.
 
     Returns:
@@ -57,6 +57,9 @@ def parse_stage_args(
     rest, overrides = split_config_args(list(argv or []))
     if known_only:
         args, remaining = parser.parse_known_args(rest)
+        from beam_jobs.runners import pipeline_options
+
+        pipeline_options(remaining)  # an unknown flag fails here, before anything is written
     else:
         args, remaining = parser.parse_args(rest), []
     config = load_config(args.config, overrides)

@@ -298,3 +298,11 @@ def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store,
     assert os.path.samefile(submitted["options"]["setup_file"], os.path.join(ROOT, "setup.py"))
     assert {"Chunks", "ReadAndNoisify", "Write-train", "Write-test"} <= set(submitted["labels"])
     assert not noisify.artifacts.is_complete(out_dir)
+
+
+def test_a_mistyped_beam_flag_is_an_error_not_a_warning(tmp_path, idx_dir, capsys):
+    # Beam alone would drop --direct_num_worker with a warning and run on one worker.
+    assert _noisify(tmp_path, idx_dir, "--direct_num_worker=2") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unrecognized arguments: --direct_num_worker" in err[0]
+    assert not (tmp_path / "data").exists()
