@@ -18,6 +18,7 @@ import json
 import math
 import os
 import time
+import uuid
 from pathlib import Path
 
 import apache_beam as beam
@@ -27,7 +28,7 @@ from apache_beam.metrics import Metrics
 
 from beam_jobs.runners import make_pipeline, pipeline_options  # noqa: F401 - pipeline_options re-exported
 from beam_jobs.sources import resolve_source
-from beam_jobs.tfrecords import encode_png, make_example
+from beam_jobs.tfrecords import encode_png, make_example, tfrecord_frame
 from keras_components import noise
 from pipeline import artifacts
 from pipeline.cli_common import parse_stage_args, stage_parser
@@ -92,26 +93,32 @@ class NoisifyChunk(beam.DoFn):
         yield beam.pvalue.TaggedOutput("counts", (split, counts))
 
 
-class WriteSplit(beam.PTransform):
-    """Writes one split's serialised Examples as `<prefix>-SSSSS-of-NNNNN.tfrecord`."""
+class NoisifyChunkToShard(NoisifyChunk):
+    """NoisifyChunk that writes its chunk's records straight to one TFRecord shard.
 
-    def __init__(self, split, prefix, num_shards):
-        super().__init__()
-        self._split, self._prefix, self._num_shards = split, prefix, num_shards
+    Shard i of a split holds chunk i (`train-00003-of-00024.tfrecord`), so no
+    record is shuffled between workers and memory stays flat in the dataset size.
+    The shard is written under a temporary name and renamed: a retried bundle
+    writes the same bytes again. Yields the shard's name.
+    """
 
-    def expand(self, examples):
-        return (
-            examples
-            | "Select" >> beam.Filter(lambda kv, split=self._split: kv[0] == split)
-            | "Serialised" >> beam.Values()
-            | "Write"
-            >> beam.io.WriteToTFRecord(
-                self._prefix,
-                file_name_suffix=".tfrecord",
-                num_shards=self._num_shards,
-                shard_name_template="-SSSSS-of-NNNNN",
-            )
-        )
+    def __init__(self, out_dir, chunk_size, num_chunks, **kwargs):
+        super().__init__(**kwargs)
+        self._out_dir, self._chunk_size, self._num_chunks = out_dir, chunk_size, num_chunks
+
+    def process(self, chunk):
+        split, start, _ = chunk
+        name = f"{split}-{start // self._chunk_size:05d}-of-{self._num_chunks[split]:05d}.tfrecord"
+        final = FileSystems.join(self._out_dir, name)
+        temporary = FileSystems.join(self._out_dir, f".{name}.tmp-{uuid.uuid4().hex}")
+        with FileSystems.create(temporary) as f:
+            for output in super().process(chunk):
+                if isinstance(output, beam.pvalue.TaggedOutput):
+                    yield output
+                else:
+                    f.write(tfrecord_frame(output[1]))
+        FileSystems.rename([temporary], [final])
+        yield name
 
 
 def _write_counts(item, out_dir):
@@ -120,19 +127,18 @@ def _write_counts(item, out_dir):
         f.write(json.dumps(matrix.tolist()).encode())
 
 
-def build_pipeline(p, *, chunks, out_dir, num_shards, **dofn_args):
-    """Wires the job: chunks -> NoisifyChunk -> per-split TFRecords + counts + dead letters."""
+def build_pipeline(p, *, chunks, out_dir, chunk_size, **dofn_args):
+    """Wires the job: chunks -> one noisy TFRecord shard per chunk + count matrices + dead letters."""
+    num_chunks = {split: sum(c[0] == split for c in chunks) for split in SPLITS}
     outputs = (
         p
         | "Chunks" >> beam.Create(chunks)
         | "Distribute" >> beam.Reshuffle()
-        | "ReadAndNoisify"
-        >> beam.ParDo(NoisifyChunk(**dofn_args)).with_outputs(DEAD_LETTER, "counts", main="examples")
-    )
-    for split in SPLITS:
-        _ = outputs.examples | f"Write-{split}" >> WriteSplit(
-            split, str(artifacts.join(out_dir, split)), num_shards
+        | "ReadNoisifyWrite"
+        >> beam.ParDo(NoisifyChunkToShard(out_dir, chunk_size, num_chunks, **dofn_args)).with_outputs(
+            DEAD_LETTER, "counts", main="shards"
         )
+    )
     _ = (
         outputs.counts
         | "CountsPerSplit" >> beam.CombinePerKey(lambda matrices: np.sum(list(matrices), axis=0))
@@ -152,7 +158,6 @@ def _file_digest(path: str) -> str:
 def data_section(config) -> dict:
     """What determines the dataset's content (the noisify fingerprint's config)."""
     data = to_plain(config.data)
-    data.pop("chunk_size", None)  # changes how work is split, not what is written
     noise_cfg = to_plain(config.noise)
     noise_cfg["transition_file_sha256"] = _file_digest(config.noise.transition_file)
     noise_cfg["labels_file_sha256"] = _file_digest(config.noise.labels_file)
@@ -178,8 +183,6 @@ def validate_config(config) -> None:
     n = config.noise
     if not 0.0 <= n.rate <= 1.0:
         raise UserError(f"noise.rate must be in [0, 1], got {n.rate}")
-    if config.data.num_shards < 1:
-        raise UserError(f"data.num_shards must be >= 1, got {config.data.num_shards}")
     if config.data.chunk_size < 1:
         raise UserError(f"data.chunk_size must be >= 1, got {config.data.chunk_size}")
     for key in ("max_train_examples", "max_test_examples"):
@@ -246,7 +249,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
     chunks = [(s, a, min(a + size, sizes[s])) for s in SPLITS for a in range(0, sizes[s], size)]
     with make_pipeline(list(beam_args)) as p:
         build_pipeline(
-            p, chunks=chunks, out_dir=str(out_dir), num_shards=config.data.num_shards,
+            p, chunks=chunks, out_dir=str(out_dir), chunk_size=config.data.chunk_size,
             source=source, dataset=info.dataset, num_classes=info.num_classes, image_shape=image_shape,
             transition=transition, noisy_labels=noisy_labels, seed=config.noise.seed,
         )  # fmt: skip

@@ -49,3 +49,16 @@ def make_example(example_id: str, png: bytes, label: int, clean_label: int, extr
     for name, values in (extra_floats or {}).items():
         feature[name].float_list.value.extend(values)
     return example.SerializeToString(deterministic=True)  # map entries sorted: same bytes in any process
+
+
+def _masked_crc32c(data: bytes) -> bytes:
+    import google_crc32c
+
+    crc = google_crc32c.value(data)
+    return struct.pack("<I", (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF)
+
+
+def tfrecord_frame(record: bytes) -> bytes:
+    """One record in the TFRecord format: length, its masked CRC-32C, data, their masked CRC-32C."""
+    length = struct.pack("<Q", len(record))
+    return length + _masked_crc32c(length) + record + _masked_crc32c(record)

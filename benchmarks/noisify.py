@@ -66,7 +66,7 @@ def _beam(idx_dir: str, out_dir: str, n_train: int, n_test: int, workers: int) -
 
     config = load_config(QUICKSTART, [
         "data.source=idx", f"data.source_dir={idx_dir}", f"data.max_train_examples={n_train}",
-        f"data.max_test_examples={n_test}", f"data.num_shards={SHARDS}",
+        f"data.max_test_examples={n_test}", "data.chunk_size=2500",
     ])  # fmt: skip
     flags = (
         [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"] if workers > 1 else []

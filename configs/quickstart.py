@@ -34,8 +34,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # ours: a 20k-example training subset keeps `make demo` under 15 minutes on 2 cores.
     c.data.max_train_examples = 512 if smoke else 20000  # 0 = the whole split
     c.data.max_test_examples = 256 if smoke else 0
-    c.data.num_shards = 2 if smoke else 4  # TFRecord shards per split
-    c.data.chunk_size = 128 if smoke else 2500  # examples a Beam worker reads at a time
+    c.data.chunk_size = 128 if smoke else 2500  # examples per TFRecord shard (one unit of Beam work)
 
     c.noise = ml_collections.ConfigDict()
     c.noise.model = "symmetric"  # symmetric | uniform | pair_flip | matrix | labels | none

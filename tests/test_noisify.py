@@ -265,7 +265,9 @@ def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
     out_dir = noisify.data_artifact_path(config, f"{object_store}/work")
     assert str(out_dir).startswith("fakegs://bucket/work/data/")
     manifest = noisify.noisify_stage(config, out_dir, log=lambda _: None)
-    assert manifest["counts"]["train"] == 512 and len(manifest["splits"]["train"]["files"]) == 2
+    assert manifest["counts"]["train"] == 512 and manifest["splits"]["train"]["files"] == [
+        f"train-{i:05d}-of-00004.tfrecord" for i in range(4)
+    ]
     assert artifacts.read_manifest(out_dir)["fingerprint"] == noisify.data_fingerprint(config)
     from pipeline.errors import UserError
 
@@ -292,11 +294,16 @@ def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store,
     monkeypatch.setattr(DataflowRunner, "run_pipeline", fake_run_pipeline)
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
     out_dir = noisify.data_artifact_path(config, f"{object_store}/work")
-    flags = ["--runner=DataflowRunner", "--project=my-project", "--region=us-central1", "--temp_location=gs://bucket/tmp"]
+    flags = [
+        "--runner=DataflowRunner",
+        "--project=my-project",
+        "--region=us-central1",
+        "--temp_location=gs://bucket/tmp",
+    ]
     with pytest.raises(Submitted):
         noisify.noisify_stage(config, out_dir, beam_args=flags, log=lambda _: None)
     assert os.path.samefile(submitted["options"]["setup_file"], os.path.join(ROOT, "setup.py"))
-    assert {"Chunks", "ReadAndNoisify", "Write-train", "Write-test"} <= set(submitted["labels"])
+    assert {"Chunks", "ReadNoisifyWrite", "WriteCounts"} <= set(submitted["labels"])
     assert not noisify.artifacts.is_complete(out_dir)
 
 
