@@ -69,7 +69,7 @@ def load_keras_model(path: str, *, keep: bool = False):
     """
     import keras
 
-    from keras_components import losses, metrics, optimizers  # noqa: F401 - registers serialisables
+    from keras_components import losses, metrics, models, optimizers  # noqa: F401 - registers serialisables
 
     try:
         stat = os.stat(path)

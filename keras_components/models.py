@@ -39,8 +39,68 @@ def _conv(filters: int, kernel_size: int, strides: int, regularizer, name: str, 
     )
 
 
+@keras.saving.register_keras_serializable(package="smear")
+class FusedBatchNormalization(layers.BatchNormalization):
+    """`keras.layers.BatchNormalization` whose training step uses TensorFlow's fused kernel.
+
+    Keras 3 computes a training-mode batch norm from separate mean, variance and
+    normalisation ops, and their gradients likewise: on CPU about a third of a
+    CIFAR ResNet's training step here. For 4-D channels-last float32 inputs in
+    training on the TensorFlow backend, without cross-replica synchronisation, a
+    mask or renorm, this layer calls FusedBatchNormV3 (oneDNN on CPU, cuDNN on GPU)
+    instead: 1.3x the training images/s of ResNet-20 and ResNet-32 on 2 CPU cores
+    (benchmarks/train.py). Same weights, same normalisation, same moving-statistics
+    update (from the biased batch variance, as Keras); inference and every other
+    case is Keras' own code. `plain_copy` turns it back into Keras' layer for saving.
+    """
+
+    def call(self, inputs, training=None, mask=None):
+        if (
+            training is True
+            and self.trainable
+            and mask is None
+            and not self.synchronized
+            and not self.renorm
+            and self.center
+            and self.scale
+            and keras.backend.backend() == "tensorflow"
+            and len(inputs.shape) == 4
+            and self.axis in (-1, 3)
+            and inputs.dtype == "float32"
+        ):
+            import tensorflow as tf
+
+            empty = tf.constant([], tf.float32)
+            outputs, mean, variance, *_ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=self.gamma, offset=self.beta, mean=empty, variance=empty,
+                epsilon=self.epsilon, exponential_avg_factor=1.0, data_format="NHWC", is_training=True,
+            )  # fmt: skip
+            # The kernel returns the unbiased (Bessel-corrected) variance; Keras averages the biased one.
+            count = tf.cast(tf.reduce_prod(tf.shape(inputs)[:-1]), tf.float32)
+            variance = variance * tf.maximum(count - 1.0, 0.0) / count
+            self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+            self.moving_variance.assign(
+                self.moving_variance * self.momentum + variance * (1.0 - self.momentum)
+            )
+            return outputs
+        return super().call(inputs, training=training, mask=mask)
+
+
 def _batch_norm(name: str):
-    return layers.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
+    return FusedBatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON, name=name)
+
+
+def plain_copy(model: keras.Model) -> keras.Model:
+    """A copy of `model` (same weights) with Keras' own BatchNormalization: loads without this package."""
+
+    def clone(layer):
+        if isinstance(layer, FusedBatchNormalization):
+            return layers.BatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def _head(features, num_classes: int, regularizer):

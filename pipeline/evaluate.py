@@ -363,6 +363,7 @@ def load_model(model_dir: str | os.PathLike):
 
     import keras_components.losses  # noqa: F401 - registers the serialisable classes
     import keras_components.metrics  # noqa: F401
+    import keras_components.models  # noqa: F401
     import keras_components.optimizers  # noqa: F401
 
     model_dir = Path(model_dir)

@@ -451,8 +451,7 @@ def train_stage(
         return {}
 
     # Outputs: an uncompiled copy of the network (no optimizer state or custom objects needed to load it).
-    inference = keras.models.clone_model(model)
-    inference.set_weights(model.get_weights())
+    inference = models.plain_copy(model)
     _set_batch_norm_sync(inference, False)
     inference.save(str(out_dir / "model.keras"))
     artifacts.atomic_write_json(out_dir / "config.json", to_plain(config))

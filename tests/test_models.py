@@ -85,3 +85,54 @@ def test_resnet_v2_50_builds_with_2048_pre_logits():
 def test_build_model_rejects_unknown_names():
     with pytest.raises(ValueError, match="cifar_resnet, resnet_v2_50"):
         models.build_model("vgg16", 10, (32, 32, 3))
+
+
+def test_fused_batch_norm_trains_like_keras_batch_norm():
+    """Same outputs, gradients and moving statistics as keras.layers.BatchNormalization in training."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.normal(2.0, 3.0, size=(16, 7, 7, 8)).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(16, 7, 7, 8)).astype(np.float32))
+    gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    results = []
+    for layer in (keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
+                  models.FusedBatchNormalization(momentum=0.9, epsilon=1e-5)):  # fmt: skip
+        layer.build(x.shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(y * upstream)
+        grads = tape.gradient(loss, [x, layer.gamma, layer.beta])
+        results.append([y, *grads, layer.moving_mean, layer.moving_variance, layer(x, training=False)])
+    for keras_value, fused_value in zip(*results, strict=True):
+        np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value), rtol=1e-5, atol=1e-5)
+
+
+def test_fused_batch_norm_uses_the_fused_kernel_in_training_only(monkeypatch):
+    import tensorflow as tf
+
+    calls, fused = [], tf.raw_ops.FusedBatchNormV3
+    monkeypatch.setattr(
+        tf.raw_ops, "FusedBatchNormV3", lambda **kw: calls.append(kw["is_training"]) or fused(**kw)
+    )
+    layer = models.FusedBatchNormalization()
+    x = tf.ones((2, 3, 3, 4))
+    layer(x, training=True)
+    tf.function(lambda x: layer(x, training=True))(x)
+    layer(x, training=False)
+    assert calls == [True, True]
+
+
+def test_plain_copy_has_keras_batch_norm_same_outputs_and_saves_no_custom_layer(tmp_path):
+    model = models.cifar_resnet(8, 3, (28, 28, 1), width=2)
+    assert any(isinstance(layer, models.FusedBatchNormalization) for layer in model.layers)
+    copy = models.plain_copy(model)
+    assert not any(isinstance(layer, models.FusedBatchNormalization) for layer in copy.layers)
+    images = np.random.default_rng(2).normal(size=(2, 28, 28, 1)).astype(np.float32)
+    np.testing.assert_allclose(copy(images, training=False), model(images, training=False), rtol=1e-6)
+    copy.save(tmp_path / "model.keras")
+    config = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True, compile=False).get_config()
+    assert "FusedBatchNormalization" not in str(config)  # plain Keras loads it, without this package
