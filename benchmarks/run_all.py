@@ -1,0 +1,240 @@
+"""Run every benchmark in benchmarks/ in sequence and write results/benchmarks.md.
+
+    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about half an hour on 2 cores)
+    .venv/bin/python benchmarks/run_all.py --quick    # small settings, to check the scripts work (JSON + .md in a temp dir)
+    .venv/bin/python benchmarks/run_all.py --render   # only re-render the .md from results/benchmarks/*.json
+    .venv/bin/python benchmarks/run_all.py --only train,memory
+
+Runs noisify, export, train and memory (each script in its own process, one after
+the other, so they do not compete for the 2 cores), then renders one Markdown table
+per benchmark from its JSON, with the machine (CPU model, cores, memory, load, date)
+at the top and each target marked met / MISSED, followed by what was profiled and
+what remains. A benchmark that fails is reported as failed and the others still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results" / "benchmarks"
+MARKDOWN = ROOT / "results" / "benchmarks.md"
+BENCHMARKS = ("noisify", "export", "train", "memory")
+OUTPUT_FLAG = {"noisify": "--out", "export": "--output", "train": "--output", "memory": "--output"}
+QUICK_ARGS = {
+    "noisify": ["--examples", "3000", "--scale", "2"],
+    "export": ["--examples", "1024", "--repeats", "1"],
+    "train": ["--steps-per-epoch", "4", "--epochs", "1", "--repeats", "1", "--examples", "512",
+              "--matmul-size", "1024"],
+    "memory": ["--steps", "10", "--train-examples", "2000", "--test-examples", "500"],
+}  # fmt: skip
+BUSY_LOAD = 2.5
+
+# What was profiled where a target was missed, what was changed and what remains (see issue 9).
+FINDINGS = {
+    "noisify": "",
+    "export": "",
+    "train": "",
+    "memory": "",
+}
+
+
+# ---------------------------------------------------------------- machine
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory_gib,
+        "python": platform.python_version(),
+        "date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "load_average": os.getloadavg(),
+    }
+
+
+# ---------------------------------------------------------------- rendering
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
+
+
+def _table(columns: list, rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(map(str, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "**MISSED**"
+
+
+def _target_lines(targets: list[dict]) -> list[str]:
+    rows = [[t["name"], f"{t['value']:.3f}", f"{t['op']} {t['target']}", _verdict(t["met"])] for t in targets]
+    return _table(["target", "measured", "wanted", ""], rows)
+
+
+def render_noisify(result: dict) -> list[str]:
+    rows = [[r["case"], r["train_examples"], round(r["seconds"], 1), round(r["examples_per_second"]),
+             round(r["peak_rss_mib"])] for r in result["rows"]]  # fmt: skip
+    lines = _table(["case", "train examples", "seconds", "examples/s", "peak RSS MiB"], rows)
+    targets = [{"name": k, "value": v, "op": result["targets"][k][0], "target": result["targets"][k][1],
+                "met": v >= result["targets"][k][1] if result["targets"][k][0] == ">=" else v <= result["targets"][k][1]}
+               for k, v in result["ratios"].items() if k in result["targets"]]  # fmt: skip
+    others = [f"- {k}: {v:.3f}" for k, v in result["ratios"].items() if k not in result["targets"]]
+    return lines + [""] + _target_lines(targets) + ([""] + others if others else [])
+
+
+def render_export(result: dict) -> list[str]:
+    rows = [[r["method"], round(r["seconds"], 2), round(r["examples_per_second"]), round(r["cpu_seconds"], 2),
+             round(r["examples_per_cpu_second"])] for r in result["rows"]]  # fmt: skip
+    lines = _table(["method", "wall s", "examples/s", "CPU s", "examples/CPU s"], rows)
+    target = result.get("target_ratio", 0.8)
+    targets = [{"name": "export_vs_predict", "value": result["ratio"], "op": ">=", "target": target,
+                "met": result["ratio"] >= target}]  # fmt: skip
+    return lines + ["", f"{result['examples']} examples, best of {result['repeats']}; "
+                    f"CPU-time ratio {result['cpu_ratio']:.2f}.", ""] + _target_lines(targets)  # fmt: skip
+
+
+def render_generic(result: dict) -> list[str]:
+    lines = _table(result["table"]["columns"], result["table"]["rows"])
+    return lines + [""] + _target_lines(result.get("targets", []))
+
+
+def render_train(result: dict) -> list[str]:
+    lines = render_generic(result)
+    extra = [
+        "",
+        f"Batch 128; {result['steps_per_epoch']} steps per epoch; per repeat the stage runs "
+        f"{result['timed_epochs']} + 1 epochs (the first left out) and the bare sides take turns for "
+        f"{result['timed_epochs']} epochs; {result['repeats']} repeats, order reversed every other one. "
+        "images/s (best epoch) is each side's least-disturbed epoch (all sides have as many); images/CPU s "
+        "and the mean use all epochs. Limit: float32 matmul "
+        f"{result['matmul_size']}^3 at {result['matmul_gflops']:.0f} GFLOP/s; a training step counts as 3x "
+        "the forward FLOPs of the convolutions and dense layer.",
+        "",
+    ]
+    for name, net in result["networks"].items():
+        loss = ", ".join(f"{k} {v:.0f} us" for k, v in net.get("loss_microseconds", {}).items())
+        stage = next(r for r in result["rows"] if r["network"] == name and r["side"] == "stage")
+        extra.append(f"- {name}: {net['forward_flops_per_image'] / 1e6:.1f} MFLOP forward per image; the "
+                     f"stage spends {stage['gap_seconds_per_epoch']:.2f} s between epochs (back-up, "
+                     "TensorBoard; not in images/s)"
+                     + (f"; the loss and its gradient alone take {loss} per batch" if loss else ""))  # fmt: skip
+    shown = {t["name"] for t in result.get("targets", [])}
+    extra += [f"- {k}: {v:.3f}" for k, v in result["ratios"].items() if k not in shown]
+    load = result.get("load_average_before"), result.get("load_average_after")
+    if all(load):
+        extra.append(f"- load average before / after: {load[0][0]:.1f} / {load[1][0]:.1f}")
+    return lines + extra
+
+
+RENDER = {"noisify": render_noisify, "export": render_export, "train": render_train, "memory": render_generic}
+
+
+def render(results_dir: Path, status: dict[str, str], started_load) -> str:
+    m = machine()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `benchmarks/run_all.py` (`make bench`); the JSON of each is in `results/benchmarks/`.",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory_gib']:.1f} GiB; Python {m['python']}",
+        f"- date: {m['date']}; load average at start {started_load[0]:.1f} (a shared machine: "
+        "every benchmark alternates its sides in one run and reports ratios)",
+    ]
+    for name in BENCHMARKS:
+        path = results_dir / f"{name}.json"
+        lines += ["", f"## {name}", ""]
+        if not path.is_file():
+            lines.append(f"not run ({status.get(name, 'no results')})")
+            continue
+        result = json.loads(path.read_text())
+        if status.get(name, "").startswith("failed"):
+            lines += [f"**{status[name]}**; the table below is from an earlier run.", ""]
+        doc = (ROOT / "benchmarks" / f"{name}.py").read_text().split('"""')[1].strip().splitlines()
+        command = next((line.strip() for line in doc if line.strip().startswith(".venv/bin/python")), "")
+        if "command" in result:
+            command = result["command"]
+        lines += [f"{doc[0]}", "", f"`{command}`", ""]
+        try:
+            lines += RENDER[name](result)
+        except (KeyError, TypeError, ValueError) as e:
+            lines.append(f"(could not render {path.name}: {type(e).__name__}: {e})")
+        if FINDINGS.get(name):
+            lines += ["", FINDINGS[name].strip()]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="small settings; results go to a temporary directory"
+    )
+    parser.add_argument("--render", action="store_true", help="do not run; re-render from the JSON files")
+    parser.add_argument("--only", default=",".join(BENCHMARKS))
+    parser.add_argument("--results-dir", help="where the JSON files go (default results/benchmarks)")
+    parser.add_argument("--markdown", help="the report (default results/benchmarks.md)")
+    args = parser.parse_args(argv)
+    only = [b for b in args.only.split(",") if b]
+    for b in only:
+        if b not in BENCHMARKS:
+            parser.error(f"unknown benchmark {b!r}; one of: {', '.join(BENCHMARKS)}")
+    default_dir = Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else RESULTS
+    results_dir = Path(args.results_dir) if args.results_dir else default_dir
+    markdown = (
+        Path(args.markdown) if args.markdown else (results_dir / "benchmarks.md" if args.quick else MARKDOWN)
+    )
+    started_load = os.getloadavg()
+    if started_load[0] > BUSY_LOAD and not args.render:
+        print(f"warning: load average {started_load[0]:.1f} > {BUSY_LOAD}: other processes share the CPU; "
+              "wall-time ratios will be noisy", flush=True)  # fmt: skip
+
+    status = {}
+    if not args.render:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        for name in only:
+            cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
+                   OUTPUT_FLAG[name], str(results_dir / f"{name}.json")]  # fmt: skip
+            if args.quick:
+                cmd += QUICK_ARGS[name]
+            print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
+            start = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT)
+            seconds = time.perf_counter() - start
+            status[name] = (
+                f"ran in {seconds:.0f} s" if proc.returncode == 0 else f"failed (status {proc.returncode})"
+            )
+            print(f"== {name}: {status[name]}", flush=True)
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(render(results_dir, status, started_load))
+    print(f"wrote {markdown}")
+    return 1 if any(s.startswith("failed") for s in status.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
