@@ -130,7 +130,9 @@ def main(argv=None) -> int:
         "table": {"columns": columns, "rows": table},
         "load_average": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": "python benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": (
+            "python benchmarks/memory.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        ).replace(f"{ROOT}/", ""),
     }
     os.makedirs(os.path.dirname(args.output), exist_ok=True)
     with open(args.output, "w") as f:

@@ -168,7 +168,7 @@ def main() -> None:
         "rows": rows,
         "ratios": ratios,
         "targets": {k: list(v) for k, v in targets.items()},
-        "command": "python benchmarks/noisify.py " + " ".join(sys.argv[1:]),
+        "command": ("python benchmarks/noisify.py " + " ".join(sys.argv[1:])).replace(f"{ROOT}/", ""),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")

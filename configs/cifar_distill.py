@@ -2,7 +2,7 @@
 
 Command:
     smear run --config configs/cifar_distill.py:cifar100,resnet32 --workdir workdir
-    smear run --config configs/cifar_distill.py:cifar10,resnet56,smoke --workdir /tmp/w   # seconds
+    smear run --config configs/cifar_distill.py:cifar10,resnet56,smoke --workdir workdir   # seconds
 
 The argument is DATASET,MODEL[,smoke]: DATASET cifar10 | cifar100, MODEL resnet32 |
 resnet56. Without an argument: cifar100,resnet32 (Figure 6's setting).

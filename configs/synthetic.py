@@ -1,7 +1,7 @@
 """The theory experiments: Figure 1, Figure 5 and Theorem 1 of Lukasik et al. (2020).
 
 Command:
-    smear synthetic --config configs/synthetic.py --workdir /tmp/synth
+    smear synthetic --config configs/synthetic.py --workdir workdir
 
 Runtime here (2 shared CPU cores): about 8 s wall, 3 s of it computing (the rest is
 importing TensorFlow). `configs/synthetic.py:smoke` (fewer points, shorter grids)
