@@ -65,10 +65,11 @@ class Stage:
     deps: list[Stage]
     action: Callable[[Stage, bool], dict]  # (stage, force) -> manifest
     description: dict = dataclasses.field(default_factory=dict)
+    tag: str = ""  # the noise setting, e.g. "rho0.4", when a sweep has several
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.name}"
+        return f"{self.kind} {self.name}" + (f" @{self.tag}" if self.tag else "")
 
 
 # ---------------------------------------------------------------- sweep parsing
@@ -126,6 +127,32 @@ def _seeds(config) -> list[int]:
     return seeds
 
 
+def _rate_tuple(config, key: str) -> list[float]:
+    rates = [float(r) for r in (config.sweep.get(key) or ())]
+    for r in rates:
+        if not 0.0 <= r <= 1.0:
+            raise UserError(f"sweep.{key}: noise rate must be in [0, 1], got {r}")
+    if len(set(rates)) != len(rates):
+        raise UserError(f"sweep.{key} has duplicates: {tuple(rates)}")
+    return rates
+
+
+def _noise_rates(config) -> list[float]:
+    """sweep.noise_rates (one setting per rate), or just noise.rate when absent or empty."""
+    return _rate_tuple(config, "noise_rates") or [float(config.noise.rate)]
+
+
+def _student_noise_rates(config, rates: list[float]) -> list[float]:
+    """The rates whose students run: sweep.student_noise_rates, or every rate when absent or empty."""
+    chosen = _rate_tuple(config, "student_noise_rates")
+    missing = [r for r in chosen if r not in rates]
+    if missing:
+        raise UserError(
+            f"sweep.student_noise_rates {tuple(missing)} not in the swept noise rates {tuple(rates)}"
+        )
+    return chosen or rates
+
+
 # ---------------------------------------------------------------- variant configs
 def teacher_config(
     config, teacher: Teacher, seed: int, transition_file: str = ""
@@ -150,24 +177,30 @@ def student_config(config, student: Student, seed: int, logits_dir: str) -> ml_c
     return c
 
 
-# ---------------------------------------------------------------- the plan
-def plan(config: ml_collections.ConfigDict, workdir: str | Path, *, beam_args=(), log=print) -> list[Stage]:
-    """Expands the config into stages in a runnable order. Only wiring: nothing runs here."""
-    from beam_jobs import estimate_transition, export_logits, noisify
-    from pipeline import evaluate, report, train
+def _plan_setting(
+    config,
+    workdir: Path,
+    teachers: list[Teacher],
+    students: list[Student],
+    seeds: list[int],
+    add_to_plan,
+    *,
+    beam_args=(),
+    log=print,
+    tag: str = "",
+) -> list[Stage]:
+    """Adds one noise setting's stages (data, teachers, logits, students, evaluations); returns the evaluations.
 
-    workdir = Path(workdir)
-    seeds = _seeds(config)
-    teachers = [parse_teacher(s) for s in config.sweep.teachers]
-    students = [parse_student(s) for s in config.sweep.students]
-    if len(set(teachers)) != len(teachers):
-        raise UserError(f"sweep.teachers has duplicates: {tuple(config.sweep.teachers)}")
+    `tag` (e.g. "rho0.4") goes into the labels of the setting's stages when a sweep has several.
+    """
+    from beam_jobs import estimate_transition, export_logits, noisify
+    from pipeline import evaluate, train
+
     noisify.validate_config(config)
-    stages: list[Stage] = []
 
     def add(stage: Stage) -> Stage:
-        stages.append(stage)
-        return stage
+        stage.tag = tag
+        return add_to_plan(stage)
 
     data_fp = noisify.data_fingerprint(config)
     data = add(Stage(
@@ -267,6 +300,36 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path, *, beam_args=()
                 config, m.out_dir, data.out_dir, s.out_dir, description=m.description, force=force, log=log),
             model.description,
         )))  # fmt: skip
+    return evaluations
+
+
+# ---------------------------------------------------------------- the plan
+def plan(config: ml_collections.ConfigDict, workdir: str | Path, *, beam_args=(), log=print) -> list[Stage]:
+    """Expands the config into stages in a runnable order. Only wiring: nothing runs here."""
+    from pipeline import report
+
+    workdir = Path(workdir)
+    seeds = _seeds(config)
+    teachers = [parse_teacher(s) for s in config.sweep.teachers]
+    students = [parse_student(s) for s in config.sweep.students]
+    if len(set(teachers)) != len(teachers):
+        raise UserError(f"sweep.teachers has duplicates: {tuple(config.sweep.teachers)}")
+    rates = _noise_rates(config)
+    student_rates = _student_noise_rates(config, rates)
+    stages: list[Stage] = []
+
+    def add(stage: Stage) -> Stage:
+        stages.append(stage)
+        return stage
+
+    evaluations: list[Stage] = []
+    for rate in rates:
+        setting = copy.deepcopy(config)
+        setting.noise.rate = rate
+        evaluations += _plan_setting(
+            setting, workdir, teachers, students if rate in student_rates else [], seeds, add,
+            beam_args=beam_args, log=log, tag=f"rho{rate:g}" if len(rates) > 1 else "",
+        )  # fmt: skip
     fp = report.report_fingerprint(config, [e.fingerprint for e in evaluations])
     add(Stage(
         "report", config.name, artifacts.artifact_dir(workdir, "report", config.name, fp), fp, evaluations,
