@@ -23,10 +23,12 @@ split a few epochs only fit the clean signal (the quickstart's CE teacher: 1.3%)
 So: a 5,000-example training subset (ours) for 800 steps of batch 128, i.e.
 ~20 epochs, with the paper's schedule shape (lr 0.1, /10 at 50% and 75% of the
 steps, Nesterov 0.9, weight decay 1e-4) and no augmentation (the paper's crops
-and flips are for 32x32 colour images). Measured before the run: the CE
-baseline fits ~XX% of the mislabelled examples' noisy labels at 800 steps;
-each training takes ~45 s and each evaluation ~6 s, so 93 trainings + 93
-evaluations + 18 exports take about 85 minutes.
+and flips are for 32x32 colour images). Measured in a trial run before the
+grid (rho = 0.2, seed 0): at 800 steps the CE baseline fits 22.3% of the
+mislabelled examples' noisy labels (81.3% at 1,200 steps; the noise floor, a
+model that never predicts the noisy label, is 0%), and a training takes
+~45 s and an evaluation ~6 s, so 93 trainings + 93 evaluations + 18 exports
+take about 85 minutes.
 
 Not from the paper, ours: the subset, depth and steps above; the alpha grid
 (0.1, 0.2, 0.4: Tables 3 and 4 use 0.1 and 0.2; 0.4 is past BC's theoretical

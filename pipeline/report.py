@@ -8,8 +8,9 @@ Reads every complete evaluation (`smear evaluate`) and writes
 - `report.md`: per experimental setting (data and noise, architecture,
   training schedule) the tables of the paper: test accuracy with the best alpha
   per method (Table 7 layout) and per alpha (Table 2 layout), the train accuracy
-  breakdown (Table 3), ECE (Table 4), distilled students (Table 5), and tables
-  of every teacher and student;
+  breakdown (Table 3), ECE (Table 4), distilled students (Table 5), tables
+  of every teacher and student, and the paper's claims 1-6 checked one by one
+  with a verdict each (holds / does not hold / inconclusive; pipeline/claims.py);
 - `tables/*.csv`: the same tables, cell for cell, plus `summary.csv` with the
   unformatted mean, standard deviation and count of every metric;
 - `figures/`: test accuracy against alpha (Figure 2), student accuracy against
@@ -390,6 +391,22 @@ def table5(setting: Setting) -> Table | None:
     return Table("table5", "Distilled students: test accuracy (%) (Table 5 layout)", header, rows, note)
 
 
+def claims_table(setting: Setting) -> Table | None:
+    """The paper's claims 1-6 checked on this setting (rules in pipeline/claims.py)."""
+    from pipeline import claims
+
+    found = claims.checks(setting)
+    if not found:
+        return None
+    note = (
+        "A and B are means over seeds; s is the larger of their sample standard deviations. "
+        "A > B holds if A − B > s, does not hold if A − B < −s, and is inconclusive otherwise; "
+        "A ≥ B holds unless A − B < −s. Claim 7 (the 2-D problem) is `smear synthetic`'s."
+    )
+    rows = [check.row(lambda stat, digits: stat.format(digits)) for check in found]
+    return Table("claims", "The paper's claims, checked (NOTES.md claims 1-6)", claims.HEADER, rows, note)
+
+
 def _method_name(method: str, transition: str, alpha: float | None) -> str:
     if method == "ce":
         return "CE"
@@ -661,7 +678,7 @@ def render_report(
                 out_dir / figure6,
                 f"CE students against the teacher's α: {setting.short_title}",
             )
-        tables = [table7(setting), table2(setting), *table3(setting), table4(setting), table5(setting),
+        tables = [claims_table(setting), table7(setting), table2(setting), *table3(setting), table4(setting), table5(setting),
                   teachers_table(setting), students_table(setting)]  # fmt: skip
         for table in tables:
             if table is None:

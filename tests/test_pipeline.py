@@ -171,3 +171,64 @@ def test_bad_sweep_entries_are_one_line_errors(tmp_path, teachers, students, mes
     config = load_config(f"{QUICKSTART}:smoke", [f"sweep.teachers={teachers}", f"sweep.students={students}"])
     with pytest.raises(UserError, match=re.escape(message)):
         pipeline_run.plan(config, tmp_path)
+
+
+FMNIST_PAPER = os.path.join(ROOT, "configs", "fmnist_paper.py")
+
+
+def test_noise_rates_plan_one_setting_per_rate_with_students_where_asked(tmp_path):
+    config = load_config(f"{FMNIST_PAPER}:smoke")
+    assert tuple(config.sweep.noise_rates) == (0.2, 0.4) and tuple(config.sweep.student_noise_rates) == (0.2,)
+    stages = pipeline_run.plan(config, tmp_path)
+    labels = [s.label for s in stages]
+    assert len(set(labels)) == len(labels)  # the @rho tag keeps the two settings' labels apart
+    data = [s for s in stages if s.kind == "noisify"]
+    assert [d.name for d in data] == ["fashion_mnist-symmetric0.2-s0", "fashion_mnist-symmetric0.4-s0"]
+    teachers = len(config.sweep.teachers) * len(config.sweep.seeds)
+    students = len(config.sweep.students) * len(config.sweep.seeds)
+    for rate, data_stage in zip(("0.2", "0.4"), data):
+        in_setting = [s for s in stages if s.tag == f"rho{rate}"]
+        trains = [s for s in in_setting if s.kind == "train"]
+        assert all(data_stage in s.deps for s in trains)
+        assert sum(s.description["role"] == "student" for s in trains) == (students if rate == "0.2" else 0)
+        assert sum(s.description["role"] == "teacher" for s in trains) == teachers
+    report = stages[-1]
+    assert report.kind == "report" and len(report.deps) == sum(s.kind == "evaluate" for s in stages)
+
+
+def test_without_noise_rates_the_plan_is_one_untagged_setting(tmp_path):
+    stages = pipeline_run.plan(load_config(f"{FMNIST_PAPER}:smoke", ["sweep.noise_rates=()"]), tmp_path)
+    assert [s.name for s in stages if s.kind == "noisify"] == ["fashion_mnist-symmetric0.2-s0"]
+    assert not any(s.tag for s in stages) and "@" not in " ".join(s.label for s in stages)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["sweep.noise_rates=(0.2, 1.5)"], "sweep.noise_rates: noise rate must be in [0, 1], got 1.5"),
+        (["sweep.noise_rates=(0.2, 0.2)"], "sweep.noise_rates has duplicates"),
+        (
+            ["sweep.student_noise_rates=(0.3,)"],
+            "sweep.student_noise_rates (0.3,) not in the swept noise rates",
+        ),
+    ],
+)
+def test_bad_noise_rates_are_one_line_errors(tmp_path, overrides, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        pipeline_run.plan(load_config(f"{FMNIST_PAPER}:smoke", overrides), tmp_path)
+    assert not any(tmp_path.iterdir())  # planning writes nothing
+
+
+def test_two_noise_rates_run_into_one_report_with_two_settings(tmp_path, idx_dir):
+    args = [
+        "run", "--config", f"{FMNIST_PAPER}:smoke", "--workdir", str(tmp_path),
+        "--config.data.source=idx", f"--config.data.source_dir={idx_dir}", *FAST, *SWEEP,
+    ]  # fmt: skip
+    assert cli.main(args) == 0
+    (report,) = (tmp_path / "report").iterdir()
+    text = (report / "report.md").read_text()
+    assert "## Setting 1: fashion_mnist, symmetric noise 0.2;" in text
+    assert "## Setting 2: fashion_mnist, symmetric noise 0.4;" in text
+    setting2 = text.split("## Setting 2")[1]
+    assert "### All teachers" in setting2 and "### All students" not in setting2
+    assert "### The paper's claims, checked" in text

@@ -1,7 +1,8 @@
 """Tests for pipeline.report on hand-written evaluations (tests/fixtures/report/).
 
 The fixture evaluations hold per-seed numbers chosen by hand; expected_report.md
-holds the tables computed from them by hand, e.g. LS alpha = 0.2 test accuracy
+holds the tables computed from them by hand (the claims table too: e.g. claim 2,
+best FC 82.20 - best LS 83.90 = -1.70 < -0.42 -> "does not hold"), e.g. LS alpha = 0.2 test accuracy
 84.20 and 83.60 -> mean 83.90, sample std |84.20 - 83.60| / sqrt(2) = 0.4243 -> "83.90 ± 0.42".
 """
 
