@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 __all__ = [
     "accuracy_vs_alpha",
     "logit_gap_densities",
+    "montage",
     "pre_logit_projection",
     "project_pre_logits",
     "projection_basis",
@@ -459,3 +460,56 @@ def student_vs_teacher_alpha(
     axes.legend(loc="best")
     axes.grid(alpha=0.3)
     return _save(figure, path)
+
+
+# ---------------------------------------------------------------------------
+# Montage of per-model figures (the paper's multi-panel Figures 3 and 4)
+# ---------------------------------------------------------------------------
+
+
+def montage(
+    panels: Sequence[tuple[str | os.PathLike, str]],
+    path: str | os.PathLike,
+    title: str,
+    columns: int = 2,
+    panel_inches: float = 4.0,
+) -> Path:
+    """Tiles existing PNG figures into one PNG, each panel with its own title.
+
+    Args:
+        panels: (PNG path, panel title) pairs, drawn row by row.
+        path: Output `.png` path (a raster montage has no useful SVG form).
+        title: Figure title.
+        columns: Panels per row.
+        panel_inches: Width of one panel in inches; heights follow the images' aspect.
+
+    Returns:
+        The written PNG path.
+
+    Raises:
+        ValueError: If `panels` is empty or a panel's file is missing.
+    """
+    import matplotlib.image
+
+    if not panels:
+        raise ValueError("montage needs at least one panel")
+    images = []
+    for source, label in panels:
+        if not Path(source).is_file():
+            raise ValueError(f"montage panel {source} does not exist")
+        images.append((matplotlib.image.imread(source), label))
+    columns = max(1, min(columns, len(images)))
+    rows = -(-len(images) // columns)
+    aspect = max(image.shape[0] / image.shape[1] for image, _ in images)
+    figure = _new_figure((panel_inches * columns, panel_inches * aspect * rows + 0.5))
+    figure.suptitle(title)
+    grid = figure.subplots(rows, columns, squeeze=False)
+    for axes in grid.flat:
+        axes.set_axis_off()
+    for axes, (image, label) in zip(grid.flat, images):
+        axes.imshow(image, interpolation="lanczos")
+        axes.set_title(label, fontsize=10)
+    target = Path(path).with_suffix(".png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(target, dpi=_DPI)
+    return target

@@ -503,6 +503,45 @@ def _student_series(setting: Setting) -> dict:
     return series
 
 
+def _panel(setting: Setting, key: tuple, plot_key: str) -> Path | None:
+    """The smallest seed's `plot_key` PNG of one model configuration, if it was drawn."""
+    runs = setting.groups.get(key)
+    rel = ((runs[0].metrics.get("plots") or {}).get(plot_key)) if runs else None
+    return runs[0].path / rel if rel and (runs[0].path / rel).is_file() else None
+
+
+def _paper_figures(setting: Setting, out_dir: Path) -> list[tuple[str, str]]:
+    """Figures 3 and 4 as montages of the per-model figures (smallest seed); [(caption, relative path)]."""
+    from pipeline import plots
+
+    ce = ("teacher", "ce", "smoothing", 0.0)
+    figures = []
+    gap_keys = [(ce, "CE")] + [
+        (("teacher", m, "smoothing", alphas[0]), f"{m.upper()} α = {alphas[0]:g}")
+        for m in ("ls", "fc", "bc")
+        if (alphas := setting.teacher_alphas(m))
+    ]
+    projection_keys = [(ce, "CE (α = 0)")] + [
+        (("teacher", "ls", "smoothing", a), f"LS α = {a:g}") for a in setting.teacher_alphas("ls")
+    ]
+    specs = (
+        ("figure3", "logit_gaps_noisy_part", gap_keys,
+         "Figure 3: z_label − mean(z) on the mislabelled training examples, true and noisy label"),
+        ("figure4", "projection", projection_keys,
+         "Figure 4: pre-logit projections as α grows (mislabelled examples in black)"),
+    )  # fmt: skip
+    for name, plot_key, keys, caption in specs:
+        panels = [(p, label) for key, label in keys if (p := _panel(setting, key, plot_key))]
+        if len(panels) < 2:
+            continue
+        rel = f"figures/{name}{setting.suffix()}.png"
+        plots.montage(
+            panels, out_dir / rel, f"{caption.split(':')[0]}: {setting.short_title} (smallest seed)"
+        )
+        figures.append((caption, rel))
+    return figures
+
+
 def _copy_model_figures(setting: Setting, out_dir: Path) -> list[list[str]]:
     """Copies each model configuration's figures of its smallest seed; returns table rows."""
     rows = []
@@ -633,9 +672,16 @@ def _summary_rows(settings: list[Setting]) -> list[list[str]]:
 
 
 def render_report(
-    evaluations: list[Evaluation], out_dir: Path, *, dropped: Sequence[str] = ()
+    evaluations: list[Evaluation],
+    out_dir: Path,
+    *,
+    dropped: Sequence[str] = (),
+    per_model_figures: bool = True,
 ) -> tuple[str, dict[str, str]]:
-    """The Markdown report and the CSV files (name -> text); draws the figures into out_dir/figures."""
+    """The Markdown report and the CSV files (name -> text); draws the figures into out_dir/figures.
+
+    per_model_figures: also copy every model's own figures (smallest seed) and list them.
+    """
     from pipeline import plots
 
     by_setting: dict[tuple, list[Evaluation]] = defaultdict(list)
@@ -678,8 +724,8 @@ def render_report(
                 out_dir / figure6,
                 f"CE students against the teacher's α: {setting.short_title}",
             )
-        tables = [claims_table(setting), table7(setting), table2(setting), *table3(setting), table4(setting), table5(setting),
-                  teachers_table(setting), students_table(setting)]  # fmt: skip
+        tables = [claims_table(setting), table7(setting), table2(setting), *table3(setting), table4(setting),
+                  table5(setting), teachers_table(setting), students_table(setting)]  # fmt: skip
         for table in tables:
             if table is None:
                 continue
@@ -688,11 +734,14 @@ def render_report(
                 lines += [f"![Figure 2: test accuracy against α]({figure2})", ""]
             if table.name == "table5" and figure6:
                 lines += [f"![Figure 6: student accuracy against the teacher's α]({figure6})", ""]
+            if table.name == "table4":
+                for caption, rel in _paper_figures(setting, out_dir):
+                    lines += [f"![{caption}]({rel})", ""]
             header, rows = csv_tables.setdefault(table.name, (["setting", *table.header], []))
             rows += [[str(setting.index), *row] for row in table.rows]
         if figure2 and not table2(setting):
             lines += [f"![Figure 2: test accuracy against α]({figure2})", ""]
-        figure_rows = _copy_model_figures(setting, out_dir)
+        figure_rows = _copy_model_figures(setting, out_dir) if per_model_figures else []
         if figure_rows:
             header = ["evaluation", "seed", *(label for _, label in PER_MODEL_PLOTS)]
             lines += Table(
@@ -741,7 +790,8 @@ def report_stage(
         raise UserError(f"{out_dir} holds a different report; pass --force to replace it")
     evaluations, dropped = _deduplicate(evaluations, log)
     out_dir = artifacts.prepare_output(out_dir, force=force)
-    markdown, csv_files = render_report(evaluations, out_dir, dropped=dropped)
+    per_model = bool(report_section(config).get("per_model_figures", True))
+    markdown, csv_files = render_report(evaluations, out_dir, dropped=dropped, per_model_figures=per_model)
     (out_dir / "tables").mkdir(exist_ok=True)
     for name, text in csv_files.items():
         artifacts.atomic_write_bytes(out_dir / "tables" / name, text.encode())

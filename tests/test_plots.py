@@ -128,3 +128,16 @@ def test_student_vs_teacher_alpha(tmp_path):
     }
     paths = plots.student_vs_teacher_alpha(series, tmp_path / "fig6.png", "distillation, CIFAR-100")
     _assert_real_figure(paths, "distillation, CIFAR-100", "LS teacher", "FC teacher", "student test accuracy")
+
+
+def test_montage_tiles_panels_and_rejects_missing_ones(tmp_path):
+    tiny = Path(__file__).parent / "fixtures" / "report" / "tiny.png"
+    out = plots.montage([(tiny, "a"), (tiny, "b"), (tiny, "c")], tmp_path / "m.png", "title", columns=3)
+    assert out == tmp_path / "m.png"
+    image = matplotlib.image.imread(out)
+    assert image.shape[1] > 2 * image.shape[0]  # one row of three panels
+    with pytest.raises(ValueError, match="does not exist"):
+        plots.montage([(tmp_path / "nope.png", "x")], tmp_path / "n.png", "t")
+    with pytest.raises(ValueError, match="at least one panel"):
+        plots.montage([], tmp_path / "n.png", "t")
+    assert not (tmp_path / "n.png").exists()

@@ -184,3 +184,29 @@ def test_corrupt_or_foreign_artifacts_are_user_errors(tmp_path):
     artifacts.write_manifest(other, stage="train", fingerprint="0" * 64, config={})
     with pytest.raises(UserError, match="not an evaluation"):
         report_stage(config, [other], tmp_path / "r")
+
+
+def _with_plot(tmp_path, name, fixture, plot_key):
+    metrics = json.loads((FIXTURES / "evaluations" / fixture / "metrics.json").read_text())
+    metrics["plots"] = {plot_key: f"plots/{plot_key}.png"}
+    directory = _eval_artifact(tmp_path / "eval" / name, metrics)
+    (directory / "plots").mkdir()
+    shutil.copyfile(FIXTURES / "tiny.png", directory / "plots" / f"{plot_key}.png")
+    return directory
+
+
+def test_figure4_montage_and_no_per_model_copies_when_configured_off(tmp_path):
+    dirs = [
+        _with_plot(tmp_path, name, name, "projection")
+        for name in ("teacher-ce-s0", "teacher-ls0.1-s0", "teacher-ls0.2-s0")
+    ]
+    config = load_config(CONFIG)
+    config.unlock()
+    config.report = {"per_model_figures": False}
+    report_stage(config, dirs, tmp_path / "report", log=lambda _: None)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "](figures/figure4.png)" in text and "figure3" not in text  # no logit-gap plots: no Figure 3
+    image = matplotlib.image.imread(tmp_path / "report" / "figures" / "figure4.png")
+    assert image.shape[1] == 2 * 4 * 150  # two panels of 4 inches per row at 150 dpi (two rows for three)
+    assert not (tmp_path / "report" / "figures" / "models").exists()
+    assert "Per-model figures" not in text
