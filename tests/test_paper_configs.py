@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CIFAR = str(ROOT / "configs" / "cifar.py")
 IMAGENET = str(ROOT / "configs" / "imagenet.py")
 QUICKSTART = str(ROOT / "configs" / "quickstart.py")
+FMNIST_PAPER = str(ROOT / "configs" / "fmnist_paper.py")
 
 
 def _keys(config, prefix=""):
@@ -24,7 +25,8 @@ def _keys(config, prefix=""):
 
 
 @pytest.mark.parametrize(
-    "spec", [f"{CIFAR}:cifar10,resnet32,ls", f"{IMAGENET}:ls", f"{CIFAR}:cifar100,resnet56,bc,smoke"]
+    "spec",
+    [f"{CIFAR}:cifar10,resnet32,ls", f"{IMAGENET}:ls", f"{CIFAR}:cifar100,resnet56,bc,smoke", FMNIST_PAPER],
 )
 def test_paper_configs_have_every_quickstart_key(spec):
     missing = _keys(load_config(QUICKSTART)) - _keys(load_config(spec))
@@ -92,3 +94,23 @@ def test_every_paper_config_trains_in_its_smoke_form(spec, dataset, classes, mak
     assert manifest["counts"]["steps"] == 2
     losses = [e["loss"] for e in json.loads((tmp_path / "model" / "history.json").read_text())["epochs"]]
     assert len(losses) == 2 and all(loss == loss and abs(loss) < 1e4 for loss in losses)  # finite
+
+
+def test_fmnist_paper_config_keeps_the_papers_recipe_and_its_documented_grid():
+    c = load_config(FMNIST_PAPER)
+    assert (c.train.batch_size, c.train.learning_rate, c.train.momentum, c.train.nesterov) == (
+        128,
+        0.1,
+        0.9,
+        True,
+    )
+    assert (
+        tuple(c.train.lr_boundaries) == (0.5, 0.75)
+        and c.train.lr_decay == 0.1
+        and c.model.weight_decay == 1e-4
+    )
+    assert c.noise.model == "symmetric" and tuple(c.sweep.noise_rates) == (0.2, 0.4)
+    teachers, students, seeds = len(c.sweep.teachers), len(c.sweep.students), len(c.sweep.seeds)
+    # the docstring's "19 trainings at rho = 0.2, 12 at rho = 0.4; 93 in all"
+    assert (teachers + students, teachers, (2 * teachers + students) * seeds) == (19, 12, 93)
+    assert {"fc:est", "bc:est"} <= set(c.sweep.teachers)
