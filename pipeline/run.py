@@ -14,6 +14,10 @@ Sweep strings:
             for fc/bc with T estimated from the ce teacher (Patrini et al.).
   students  TEACHER>STUDENT with TEACHER a teacher string and STUDENT ce | ls:A | fc:A
             (ce: plain distillation; ls: smooth the soft targets; fc: forward-correct).
+Optional noise-rate sweep (configs/fmnist_paper.py):
+  noise_rates          e.g. (0.2, 0.4): the whole sweep once per rate, each its own
+                       setting in the report; absent or () = noise.rate only
+  student_noise_rates  the rates whose students run; absent or () = every rate
 """
 
 from __future__ import annotations
