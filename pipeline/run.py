@@ -1,6 +1,6 @@
 """The whole pipeline: clean data -> noisy data -> teachers -> logits -> students -> evaluation -> report.
 
-    smear run --config configs/quickstart.py --workdir W [--dry-run] [--force] [Beam flags]
+    smear run --config configs/quickstart.py --workdir W [--dry-run] [--force] [--publish DIR] [Beam flags]
 
 `plan(config, workdir)` is a plain function that only wires stages: it expands
 the config's sweep (teachers x seeds, students from teachers) into a DAG of
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import ml_collections
 
-from pipeline import artifacts
+from pipeline import artifacts, publish
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.errors import UserError
 
@@ -362,8 +362,13 @@ def describe_plan(stages: list[Stage]) -> list[str]:
     return lines
 
 
-def execute(stages: list[Stage], *, force: bool = False, log=print) -> dict:
-    """Runs the stages in order; returns {"ran": [...], "cached": [...], "seconds": ...}."""
+def execute(
+    stages: list[Stage], *, force: bool = False, log=print, workdir: str | Path | None = None
+) -> dict:
+    """Runs the stages in order; returns {"ran": [...], "cached": [...], "seconds": ...}.
+
+    With `workdir`, each stage that ran appends its wall time to <workdir>/stage_times.jsonl.
+    """
     started = time.time()
     ran, cached = [], []
     for i, stage in enumerate(stages, 1):
@@ -380,6 +385,8 @@ def execute(stages: list[Stage], *, force: bool = False, log=print) -> dict:
             import keras
 
             keras.backend.clear_session()  # free the graph before the next model
+        if workdir is not None:
+            publish.record_time(workdir, stage, time.time() - t0)
         log(f"{prefix}: done in {time.time() - t0:.1f} s (total {time.time() - started:.1f} s)")
         ran.append(stage.label)
     return {"ran": ran, "cached": cached, "seconds": round(time.time() - started, 2)}
@@ -390,14 +397,25 @@ def run(argv=None) -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan (what runs, what is cached) and stop"
     )
+    parser.add_argument(
+        "--publish",
+        metavar="DIR",
+        help="after the run, copy the report (report.md, tables, figures, TensorBoard HParams) into DIR "
+        "with stage_times.json/.md, the wall time of every stage and cell; DIR must be new, empty or "
+        "a previous publish (other files in it are kept)",
+    )
     args, config, beam_args = parse_stage_args(parser, argv, known_only=True)
     stages = plan(config, args.workdir, beam_args=beam_args)
+    if args.publish:
+        publish.check_destination(args.publish)  # before anything runs
     if args.dry_run:
         print(f"plan for {args.config} in {args.workdir} ({len(stages)} stages):")
         print("\n".join(describe_plan(stages)))
+        if args.publish:
+            print(f"then publish the report to {args.publish}")
         return
     workdir = Path(args.workdir)
-    summary = execute(stages, force=args.force)
+    summary = execute(stages, force=args.force, workdir=args.workdir)
     report_dir = stages[-1].out_dir
     print(
         f"run: {len(summary['ran'])} stages ran, {len(summary['cached'])} cached, {summary['seconds']:.1f} s"
@@ -405,3 +423,6 @@ def run(argv=None) -> None:
     print(f"run: report      {report_dir / 'report.md'}")
     print(f"run: TensorBoard {workdir}")
     print(f"run: open it with: tensorboard --logdir {workdir}")
+    if args.publish:
+        dest = publish.publish(report_dir, args.publish, stages, args.workdir)
+        print(f"run: published {dest / 'report.md'} and {dest / 'stage_times.md'}")

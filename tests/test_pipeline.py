@@ -70,6 +70,41 @@ def test_second_run_trains_nothing(finished, idx_dir, capsys):
     assert "0 stages ran, 9 cached" in out
 
 
+def test_publish_copies_the_report_and_the_time_of_every_stage(finished, idx_dir, tmp_path, capsys):
+    dest = tmp_path / "results"
+    assert cli.main(_args(finished, idx_dir, *SWEEP, "--publish", str(dest))) == 0
+    (report,) = (finished / "report").iterdir()
+    assert (dest / "report.md").read_text() == (report / "report.md").read_text()
+    assert (dest / "tables" / "summary.csv").exists() and (dest / "tensorboard").is_dir()
+    assert json.loads((dest / "manifest.json").read_text())["stage"] == "report"
+    times = json.loads((dest / "stage_times.json").read_text())
+    # Every stage ran in the fixture's first run, so each has its time although this run was all cached.
+    assert times["stages"] == 9 and times["stages_without_time"] == 0
+    assert times["total_seconds"] == pytest.approx(sum(r["seconds"] for r in times["per_stage"]), abs=0.05)
+    cells = {row["cell"]: row for row in times["cells"]}
+    ls = cells["teacher-ls0.1"]  # its training, logit export and evaluation, one seed
+    assert ls["runs"] == 1 and ls["train"] > 0 and ls["export"] > 0 and ls["evaluate"] > 0
+    assert "student-T2-ce-from-ls0.1" in cells
+    assert "| teacher-ls0.1 | 1 |" in (dest / "stage_times.md").read_text()
+    # Republishing replaces the report's files and keeps the others.
+    (dest / "COMMAND.txt").write_text("how this was made\n")
+    (dest / "figures" / "stale.png").write_bytes(b"old")
+    assert cli.main(_args(finished, idx_dir, *SWEEP, "--publish", str(dest))) == 0
+    assert (dest / "COMMAND.txt").exists() and not (dest / "figures" / "stale.png").exists()
+    assert not (dest / ".publish-tmp").exists()
+
+
+def test_publish_refuses_a_directory_it_did_not_write_before_running(tmp_path, idx_dir, capsys):
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "notes.txt").write_text("keep me")
+    workdir = tmp_path / "work"
+    assert cli.main(_args(workdir, idx_dir, *SWEEP, "--publish", str(dest))) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not empty and holds no published report" in err[0]
+    assert not workdir.exists() and os.listdir(dest) == ["notes.txt"]
+
+
 def test_changing_one_alpha_reruns_only_that_variant_and_what_follows(finished, idx_dir, tmp_path, capsys):
     workdir = tmp_path / "copy"
     shutil.copytree(finished, workdir)
