@@ -1,7 +1,7 @@
 """The paper's protocol on real data at CPU scale: Fashion-MNIST, 20% and 40% symmetric noise.
 
 Command (what produced results/fashion_mnist/):
-    smear run --config configs/fmnist_paper.py --workdir fmnist_workdir
+    smear run --config configs/fmnist_paper.py --workdir fmnist_workdir --publish results/fashion_mnist
     smear run --config configs/fmnist_paper.py:smoke --workdir W    # the same grid, tiny: ~3 minutes
 
 What runs, per seed (noise on the train split only, test labels clean):

@@ -30,3 +30,23 @@ def test_readme_starts_with_the_two_commands_and_names_only_real_subcommands():
     assert "make demo" in head and "make test" in head
     for command in set(re.findall(r"\bsmear ([a-z-]+)", text)):
         assert command in COMMANDS, command
+
+
+def _section(text: str, heading: str) -> str:
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert match, f"README has no '## {heading}' section"
+    return match.group(1)
+
+
+def test_results_numbers_are_the_committed_reports_numbers():
+    """Every "mean ± std" in the README's Results section is a cell of results/fashion_mnist/report.md."""
+    root = os.path.dirname(README)
+    section = _section(open(README).read(), "Results")
+    report = open(os.path.join(root, "results", "fashion_mnist", "report.md")).read()
+    cells = re.findall(r"[-+−]?\d+\.\d+ ± \d+\.\d+", section)
+    assert len(cells) >= 20, "the Results section quotes the report's cells"
+    missing = [c for c in cells if c not in report]
+    assert not missing, f"not in results/fashion_mnist/report.md: {missing}"
+    # Each of the paper's seven claims has a verdict.
+    for claim in range(1, 8):
+        assert re.search(rf"^\| {claim} \|.*\| \*\*(holds|does not hold|inconclusive)", section, re.M), claim
