@@ -70,7 +70,8 @@ def run(tmp_path_factory):
 
 def test_a_run_writes_only_under_its_workdir(run):
     assert sorted(p.name for p in run["cwd"].iterdir()) == ["work"]
-    assert {p.name for p in run["work"].iterdir()} == set(KINDS)
+    # stage_times.jsonl: the seconds of every stage that ran (pipeline/publish.py)
+    assert {p.name for p in run["work"].iterdir()} == {*KINDS, "stage_times.jsonl"}
     assert list(run["tmp"].iterdir()) == []  # temporary files are cleaned up
     assert all(LIBRARY_FILES.match(f) for f in _files(run["home"])), _files(run["home"])
 
