@@ -6,9 +6,15 @@ export teacher logits, Keras losses of the label-smearing family, training
 under tf.distribute, evaluation and a report with the paper's tables.
 """
 
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
-__version__ = "0.1.0"
+# The version is written once, in pipeline/__init__.py (artifact fingerprints cover it).
+__version__ = re.search(
+    r'__version__ = "([^"]+)"', (Path(__file__).parent / "pipeline" / "__init__.py").read_text()
+)[1]
 
 setup(
     name="label-smearing",
@@ -30,7 +36,8 @@ setup(
         "scipy>=1.11",
     ],
     extras_require={
-        "dev": ["pytest>=8", "ruff==0.17.*"],  # ruff pinned: its formatting changes between releases
+        # ruff pinned: its formatting changes between releases; jax (CPU) runs tests/test_jax_backend.py
+        "dev": ["pytest>=8", "ruff==0.17.*", "jax>=0.10"],
         "gcp": ["apache-beam[gcp]>=2.60,<3"],
         "bench": ["torch>=2.9"],
     },

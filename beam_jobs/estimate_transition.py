@@ -22,7 +22,6 @@ manifest.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import time
@@ -35,13 +34,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.stats import ApproximateQuantiles
 
-from beam_jobs.export_logits import artifact_base_name
-from beam_jobs.noisify import data_artifact_path
-from beam_jobs.runners import make_pipeline
-from pipeline import artifacts
+from beam_jobs.runners import make_pipeline, pipeline_options
+from keras_components.losses import CE
+from pipeline import artifacts, layout
 from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import to_plain
 from pipeline.errors import UserError
+from pipeline.schema import read_features
 
 NUM_QUANTILES = 1001  # quantile k / 1000 for k = 0..1000: percentiles in steps of 0.1
 DEAD_LETTER = "dead_letter"
@@ -58,15 +56,8 @@ class ToProbabilities(beam.DoFn):
         self._bad = Metrics.counter("estimate_transition", "dead_letter")
 
     def process(self, record: bytes):
-        from tensorflow.core.example import example_pb2
-
-        example_id, reason = "?", None
-        try:
-            feature = example_pb2.Example.FromString(record).features.feature
-        except Exception:  # noqa: BLE001 - any undecodable record is a bad record
-            feature, reason = {}, "not a serialised tf.train.Example"
-        if "id" in feature and feature["id"].bytes_list.value:
-            example_id = feature["id"].bytes_list.value[0].decode(errors="replace")
+        example_id, feature = read_features(record)
+        reason = "not a serialised tf.train.Example" if feature is None else None
         if reason is None:
             logits = np.asarray(
                 feature["teacher_logits"].float_list.value if "teacher_logits" in feature else []
@@ -188,23 +179,6 @@ def build_pipeline(p, *, files, num_classes, percentile, out_dir):
 
 
 # ---------------------------------------------------------------- launcher
-def estimate_section(config) -> dict:
-    return {"estimate": to_plain(config.estimate)}
-
-
-def estimate_fingerprint(config, logits_fp: str) -> str:
-    """Fingerprint of an estimated-transition artifact."""
-    return artifacts.fingerprint("estimate_transition", estimate_section(config), {"logits": logits_fp})
-
-
-def estimate_artifact_path(config, workdir, logits_manifest: dict, logits_dir) -> Path:
-    """`<workdir>/transition/<teacher name>-p<percentile>-<fp10>`: where `smear run` puts the same estimate."""
-    teacher = logits_manifest.get("teacher", {}).get("path") or logits_dir
-    name = f"{artifact_base_name(teacher)}-p{config.estimate.percentile:g}"
-    fp = estimate_fingerprint(config, logits_manifest["fingerprint"])
-    return artifacts.artifact_dir(workdir, "transition", name, fp)
-
-
 def validate_config(config) -> None:
     q = config.estimate.percentile
     if not 0.0 <= q <= 100.0:
@@ -226,13 +200,13 @@ def estimate_stage(
       UserError: missing or incomplete logits artifact, a bad percentile, a
         complete `out_dir` without `force`, or records lost during the job.
     """
-    from keras_components import data
+    from pipeline import tfdata
 
     validate_config(config)
     artifacts.read_manifest(logits_dir, what="logits artifact", verify=False)  # names a missing input aptly
-    manifest = data.read_data_manifest(logits_dir)
+    manifest = tfdata.read_data_manifest(logits_dir)
     split = "train" if "train" in manifest["splits"] else next(iter(manifest["splits"]))
-    files = data.split_files(logits_dir, manifest, split)
+    files = tfdata.split_files(logits_dir, manifest, split)
     num_classes, expected = int(manifest["num_classes"]), int(manifest["splits"][split]["num_examples"])
     percentile = float(config.estimate.percentile)
     log(f"estimate-transition: {percentile:g}th percentile over {expected} {split} examples of {logits_dir}")
@@ -277,8 +251,8 @@ def estimate_stage(
     out = artifacts.write_manifest(
         out_dir,
         stage="estimate_transition",
-        fingerprint=estimate_fingerprint(config, manifest["fingerprint"]),
-        config=estimate_section(config),
+        fingerprint=layout.transition_fingerprint_of(config, manifest["fingerprint"]),
+        config=layout.estimate_section(config),
         inputs={"logits": artifacts.input_ref(logits_dir, manifest)},
         counts={"examples": result["records"], DEAD_LETTER: dead},
         extra={
@@ -301,23 +275,19 @@ def estimate_stage(
 
 
 def default_logits_dir(config, workdir) -> Path:
-    """The exported train-split logits of this config's cross-entropy teacher under `workdir`."""
-    from beam_jobs.export_logits import export_artifact_path, read_model_artifact
-    from keras_components import data
-    from pipeline.train import model_artifact_path
+    """The exported train-split logits of this config's baseline (cross-entropy) teacher under `workdir`."""
+    from pipeline import tfdata
+    from pipeline.spec import TEACHER, ModelSpec
 
-    data_manifest = data.read_data_manifest(data_artifact_path(config, workdir))
-    ce_config = copy.deepcopy(config)
-    ce_config.loss.name, ce_config.loss.alpha = "ce", 0.0
-    model_dir = model_artifact_path(ce_config, workdir, data_manifest["fingerprint"])
-    if not artifacts.is_complete(model_dir):
+    baseline = ModelSpec(TEACHER, CE, seed=config.train.seed)
+    model, data_dir = layout.configured_model(baseline.apply(config), workdir)
+    if not artifacts.is_complete(model.path):
         raise UserError(
-            f"no cross-entropy teacher at {model_dir}; train one, export its logits, or pass --logits"
+            f"no cross-entropy teacher at {model.path}; train one, export its logits, or pass --logits"
         )
-    model_manifest, _ = read_model_artifact(model_dir)
-    return export_artifact_path(
-        config, workdir, model_dir, model_manifest["fingerprint"], data_manifest["fingerprint"], "train"
-    )
+    model_fp = artifacts.read_manifest(model.path, what="model artifact", verify=False)["fingerprint"]
+    data_fp = tfdata.read_data_manifest(data_dir, verify=False)["fingerprint"]
+    return Path(layout.logits(config, workdir, model.name, model_fp, data_fp, "train").path)
 
 
 def run(argv=None) -> None:
@@ -326,9 +296,12 @@ def run(argv=None) -> None:
         "--logits",
         help="exported-logits artifact; default: this config's cross-entropy teacher's train logits",
     )
-    args, config, beam_args = parse_stage_args(parser, argv, known_only=True, validate=validate_config)
+    args, config, beam_args = parse_stage_args(
+        parser, argv, known_only=True, validate=validate_config, extra_flags=pipeline_options
+    )
     logits_dir = Path(args.logits) if args.logits else default_logits_dir(config, args.workdir)
     manifest = artifacts.read_manifest(logits_dir, what="logits artifact", verify=False)
-    out_dir = estimate_artifact_path(config, args.workdir, manifest, logits_dir)
+    teacher = manifest.get("teacher", {}).get("path") or logits_dir
+    out_dir = layout.transition(config, args.workdir, layout.base_name(teacher), manifest["fingerprint"]).path
     estimate_stage(config, logits_dir, out_dir, force=args.force, beam_args=beam_args)
     print(f"estimate-transition: {out_dir / 'transition.json'}")

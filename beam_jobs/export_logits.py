@@ -9,7 +9,7 @@ and a Keras 3 model handler, and writes TFRecords holding every original feature
 plus `teacher_logits` (float list, L) and `pre_logits` (float list, D), then the
 manifest, last, once the output count and the distinct ids equal the input
 manifest's count. Images are decoded and normalised exactly as
-`keras_components.data` does for evaluation, a whole batch in one TensorFlow
+`pipeline.tfdata` does for evaluation, a whole batch in one TensorFlow
 call. Any Beam runner flag is passed through, e.g.
 `--direct_num_workers=2 --direct_running_mode=multi_processing` or
 `--runner=DataflowRunner ...`; without --runner the job runs on the FnApiRunner
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -38,63 +37,26 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from beam_jobs.noisify import data_artifact_path
-from beam_jobs.runners import make_pipeline
-from beam_jobs.tfrecords import FEATURES, LOGIT_FEATURES
-from pipeline import artifacts
+from beam_jobs.runners import make_pipeline, pipeline_options
+from pipeline import artifacts, layout, trained_model
 from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import to_plain
 from pipeline.errors import UserError
+from pipeline.schema import FEATURES, LOGIT_FEATURES, read_features
 
 DEAD_LETTER = "dead_letter"
 SUMMARY_FILE = ".export-summary.json"
 SAMPLE = 100  # problem ids / dead letters kept for the error message and dead_letter.txt
-MODEL_FILE = "model.keras"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels tf.io.decode_png yields
 
 
 # ---------------------------------------------------------------- the model
-_LOADED: dict[tuple, Any] = {}  # the teacher the launcher loaded, for an in-process runner to reuse
-
-
-def load_keras_model(path: str, *, keep: bool = False):
-    """Loads a saved teacher safely; the package's registered objects resolve by name.
-
-    Args:
-      path: the `model.keras` file.
-      keep: remember the model so that a later load of the same unchanged file in
-        this process (the DirectRunner's in-process worker) reuses it; `forget_models`
-        drops it.
-    """
-    import keras
-
-    from keras_components import losses, metrics, models, optimizers  # noqa: F401 - registers serialisables
-
-    try:
-        stat = os.stat(path)
-        key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
-    except OSError:  # a remote path: no local cache
-        key = None
-    if key in _LOADED:
-        return _LOADED[key]
-    model = keras.saving.load_model(path, safe_mode=True, compile=False)
-    if keep and key is not None:
-        _LOADED.clear()
-        _LOADED[key] = model
-    return model
-
-
-def forget_models() -> None:
-    _LOADED.clear()
-
-
 class TeacherModel:
     """A loaded teacher: serialised Examples in, (logits, pre_logits) out, one graph call per batch.
 
     Parsing, PNG decoding and normalisation run inside the same `tf.function` as
     the forward pass, so no per-example TensorFlow eager op is paid. The
-    normalisation is `keras_components.data`'s for evaluation:
+    normalisation is `pipeline.tfdata`'s for evaluation:
     (uint8 / 255 - mean) / std with the dataset's per-channel statistics.
     """
 
@@ -107,7 +69,7 @@ class TeacherModel:
         image_shape = tuple(int(d) for d in image_shape)
         spec = tf.TensorSpec(image_shape, tf.uint8)
         # The constants are arguments, not captured: Grappler would otherwise rewrite x / 255 as
-        # x * (1 / 255) and the inputs would differ from keras_components.data's by an ulp.
+        # x * (1 / 255) and the inputs would differ from pipeline.tfdata's by an ulp.
         self._constants = (tf.constant(255.0), tf.constant(mean, tf.float32), tf.constant(std, tf.float32))
         channels = [image_shape[-1]]
         signature = [tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.float32)]
@@ -150,14 +112,14 @@ class KerasTeacherHandler(ModelHandler[bytes, PredictionResult, TeacherModel]):
 
     def __init__(self, model_path: str, image_shape: Sequence[int], dataset: str, batch_size: int):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
-        from keras_components.data import normalization
+        from pipeline.tfdata import normalization
 
         self._model_path = str(model_path)
         self._image_shape = tuple(int(d) for d in image_shape)
         self._mean, self._std = normalization(dataset, self._image_shape[-1])
 
     def load_model(self) -> TeacherModel:
-        return TeacherModel(load_keras_model(self._model_path), self._image_shape, self._mean, self._std)
+        return TeacherModel(trained_model.load(self._model_path), self._image_shape, self._mean, self._std)
 
     def run_inference(
         self, batch: Sequence[bytes], model: TeacherModel, inference_args: dict[str, Any] | None = None
@@ -193,14 +155,9 @@ class CheckRecord(beam.DoFn):
     def process(self, record: bytes):
         from tensorflow.core.example import example_pb2
 
-        example_id, reason = "?", None
-        try:
-            feature = example_pb2.Example.FromString(record).features.feature
-        except Exception:  # noqa: BLE001 - any undecodable record is a bad record
-            feature, reason = None, "not a serialised tf.train.Example"
+        example_id, feature = read_features(record)
+        reason = "not a serialised tf.train.Example" if feature is None else None
         if feature is not None:
-            if "id" in feature and feature["id"].bytes_list.value:
-                example_id = feature["id"].bytes_list.value[0].decode(errors="replace")
             missing = [name for name in FEATURES if name not in feature]
             if missing:
                 reason = f"missing feature {', '.join(missing)}"
@@ -378,33 +335,6 @@ def build_pipeline(p, *, files, handler, image_shape, out_dir, split, num_shards
 
 
 # ---------------------------------------------------------------- launcher
-def export_section(config, split: str) -> dict:
-    """What determines the exported records besides the model and data (batch size does not)."""
-    section = to_plain(config.export)
-    section.pop("batch_size", None)  # changes how work is split, not what is written
-    return {"export": section, "split": split}
-
-
-def export_fingerprint(config, model_fp: str, data_fp: str, split: str) -> str:
-    """Fingerprint of an exported-logits artifact."""
-    return artifacts.fingerprint(
-        "export_logits", export_section(config, split), {"model": model_fp, "data": data_fp}
-    )
-
-
-def artifact_base_name(directory) -> str:
-    """An artifact directory's name without its `-<fp10>` suffix: "teacher-ce-s0-1a2b3c4d5e" -> "teacher-ce-s0"."""
-    return re.sub(r"-[0-9a-f]{10}$", "", Path(directory).name)
-
-
-def export_artifact_path(
-    config, workdir, model_dir, model_fp: str, data_fp: str, split: str = "train"
-) -> Path:
-    """`<workdir>/logits/<model name>-<split>-<fp10>`: where `smear run` puts the same export."""
-    fp = export_fingerprint(config, model_fp, data_fp, split)
-    return artifacts.artifact_dir(workdir, "logits", f"{artifact_base_name(model_dir)}-{split}", fp)
-
-
 def validate_config(config) -> None:
     if config.export.batch_size < 1:
         raise UserError(f"export.batch_size must be >= 1, got {config.export.batch_size}")
@@ -412,101 +342,12 @@ def validate_config(config) -> None:
         raise UserError(f"export.num_shards must be >= 1, got {config.export.num_shards}")
 
 
-def read_model_artifact(model_dir) -> tuple[dict, Path]:
-    """The model artifact's manifest and its `model.keras` path.
+def _check_summary(out_dir: Path, expected: int, data_dir, split: str) -> None:
+    """Refuses an export that dead-lettered, lost or duplicated a record (no manifest is then written).
 
     Raises:
-      UserError: the directory is missing, partial, corrupt or has no model.keras.
+      UserError: naming the count and, for dead letters, the file that keeps the first `SAMPLE` of them.
     """
-    manifest = artifacts.read_manifest(model_dir, what="model artifact")
-    model_path = Path(model_dir) / MODEL_FILE
-    if not model_path.is_file():
-        raise UserError(f"model artifact {model_dir} has no {MODEL_FILE}")
-    return manifest, model_path
-
-
-def check_teacher(model_path: Path, num_classes: int, image_shape: Sequence[int]) -> int:
-    """Loads the teacher once on the launcher and checks it fits the data; returns the pre-logit width.
-
-    Raises:
-      UserError: the model does not load, lacks `pre_logits`/`logits` layers, has
-        an output width other than `num_classes` or an input shape other than
-        `image_shape`.
-    """
-    from keras_components.models import pre_logits_model
-
-    try:
-        model = load_keras_model(str(model_path), keep=True)
-    except Exception as e:  # noqa: BLE001 - any load failure is a bad artifact
-        raise UserError(f"cannot load teacher {model_path}: {type(e).__name__}: {e}") from e
-    try:
-        logits, pre_logits = pre_logits_model(model).outputs
-    except ValueError as e:
-        raise UserError(f"teacher {model_path} has no layers named 'pre_logits' and 'logits': {e}") from e
-    width, input_shape = logits.shape[-1], tuple(model.input_shape[1:])
-    if width != num_classes:
-        raise UserError(
-            f"teacher {model_path} outputs {width} logits, but the data have {num_classes} classes"
-        )
-    if input_shape != tuple(image_shape):
-        raise UserError(
-            f"teacher {model_path} takes inputs of shape {list(input_shape)}, but the data's images are "
-            f"{list(image_shape)}"
-        )
-    return int(pre_logits.shape[-1])
-
-
-def export_stage(
-    config,
-    model_dir,
-    data_dir,
-    out_dir,
-    *,
-    split: str = "train",
-    force: bool = False,
-    beam_args: Sequence[str] = (),
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Exports `split` of `data_dir` with the teacher in `model_dir` into `out_dir`; returns the manifest.
-
-    Raises:
-      UserError: missing or incomplete model or data artifact, a teacher that does
-        not fit the data, a complete `out_dir` without `force`, or examples lost,
-        duplicated or dead-lettered during the job (then no manifest is written).
-    """
-    from keras_components import data
-
-    validate_config(config)
-    model_manifest, model_path = read_model_artifact(model_dir)
-    data_manifest = data.read_data_manifest(data_dir)
-    files = data.split_files(data_dir, data_manifest, split)
-    num_classes = int(data_manifest["num_classes"])
-    image_shape = tuple(int(d) for d in data_manifest["image_shape"])
-    expected = int(data_manifest["splits"][split]["num_examples"])
-    pre_logits_dim = check_teacher(model_path, num_classes, image_shape)
-    fp = export_fingerprint(config, model_manifest["fingerprint"], data_manifest["fingerprint"], split)
-    log(f"export-logits: teacher {model_dir} on {expected} {split} examples of {data_dir} -> {out_dir}")
-
-    started = time.time()
-    out_dir = artifacts.prepare_output(out_dir, force=force)
-    handler = KerasTeacherHandler(
-        str(model_path), image_shape, str(data_manifest["dataset"]), config.export.batch_size
-    )
-    try:
-        with make_pipeline(beam_args) as p:
-            build_pipeline(
-                p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
-                num_shards=config.export.num_shards,
-            )  # fmt: skip
-    except Exception as e:  # noqa: BLE001 - a corrupt input TFRecord fails the read; name the file
-        explained = data.explain_input_error(e, data_dir, files, num_classes)
-        if explained is None:
-            raise
-        raise explained from e
-    finally:
-        forget_models()
-    elapsed = time.time() - started
-
     summary_path = out_dir / SUMMARY_FILE
     summary = (
         json.loads(summary_path.read_text()) if summary_path.exists() else SummaryFn().create_accumulator()
@@ -530,6 +371,61 @@ def export_stage(
             f"{data_dir} lists {expected} {split} examples; no manifest written"
         )
 
+
+def export_stage(
+    config,
+    model_dir,
+    data_dir,
+    out_dir,
+    *,
+    split: str = "train",
+    force: bool = False,
+    beam_args: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Exports `split` of `data_dir` with the teacher in `model_dir` into `out_dir`; returns the manifest.
+
+    Raises:
+      UserError: missing or incomplete model or data artifact, a teacher that does
+        not fit the data, a complete `out_dir` without `force`, or examples lost,
+        duplicated or dead-lettered during the job (then no manifest is written).
+    """
+    from pipeline import tfdata
+
+    validate_config(config)
+    model_manifest, model_path = trained_model.read(model_dir)
+    data_manifest = tfdata.read_data_manifest(data_dir)
+    files = tfdata.split_files(data_dir, data_manifest, split)
+    num_classes = int(data_manifest["num_classes"])
+    image_shape = tuple(int(d) for d in data_manifest["image_shape"])
+    expected = int(data_manifest["splits"][split]["num_examples"])
+    teacher = trained_model.load(model_path, keep=True)  # loaded once here; the in-process runner reuses it
+    pre_logits_dim = trained_model.check_fits(teacher, model_path, data_dir, num_classes, image_shape)
+    fp = layout.logits_fingerprint(config, model_manifest["fingerprint"], data_manifest["fingerprint"], split)
+    log(f"export-logits: teacher {model_dir} on {expected} {split} examples of {data_dir} -> {out_dir}")
+
+    started = time.time()
+    out_dir = artifacts.prepare_output(out_dir, force=force)
+    handler = KerasTeacherHandler(
+        str(model_path), image_shape, str(data_manifest["dataset"]), config.export.batch_size
+    )
+    try:
+        with make_pipeline(beam_args) as p:
+            build_pipeline(
+                p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
+                num_shards=config.export.num_shards,
+            )  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - a corrupt input TFRecord fails the read; name the file
+        explained = tfdata.explain_input_error(e, data_dir, files, num_classes)
+        if explained is None:
+            raise
+        raise explained from e
+    finally:
+        trained_model.forget()
+    elapsed = time.time() - started
+
+    _check_summary(out_dir, expected, data_dir, split)
+
     splits = {
         split: {
             "files": sorted(f.name for f in out_dir.glob(f"{split}-*.tfrecord")),
@@ -540,7 +436,7 @@ def export_stage(
         out_dir,
         stage="export_logits",
         fingerprint=fp,
-        config=export_section(config, split),
+        config=layout.export_section(config, split),
         inputs={
             "model": artifacts.input_ref(model_dir, model_manifest),
             "data": artifacts.input_ref(data_dir, data_manifest),
@@ -569,32 +465,28 @@ def run(argv=None) -> None:
         "--model", help="teacher model artifact; default: the model `smear train` makes for this config"
     )
     parser.add_argument("--split", default="train", help="split to export (default: train)")
-    args, config, beam_args = parse_stage_args(parser, argv, known_only=True, validate=validate_config)
-    from keras_components import data
+    args, config, beam_args = parse_stage_args(
+        parser, argv, known_only=True, validate=validate_config, extra_flags=pipeline_options
+    )
+    from pipeline import tfdata
 
-    data_dir = data_artifact_path(config, args.workdir)
+    data_dir = Path(layout.data(config, args.workdir).path)
     if args.model:
         model_dir = Path(args.model)
-        read_model_artifact(model_dir)  # a missing model is reported before anything else
-        data_manifest = data.read_data_manifest(data_dir)
+        trained_model.read(model_dir)  # a missing model is reported before anything else
+        data_manifest = tfdata.read_data_manifest(data_dir)
     else:
-        from pipeline.train import model_artifact_path
-
-        data_manifest = data.read_data_manifest(data_dir)
-        model_dir = model_artifact_path(config, args.workdir, data_manifest["fingerprint"])
+        data_manifest = tfdata.read_data_manifest(data_dir)
+        model_dir = Path(layout.configured_model(config, args.workdir)[0].path)
         if not artifacts.is_complete(model_dir):
             raise UserError(
                 f"no trained model at {model_dir}; run `smear train` with this config or pass --model"
             )
-    model_manifest, _ = read_model_artifact(model_dir)
-    out_dir = export_artifact_path(
-        config,
-        args.workdir,
-        model_dir,
-        model_manifest["fingerprint"],
-        data_manifest["fingerprint"],
-        args.split,
-    )
+    model_manifest, _ = trained_model.read(model_dir)
+    out_dir = layout.logits(
+        config, args.workdir, layout.base_name(model_dir), model_manifest["fingerprint"],
+        data_manifest["fingerprint"], args.split,
+    ).path  # fmt: skip
     export_stage(
         config, model_dir, data_dir, out_dir, split=args.split, force=args.force, beam_args=beam_args
     )

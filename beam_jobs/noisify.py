@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 import uuid
-from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -28,12 +26,13 @@ from apache_beam.metrics import Metrics
 
 from beam_jobs.runners import make_pipeline, pipeline_options  # noqa: F401 - pipeline_options re-exported
 from beam_jobs.sources import resolve_source
-from beam_jobs.tfrecords import encode_png, make_example, tfrecord_frame
+from beam_jobs.tfrecords import encode_png, tfrecord_frame
 from keras_components import noise
-from pipeline import artifacts
+from pipeline import artifacts, layout
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.config import to_plain
 from pipeline.errors import UserError
+from pipeline.schema import make_example
 
 SPLITS = ("train", "test")
 DEAD_LETTER = "dead_letter"
@@ -151,36 +150,10 @@ def build_pipeline(p, *, chunks, out_dir, chunk_size, **dofn_args):
 
 
 # ---------------------------------------------------------------- launcher
-def _file_digest(path: str) -> str:
-    return artifacts.sha256_file(path) if path and os.path.isfile(path) else ""
-
-
-def data_section(config) -> dict:
-    """What determines the dataset's content (the noisify fingerprint's config)."""
-    data = to_plain(config.data)
-    noise_cfg = to_plain(config.noise)
-    noise_cfg["transition_file_sha256"] = _file_digest(config.noise.transition_file)
-    noise_cfg["labels_file_sha256"] = _file_digest(config.noise.labels_file)
-    return {"data": data, "noise": noise_cfg}
-
-
-def data_fingerprint(config) -> str:
-    return artifacts.fingerprint("noisify", data_section(config))
-
-
-def data_artifact_name(config) -> str:
-    n = config.noise
-    noise_name = {"labels": "labels", "none": "clean"}.get(n.model, f"{n.model}{n.rate:g}")
-    return f"{config.data.dataset}-{noise_name}-s{n.seed}"
-
-
-def data_artifact_path(config, workdir) -> Path:
-    """The directory the noisify stage writes for this config under `workdir`."""
-    return artifacts.artifact_dir(workdir, "data", data_artifact_name(config), data_fingerprint(config))
-
-
 def validate_config(config) -> None:
     n = config.noise
+    if n.model not in noise.NOISE_MODELS:
+        raise UserError(f"unknown noise.model {n.model!r}; one of {', '.join(noise.NOISE_MODELS)}")
     if not 0.0 <= n.rate <= 1.0:
         raise UserError(f"noise.rate must be in [0, 1], got {n.rate}")
     if config.data.chunk_size < 1:
@@ -232,7 +205,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             noise.load_noisy_labels(config.noise.labels_file, info.split_sizes["train"], info.num_classes)[
                 : sizes["train"]
             ]
-            if config.noise.model == "labels"
+            if noise.NOISE_MODELS[config.noise.model].per_example
             else None
         )
     except ValueError as e:
@@ -285,8 +258,8 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
     manifest = artifacts.write_manifest(
         out_dir,
         stage="noisify",
-        fingerprint=data_fingerprint(config),
-        config=data_section(config),
+        fingerprint=layout.data_fingerprint(config),
+        config=layout.data_section(config),
         counts={s: v["num_examples"] for s, v in splits.items()} | {DEAD_LETTER: dead},
         extra={
             "dataset": info.dataset,
@@ -311,7 +284,9 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
 
 def run(argv=None) -> None:
     parser = stage_parser("noisify", __doc__.splitlines()[0])
-    args, config, beam_args = parse_stage_args(parser, argv, known_only=True, validate=validate_config)
-    out_dir = data_artifact_path(config, args.workdir)
+    args, config, beam_args = parse_stage_args(
+        parser, argv, known_only=True, validate=validate_config, extra_flags=pipeline_options
+    )
+    out_dir = layout.data(config, args.workdir).path
     noisify_stage(config, out_dir, force=args.force, beam_args=beam_args)
     print(f"noisify: data artifact {out_dir}")

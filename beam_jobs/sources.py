@@ -202,4 +202,4 @@ def resolve_source(data_config) -> IdxSource | TfdsSource:
                 "or set data.source_dir"
             )
         return IdxSource(dataset, idx_dir)
-    return TfdsSource(dataset, data_config.tfds_data_dir, int(data_config.get("image_size", 0) or 0))
+    return TfdsSource(dataset, data_config.tfds_data_dir, int(data_config.image_size))

@@ -1,4 +1,7 @@
-"""The example schema (DESIGN.md) and a dependency-free PNG encoder."""
+"""TFRecord bytes without TensorFlow ops: a dependency-free PNG encoder and record framing.
+
+The example schema itself is `pipeline.schema`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ import zlib
 
 import numpy as np
 
-FEATURES = ("id", "image", "label", "clean_label", "is_noisy")
-LOGIT_FEATURES = ("teacher_logits", "pre_logits")
 _PNG_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
 
 
@@ -33,22 +34,6 @@ def encode_png(image: np.ndarray, level: int = 6) -> bytes:
         + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
         + _png_chunk(b"IEND", b"")
     )
-
-
-def make_example(example_id: str, png: bytes, label: int, clean_label: int, extra_floats=None) -> bytes:
-    """A serialised tf.train.Example in the DESIGN.md schema."""
-    from tensorflow.core.example import example_pb2
-
-    example = example_pb2.Example()
-    feature = example.features.feature
-    feature["id"].bytes_list.value.append(example_id.encode())
-    feature["image"].bytes_list.value.append(png)
-    feature["label"].int64_list.value.append(int(label))
-    feature["clean_label"].int64_list.value.append(int(clean_label))
-    feature["is_noisy"].int64_list.value.append(int(label != clean_label))
-    for name, values in (extra_floats or {}).items():
-        feature[name].float_list.value.extend(values)
-    return example.SerializeToString(deterministic=True)  # map entries sorted: same bytes in any process
 
 
 def _masked_crc32c(data: bytes) -> bytes:

@@ -5,7 +5,7 @@
 Generates a data artifact of random 28x28x1 PNG examples and an (untrained)
 CIFAR ResNet-8 (width 16) teacher, then times, in one process:
 
-- `predict`: `model.predict` over `keras_components.data.make_dataset` (the
+- `predict`: `model.predict` over `keras_components.tfdata.make_dataset` (the
   evaluation tf.data pipeline: read, decode, normalise, batch) on the same
   TFRecords: the speed a plain Keras script would get;
 - `export_stage`: the whole stage end to end (launcher checks, Beam pipeline
@@ -37,10 +37,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from beam_jobs import export_logits  # noqa: E402
-from beam_jobs.tfrecords import encode_png, make_example  # noqa: E402
-from keras_components import data, models  # noqa: E402
-from pipeline import artifacts  # noqa: E402
+from beam_jobs.tfrecords import encode_png  # noqa: E402
+from keras_components import models  # noqa: E402
+from pipeline import artifacts, tfdata, trained_model  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.schema import make_example  # noqa: E402
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -92,11 +93,11 @@ def _timed(fn) -> tuple[float, float]:
 
 def predict(data_dir: Path, model_dir: Path, batch_size: int) -> None:
     """Load + tf.data read/decode/normalise + model.predict of the whole split (what a Keras script does)."""
-    model = export_logits.load_keras_model(str(model_dir / "model.keras"))
-    dataset = data.make_dataset(data_dir, "train", batch_size=batch_size, training=False, num_classes=NUM_CLASSES,
+    model = trained_model.load(model_dir / "model.keras")
+    dataset = tfdata.make_dataset(data_dir, "train", batch_size=batch_size, training=False, num_classes=NUM_CLASSES,
                                 cache=False).map(lambda images, labels: images)  # fmt: skip
     logits = models.pre_logits_model(model).predict(dataset, verbose=0)[0]
-    assert logits.shape == (int(data.read_data_manifest(data_dir)["counts"]["train"]), NUM_CLASSES)
+    assert logits.shape == (int(tfdata.read_data_manifest(data_dir)["counts"]["train"]), NUM_CLASSES)
 
 
 def export(config, data_dir: Path, model_dir: Path, out_dir: Path) -> None:

@@ -43,8 +43,9 @@ def _loop(idx_dir: str, out_dir: str, n_train: int, n_test: int) -> None:
     import tensorflow as tf
 
     from beam_jobs.sources import IdxSource
-    from beam_jobs.tfrecords import encode_png, make_example
+    from beam_jobs.tfrecords import encode_png
     from keras_components import noise
+    from pipeline.schema import make_example
 
     source = IdxSource("fashion_mnist", idx_dir)
     t = noise.symmetric_transition(10, 0.2)

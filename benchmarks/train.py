@@ -67,11 +67,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from beam_jobs.tfrecords import encode_png, make_example  # noqa: E402
+from beam_jobs.tfrecords import encode_png  # noqa: E402
 from keras_components import losses, models, optimizers  # noqa: E402
+from keras_components.losses import CE, LOSSES  # noqa: E402
 from pipeline import artifacts  # noqa: E402
 from pipeline import train as train_mod  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
+from pipeline.schema import make_example  # noqa: E402
 
 NUM_CLASSES = 10
 ALPHA = 0.1
@@ -247,7 +249,7 @@ def run_stage(config, data_dir: Path, out_dir: Path) -> dict:
 
 
 def keras_loss(name: str) -> keras.losses.Loss:
-    if name == "ce":
+    if name == CE:
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     return losses.get_loss(name, NUM_CLASSES, alpha=ALPHA)
 
@@ -485,9 +487,9 @@ def main(argv=None) -> int:
                 if side == "torch":
                     bare[side] = TorchSide(config, shape, arrays, channels_last=args.torch_channels_last)
                 elif side == "keras-bn":
-                    bare[side] = KerasSide(config, shape, "ce", arrays, keras_batch_norm=True)
+                    bare[side] = KerasSide(config, shape, CE, arrays, keras_batch_norm=True)
                 else:
-                    bare[side] = KerasSide(config, shape, side.partition("+")[2] or "ce", arrays)
+                    bare[side] = KerasSide(config, shape, side.partition("+")[2] or CE, arrays)
             runs = {side: [] for side in sides}
             for r in range(args.repeats):
                 matmul_runs.append(matmul_gflops(args.matmul_size))
@@ -517,7 +519,7 @@ def main(argv=None) -> int:
             keras.backend.clear_session()
             loss_us = {}
             if name in loss_names:
-                for loss_name in ("ce", "ls", "fc", "bc"):
+                for loss_name in LOSSES:
                     loss_us[loss_name] = loss_microseconds(loss_name, config.train.batch_size)
             configured = load_config(str(ROOT / spec["config"]), spec["overrides"]).train.steps_per_epoch
             networks[name] = {"config": spec["config"], "overrides": spec["overrides"], "image_shape": list(shape),
@@ -552,7 +554,7 @@ def main(argv=None) -> int:
                 for kind in ("", "_mean", "_cpu"):
                     key = "images_per_cpu_second" if kind == "_cpu" else "images_per_second" + kind
                     ratios[f"{name}/{side}_vs_torch{kind}"] = best[side][key] / best["torch"][key]
-        for loss_name in ("ls", "fc", "bc"):
+        for loss_name in (n for n, e in LOSSES.items() if e.uses_alpha):
             side = f"keras+{loss_name}"
             if side in best:  # time per image relative to the built-in loss: > 1 is slower
                 for kind in ("", "_mean", "_cpu"):

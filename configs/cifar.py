@@ -27,6 +27,8 @@ CLI runs in seconds on CPU; the tests run every combination this way.
 
 import ml_collections
 
+from configs import base
+
 DATASETS = {"cifar10": 10, "cifar100": 100}
 MODELS = {"resnet32": 32, "resnet56": 56}
 METHODS = ("ce", "ls", "fc", "bc")
@@ -43,93 +45,24 @@ def default_alpha(method: str, num_classes: int) -> float:
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    parts = (arg or "cifar100,resnet32,ls").split(",")
-    smoke = parts[-1] == "smoke"
-    if smoke:
-        parts = parts[:-1]
+    parts, smoke = base.split_arg(arg, "cifar100,resnet32,ls")
     if len(parts) != 3 or parts[0] not in DATASETS or parts[1] not in MODELS or parts[2] not in METHODS:
         raise ValueError(
             f"config arg {arg!r}: expected DATASET,MODEL,METHOD[,smoke] with DATASET in {tuple(DATASETS)}, "
             f"MODEL in {tuple(MODELS)}, METHOD in {METHODS}"
         )
     dataset, model, method = parts
-    num_classes = DATASETS[dataset]
-    alpha = default_alpha(method, num_classes)
+    alpha = default_alpha(method, DATASETS[dataset])
 
-    c = ml_collections.ConfigDict()
+    c = base.base_config(smoke)
     c.name = f"{dataset}-{model}-{method}"
-
-    c.data = ml_collections.ConfigDict()
     c.data.dataset = dataset
-    c.data.source = "tfds"
-    c.data.source_dir = ""
-    c.data.tfds_data_dir = ""  # tfds data_dir; '' = tfds' default
-    c.data.max_train_examples = 256 if smoke else 0  # 0 = the whole split (50k)
-    c.data.max_test_examples = 128 if smoke else 0  # 10k
-    c.data.chunk_size = 128 if smoke else 2500  # examples per TFRecord shard (one unit of Beam work); ours
-
-    c.noise = ml_collections.ConfigDict()
-    c.noise.model = "symmetric"  # the paper: flip to one of the other classes
-    c.noise.rate = NOISE_RATE
-    c.noise.transition_file = ""
-    c.noise.labels_file = ""
-    c.noise.seed = 0
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "cifar_resnet"
-    c.model.depth = 8 if smoke else MODELS[model]  # the paper's ResNet-32 / ResNet-56 (v1, batch norm)
-    c.model.width = 16  # the paper's 16, 32, 64 filters per stage
-    c.model.weight_decay = 1e-4  # the paper's
-
-    c.loss = ml_collections.ConfigDict()
+    c.noise.rate = NOISE_RATE  # default_alpha assumes it
+    if not smoke:
+        c.model.depth = MODELS[model]  # the paper's ResNet-32 / ResNet-56 (smoke: ResNet-8)
     c.loss.name = method
     c.loss.alpha = alpha  # ours, from the paper's tables (module docstring)
-    c.loss.transition = "smoothing"  # the paper's Section 4.1: FC/BC with T_alpha
-    c.loss.transition_file = ""  # transition=file: e.g. estimate-transition's output (Table 7 "Patrini")
-
-    c.train = ml_collections.ConfigDict()
-    c.train.strategy = "auto"
-    c.train.tpu = ""
-    c.train.batch_size = 32 if smoke else 128  # the paper's 128
-    c.train.steps = 4 if smoke else 64_000  # the paper's 64k
-    c.train.optimizer = "sgd"  # the paper's SGD with Nesterov momentum
-    c.train.schedule = "step"  # step | cosine | polynomial
-    c.train.learning_rate = 0.1  # the paper's
-    c.train.momentum = 0.9  # the paper's
-    c.train.nesterov = True
-    c.train.lr_boundaries = (0.5, 0.75)  # the paper's 32k and 48k of 64k
-    c.train.lr_decay = 0.1  # the paper's "divided by 10"
-    c.train.warmup_steps = 0  # the paper: none mentioned
-    c.train.augment = "crop_flip"  # the paper's random crops (pad 4) and flips
-    c.train.shuffle_buffer = 256 if smoke else 50_000  # ours: the whole train split
-    c.train.steps_per_epoch = 2 if smoke else 1000  # ours: logging and back-up interval
-    c.train.seed = 0
-    c.train.deterministic = False
-    c.train.jit_compile = False  # XLA: slower on CPU here; try it on GPU/TPU
-
-    c.distill = ml_collections.ConfigDict()
-    c.distill.enabled = False  # the pipeline sets this for students
-    c.distill.logits_dir = ""
-    c.distill.temperature = 2.0  # ours: the paper's value is not recoverable (sweep it)
-    c.distill.smoothing = 0.0  # Table 5 "LS on student"
-    c.distill.fc_alpha = 0.0  # Table 5 "FC on student"
-
-    c.export = ml_collections.ConfigDict()
-    c.export.batch_size = 256
-    c.export.num_shards = 2 if smoke else 16
-
-    c.estimate = ml_collections.ConfigDict()
-    c.estimate.percentile = 97.0  # Patrini et al.'s choice
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.num_bins = 15  # Guo et al. 2017; the paper's count is not recoverable
-    c.eval.batch_size = 512
-    c.eval.projection_classes = (0, 1, 2)  # ours: the paper's classes are not recoverable
-    c.eval.max_projection_points = 300 if smoke else 1500
-
-    c.sweep = ml_collections.ConfigDict()
     teacher = "ce" if method == "ce" else f"{method}:{alpha:g}"
     c.sweep.teachers = ("ce",) if method == "ce" else ("ce", teacher)
     c.sweep.students = ("ce>ce",) if method == "ce" else ("ce>ce", f"{teacher}>ce")
-    c.sweep.seeds = (0,) if smoke else (0, 1, 2, 3, 4)  # the paper's five repeats
     return c

@@ -41,103 +41,42 @@ the projection classes T-shirt, pullover, shirt.
 
 import ml_collections
 
+from configs import base
+
 ALPHAS = (0.1, 0.2, 0.4)  # ours: the teacher alpha grid for LS, FC and BC
 TABLE5_ALPHA = 0.1  # ours: one alpha for every Table 5 column, as its caption says
 NOISE_RATES = (0.2, 0.4)  # the paper's 20%, plus 40% as a harder second setting
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    smoke = arg == "smoke"
-    if arg not in (None, "", "smoke"):
-        raise ValueError(f"unknown config arg {arg!r}; expected nothing or 'smoke'")
-    c = ml_collections.ConfigDict()
+    smoke = base.smoke_only(arg)
+    alphas = ALPHAS[:1] if smoke else ALPHAS
+    c = base.base_config(smoke)
     c.name = "fmnist-paper"
-
-    c.data = ml_collections.ConfigDict()
-    c.data.dataset = "fashion_mnist"  # a tfds name: cifar10, cifar100, fashion_mnist, imagenet2012
-    c.data.source = "auto"  # auto | idx | tfds; auto = Debian's IDX files when present, else tfds
-    c.data.source_dir = ""  # IDX directory; '' = /usr/share/datasets/fashion-mnist
-    c.data.tfds_data_dir = ""  # tfds data_dir; '' = tfds' default
+    c.data.dataset = "fashion_mnist"
+    c.data.source = "auto"  # offline: Debian's IDX files
     c.data.max_train_examples = 384 if smoke else 5000  # ours: small enough to memorise in ~20 epochs
     c.data.max_test_examples = 256 if smoke else 0  # 0 = the whole clean test split (10k)
-    c.data.chunk_size = 128 if smoke else 2500  # examples per TFRecord shard (one unit of Beam work)
-
-    c.noise = ml_collections.ConfigDict()
-    c.noise.model = "symmetric"  # the paper's: flip to one of the other L-1 classes
-    c.noise.rate = 0.2  # rho; sweep.noise_rates overrides it per setting
-    c.noise.transition_file = ""  # model=matrix: a .npy or .json L x L row-stochastic T
-    c.noise.labels_file = ""  # model=labels: per-example noisy labels (.npy/.csv) in source order
-    c.noise.seed = 0
-
-    c.model = ml_collections.ConfigDict()
-    c.model.name = "cifar_resnet"
     c.model.depth = 8  # ours: ResNet-8 (the paper: ResNet-32/56 on CIFAR)
-    c.model.width = 16  # the paper's 16, 32, 64 filters per stage
-    c.model.weight_decay = 1e-4  # the paper's
-
-    c.loss = ml_collections.ConfigDict()
-    c.loss.name = "ce"  # ce | ls | fc | bc (the sweep sets it per teacher)
-    c.loss.alpha = 0.0
-    c.loss.transition = "smoothing"  # smoothing (T_alpha, the paper's Sec. 4.1) | file
-    c.loss.transition_file = ""  # loss.transition=file: .npy/.json T (the sweep's fc:est / bc:est set it)
-
-    c.train = ml_collections.ConfigDict()
-    c.train.strategy = "auto"  # auto | default | mirrored | multi_worker | tpu
-    c.train.tpu = ""  # TPU name or address for strategy=tpu
-    c.train.batch_size = 32 if smoke else 128  # global batch, the paper's
     c.train.steps = 24 if smoke else 800  # ours: ~20 epochs of the 5k subset (the paper: 64k steps)
-    c.train.optimizer = "sgd"  # sgd | lars
-    c.train.schedule = "step"  # the paper's step decay
-    c.train.learning_rate = 0.1  # the paper's
-    c.train.momentum = 0.9  # the paper's
-    c.train.nesterov = True  # the paper's
-    c.train.lr_boundaries = (0.5, 0.75)  # fractions of steps: the paper's 32k and 48k of 64k
-    c.train.lr_decay = 0.1  # the paper's "divided by 10"
-    c.train.warmup_steps = 0  # the paper: none mentioned
     c.train.augment = "none"  # ours: no crops/flips on 28x28 grey images (they also slow memorisation)
     c.train.shuffle_buffer = 384 if smoke else 5000  # the whole subset
-    c.train.steps_per_epoch = 8 if smoke else 200  # Keras "epoch" = checkpoint + log interval
-    c.train.seed = 0  # the sweep sets it per seed
-    c.train.deterministic = False  # op determinism (slower); tests turn it on
-    c.train.jit_compile = False  # XLA: 4x slower on CPU here
-
-    c.distill = ml_collections.ConfigDict()
-    c.distill.enabled = False  # the pipeline sets this for students
-    c.distill.logits_dir = ""  # exported teacher logits artifact (the pipeline sets it)
-    c.distill.temperature = 2.0  # ours: the paper's value is not recoverable
-    c.distill.smoothing = 0.0  # "LS on student" (the sweep sets it)
-    c.distill.fc_alpha = 0.0  # "FC on student" (the sweep sets it)
-
-    c.export = ml_collections.ConfigDict()
-    c.export.batch_size = 256
+    c.train.steps_per_epoch = 8 if smoke else 200
     c.export.num_shards = 2
-
-    c.estimate = ml_collections.ConfigDict()
-    c.estimate.percentile = 97.0  # Patrini et al.'s choice; the paper's own is not recoverable
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.num_bins = 15  # Guo et al. 2017; the paper's count is not recoverable
-    c.eval.batch_size = 512
     c.eval.projection_classes = (0, 2, 6)  # ours: T-shirt, pullover, shirt (often confused)
-    c.eval.max_projection_points = 300 if smoke else 1500
-
-    c.report = ml_collections.ConfigDict()
     # Figures 3 and 4 are drawn as montages either way; copying every model's own figures (31 models,
     # ~0.9 MB each) would make the committed report ~30 MB. They stay in each evaluation's plots/.
     c.report.per_model_figures = False
 
-    c.sweep = ml_collections.ConfigDict()
-    alphas = ALPHAS[:1] if smoke else ALPHAS
     grid = tuple(f"{m}:{a:g}" for m in ("ls", "fc", "bc") for a in alphas)
-    # METHOD[:ALPHA]; fc:est / bc:est = T estimated from the ce teacher (Table 7, "Patrini").
     # Smoke leaves out bc:est: a teacher trained for a few steps gives a near-singular T, which BC rejects.
     c.sweep.teachers = ("ce", *grid, "fc:est") + (() if smoke else ("bc:est",))
     a = f"{TABLE5_ALPHA:g}"
     table5 = ("ce>ce", f"ls:{a}>ce", f"ce>ls:{a}", f"fc:{a}>ce", f"ce>fc:{a}")
     figure6 = tuple(f"ls:{x:g}>ce" for x in alphas)
-    # TEACHER>STUDENT; STUDENT ce | ls:A | fc:A. Table 5's five columns, then Figure 6's LS-teacher grid.
+    # Table 5's five columns, then Figure 6's LS-teacher grid.
     c.sweep.students = tuple(dict.fromkeys(table5 + figure6))
     c.sweep.seeds = (0,) if smoke else (0, 1, 2)  # ours: three (the paper: five)
-    c.sweep.noise_rates = NOISE_RATES  # one setting per rate; () = noise.rate only
-    c.sweep.student_noise_rates = NOISE_RATES[:1]  # students at rho = 0.2 only; () = at every rate
+    c.sweep.noise_rates = NOISE_RATES
+    c.sweep.student_noise_rates = NOISE_RATES[:1]  # students at rho = 0.2 only
     return c

@@ -33,11 +33,11 @@ through the two means (negative: towards the negatives).
 
 import ml_collections
 
+from configs import base
+
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    smoke = arg == "smoke"
-    if arg not in (None, "", "smoke"):
-        raise ValueError(f"unknown config arg {arg!r}; expected nothing or 'smoke'")
+    smoke = base.smoke_only(arg)
     c = ml_collections.ConfigDict()
     c.name = "synthetic"
 

@@ -17,18 +17,21 @@ because the base class has already cast ``y_true`` to float.)
 
 Each loss is a pure per-example function returning shape (B,) plus a thin
 ``keras.losses.Loss`` subclass; reduction over the batch is left to the base class,
-so the classes work under ``tf.distribute``.
+so the classes work under ``tf.distribute``. Only ``keras.ops`` is used, so the losses run
+on any Keras 3 backend (TensorFlow, JAX).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
+
+from keras_components.noise import check_num_classes, check_probability, smoothing_matrix
 
 # Stands in for log(0) in log-transition matrices: finite, so that no inf - inf or
 # 0 * inf can appear in values or gradients, and so negative that exp() of it (plus
@@ -67,7 +70,7 @@ def _weights_for_targets(y_true, matrix, num_classes: int, dtype):
     if _is_soft_target(y_true, num_classes):
         return ops.matmul(ops.cast(y_true, dtype), matrix)
     # Gathering row M[y] costs O(B L), cheaper than one_hot(y) @ M at O(B L^2).
-    return tf.gather(matrix, _int_labels(y_true))
+    return ops.take(matrix, _int_labels(y_true), axis=0)
 
 
 def _num_classes_of(logits) -> int:
@@ -97,24 +100,6 @@ def _check_transition(transition: ArrayLike, argument: str = "transition") -> np
     return transition
 
 
-def _check_probability(value: float, argument: str) -> float:
-    value = float(value)
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{argument}` must be in [0, 1], got {value}.")
-    return value
-
-
-def _check_num_classes(num_classes: int) -> int:
-    if int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes}.")
-    return int(num_classes)
-
-
-def _smoothing_matrix(num_classes: int, alpha: float) -> np.ndarray:
-    """(1 - alpha) I + (alpha / L) J; built here so losses.py does not depend on noise.py."""
-    return (1.0 - alpha) * np.eye(num_classes) + alpha / num_classes * np.ones((num_classes, num_classes))
-
-
 def _log_transition(transition: ArrayLike) -> np.ndarray:
     """Elementwise log T with log 0 replaced by a huge finite negative number."""
     transition = np.asarray(transition, dtype=np.float64)
@@ -127,7 +112,7 @@ def _forward_log_probs(log_probs, log_transition):
 
     out[b, y] = logsumexp_j(log p[b, j] + log T[j, y]). Memory is O(B L^2).
     """
-    return tf.reduce_logsumexp(log_probs[:, :, None] + log_transition[None, :, :], axis=1)
+    return ops.logsumexp(log_probs[:, :, None] + log_transition[None, :, :], axis=1)
 
 
 def _matrix_config(matrix: np.ndarray) -> list[list[float]]:
@@ -182,9 +167,8 @@ def label_smoothing_cross_entropy(y_true, logits, alpha: float):
         target_term = -ops.sum(targets * log_probs, axis=-1)
         uniform_term = uniform_term * ops.sum(targets, axis=-1)
     else:
-        target_term = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=_int_labels(y_true), logits=logits
-        )
+        # On TensorFlow this is the fused kernel tf.nn.sparse_softmax_cross_entropy_with_logits.
+        target_term = ops.sparse_categorical_crossentropy(_int_labels(y_true), logits, from_logits=True)
     return (1.0 - alpha) * target_term + alpha * uniform_term
 
 
@@ -202,7 +186,13 @@ def backward_corrected_cross_entropy(y_true, logits, transition):
         (B,) per-example losses (may be negative).
     """
     logits = ops.convert_to_tensor(logits)
-    inverse = tf.linalg.inv(ops.cast(transition, "float64"))
+    if ops.is_tensor(transition):
+        transition = ops.cast(transition, "float64")
+    else:
+        # A float64 NumPy matrix stays float64 where the backend has it (TensorFlow; JAX with x64)
+        # and becomes float32 without a warning where it does not.
+        transition = np.asarray(transition, dtype=np.float64)
+    inverse = ops.inv(transition)
     return smeared_cross_entropy(y_true, logits, ops.cast(inverse, logits.dtype))
 
 
@@ -232,8 +222,8 @@ def forward_corrected_cross_entropy(y_true, logits, transition=None, log_transit
         noisy_log_probs = _forward_log_probs(log_probs, log_transition)
         return -ops.sum(ops.cast(y_true, logits.dtype) * noisy_log_probs, axis=-1)
     # Row y of log T^T is column y of log T: (B, L) = log T[:, y_b].
-    columns = tf.gather(ops.transpose(log_transition), _int_labels(y_true))
-    return -tf.reduce_logsumexp(log_probs + columns, axis=-1)
+    columns = ops.take(ops.transpose(log_transition), _int_labels(y_true), axis=0)
+    return -ops.logsumexp(log_probs + columns, axis=-1)
 
 
 def distillation_cross_entropy(
@@ -354,12 +344,12 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
         self, alpha: float, num_classes: int, reduction="sum_over_batch_size", name="label_smoothing"
     ):
         super().__init__(name=name, reduction=reduction)
-        self.alpha = _check_probability(alpha, "alpha")
-        self.num_classes = _check_num_classes(num_classes)
+        self.alpha = check_probability(alpha, "alpha")
+        self.num_classes = check_num_classes(num_classes)
 
     @property
     def matrix(self) -> np.ndarray:
-        return _smoothing_matrix(self.num_classes, self.alpha)
+        return smoothing_matrix(self.num_classes, self.alpha)
 
     def call(self, y_true, y_pred):
         return label_smoothing_cross_entropy(y_true, y_pred, self.alpha)
@@ -508,7 +498,7 @@ class DistillationCrossEntropy(keras.losses.Loss):
         if not temperature > 0 or not np.isfinite(temperature):
             raise ValueError(f"`temperature` must be a finite number > 0, got {temperature}.")
         self.temperature = temperature
-        self.smoothing = _check_probability(smoothing, "smoothing")
+        self.smoothing = check_probability(smoothing, "smoothing")
         self.transition = None if transition is None else _check_transition(transition)
 
     def call(self, y_true, y_pred):
@@ -530,7 +520,72 @@ class DistillationCrossEntropy(keras.losses.Loss):
 # Registry
 # ----------------------------------------------------------------------------------
 
-LOSS_NAMES: tuple[str, ...] = ("ce", "ls", "fc", "bc", "distill", "distill_fc")
+# The loss names: configs, sweeps, CLIs and reports read them from here.
+CE, LS, FC, BC = "ce", "ls", "fc", "bc"
+DISTILL, DISTILL_FC = "distill", "distill_fc"
+
+
+@dataclasses.dataclass(frozen=True)
+class LossEntry:
+    """A teacher loss by name: what it takes and how to build it.
+
+    Args:
+        name: the registry key, as configs and sweep strings spell it.
+        label: display label in tables and plots ("CE", "LS", "FC", "BC").
+        uses_alpha: whether `alpha` changes the loss (False for CE).
+        uses_transition: whether it may take a transition matrix (e.g. an estimated T)
+            instead of the smoothing form T_alpha.
+        invertible: whether it needs a non-singular matrix, so alpha < 1 for T_alpha.
+        build: build(num_classes, alpha=0.0, transition=None) -> `keras.losses.Loss`;
+            validates its arguments and raises ValueError naming the bad one.
+    """
+
+    name: str
+    label: str
+    uses_alpha: bool
+    uses_transition: bool
+    invertible: bool
+    build: Callable[..., keras.losses.Loss]
+
+
+def _transition_or_smoothing_form(num_classes: int, alpha: float, transition) -> ArrayLike:
+    """`transition`, or T_alpha = (1 - alpha) I + alpha/L J if it is None (paper Section 4.1)."""
+    num_classes = check_num_classes(num_classes)
+    check_probability(alpha, "alpha")
+    return smoothing_matrix(num_classes, alpha) if transition is None else transition
+
+
+def _build_ce(num_classes: int, alpha: float = 0.0, transition=None) -> keras.losses.Loss:
+    check_probability(alpha, "alpha")  # accepted and ignored, like `transition`
+    return LabelSmoothingCrossEntropy(alpha=0.0, num_classes=num_classes, name="cross_entropy")
+
+
+def _build_ls(num_classes: int, alpha: float = 0.0, transition=None) -> keras.losses.Loss:
+    return LabelSmoothingCrossEntropy(alpha=alpha, num_classes=num_classes)
+
+
+def _build_fc(num_classes: int, alpha: float = 0.0, transition=None) -> keras.losses.Loss:
+    return ForwardCorrectedCrossEntropy(_transition_or_smoothing_form(num_classes, alpha, transition))
+
+
+def _build_bc(num_classes: int, alpha: float = 0.0, transition=None) -> keras.losses.Loss:
+    if transition is None and check_probability(alpha, "alpha") == 1.0:
+        raise ValueError(f"`alpha` = 1 makes the smoothing-form transition singular; use alpha < 1 for {BC}.")
+    return BackwardCorrectedCrossEntropy(_transition_or_smoothing_form(num_classes, alpha, transition))
+
+
+LOSSES: dict[str, LossEntry] = {
+    entry.name: entry
+    for entry in (
+        LossEntry(CE, "CE", uses_alpha=False, uses_transition=False, invertible=False, build=_build_ce),
+        LossEntry(LS, "LS", uses_alpha=True, uses_transition=False, invertible=False, build=_build_ls),
+        LossEntry(FC, "FC", uses_alpha=True, uses_transition=True, invertible=False, build=_build_fc),
+        LossEntry(BC, "BC", uses_alpha=True, uses_transition=True, invertible=True, build=_build_bc),
+    )
+}  # fmt: skip
+
+# Every name `get_loss` accepts: the teacher losses, then the distillation losses.
+LOSS_NAMES: tuple[str, ...] = (*LOSSES, DISTILL, DISTILL_FC)
 
 
 def get_loss(
@@ -543,7 +598,7 @@ def get_loss(
     """Builds a loss by name, for configs that hold names and numbers only.
 
     Args:
-        name: one of
+        name: one of `LOSS_NAMES`:
             "ce": plain softmax cross-entropy (`alpha`, `transition` ignored);
             "ls": label smoothing with `alpha`;
             "fc" / "bc": forward / backward correction with `transition`, or, if it is
@@ -562,28 +617,13 @@ def get_loss(
     Returns:
         A `keras.losses.Loss` that takes logits.
     """
-    num_classes = _check_num_classes(num_classes)
-    alpha = _check_probability(alpha, "alpha")
-
-    def transition_or_smoothing_form():
-        if transition is not None:
-            return transition
-        return _smoothing_matrix(num_classes, alpha)
-
-    if name == "ce":
-        return LabelSmoothingCrossEntropy(alpha=0.0, num_classes=num_classes, name="cross_entropy")
-    if name == "ls":
-        return LabelSmoothingCrossEntropy(alpha=alpha, num_classes=num_classes)
-    if name == "fc":
-        return ForwardCorrectedCrossEntropy(transition_or_smoothing_form())
-    if name == "bc":
-        if transition is None and alpha == 1.0:
-            raise ValueError(
-                "`alpha` = 1 makes the smoothing-form transition singular; use alpha < 1 for bc."
-            )
-        return BackwardCorrectedCrossEntropy(transition_or_smoothing_form())
-    if name == "distill":
+    num_classes = check_num_classes(num_classes)
+    alpha = check_probability(alpha, "alpha")
+    if name in LOSSES:
+        return LOSSES[name].build(num_classes, alpha=alpha, transition=transition)
+    if name == DISTILL:
         return DistillationCrossEntropy(temperature, smoothing=alpha, transition=transition)
-    if name == "distill_fc":
-        return DistillationCrossEntropy(temperature, transition=transition_or_smoothing_form())
+    if name == DISTILL_FC:
+        transition = _transition_or_smoothing_form(num_classes, alpha, transition)
+        return DistillationCrossEntropy(temperature, transition=transition)
     raise ValueError(f"Unknown loss name {name!r}; known names: {', '.join(LOSS_NAMES)}.")

@@ -7,6 +7,7 @@ pre-logit plots can read the penultimate features via `pre_logits_model`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import keras
@@ -51,7 +52,8 @@ class FusedBatchNormalization(layers.BatchNormalization):
     instead: 1.3x the training images/s of ResNet-20 and ResNet-32 on 2 CPU cores
     (benchmarks/train.py). Same weights, same normalisation, same moving-statistics
     update (from the biased batch variance, as Keras); inference and every other
-    case is Keras' own code. `plain_copy` turns it back into Keras' layer for saving.
+    case, including every backend other than TensorFlow, is Keras' own code.
+    `plain_copy` turns it back into Keras' layer for saving.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -233,7 +235,8 @@ def resnet_v2_50(num_classes: int, input_shape: Sequence[int], weight_decay: flo
     return keras.Model(inputs, outputs, name="resnet_v2_50")
 
 
-_MODELS: dict[str, Callable[..., keras.Model]] = {
+# Model name -> builder(num_classes=, input_shape=, **its own keyword arguments): the one list of models.
+MODELS: dict[str, Callable[..., keras.Model]] = {
     "cifar_resnet": cifar_resnet,
     "resnet_v2_50": resnet_v2_50,
 }
@@ -252,9 +255,9 @@ def build_model(name: str, num_classes: int, input_shape: Sequence[int], **kwarg
     Returns:
         An uncompiled `keras.Model` producing logits.
     """
-    if name not in _MODELS:
-        raise ValueError(f"Unknown model name {name!r}; known names: {', '.join(_MODELS)}.")
-    return _MODELS[name](num_classes=num_classes, input_shape=input_shape, **kwargs)
+    if name not in MODELS:
+        raise ValueError(f"Unknown model name {name!r}; known names: {', '.join(MODELS)}.")
+    return MODELS[name](num_classes=num_classes, input_shape=input_shape, **kwargs)
 
 
 def pre_logits_model(model: keras.Model) -> keras.Model:
@@ -271,3 +274,9 @@ def pre_logits_model(model: keras.Model) -> keras.Model:
         [model.get_layer("logits").output, model.get_layer("pre_logits").output],
         name=f"{model.name}_with_pre_logits",
     )
+
+
+def model_options(name: str) -> tuple[str, ...]:
+    """The keyword arguments model `name`'s builder takes besides num_classes and input_shape."""
+    parameters = inspect.signature(MODELS[name]).parameters
+    return tuple(p for p in parameters if p not in ("num_classes", "input_shape"))

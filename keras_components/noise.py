@@ -11,30 +11,40 @@ sharding, worker count, retries or runner (DESIGN.md).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 _ROW_SUM_TOLERANCE = 1e-6
 
 
-def _check_classes(num_classes: int) -> None:
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+def check_num_classes(num_classes: int) -> int:
+    """`num_classes` as an int; raises ValueError unless it is an integer >= 2."""
+    try:
+        valid = int(num_classes) == num_classes and num_classes >= 2
+    except (TypeError, ValueError, OverflowError):
+        valid = False
+    if not valid:
+        raise ValueError(f"`num_classes` must be an integer >= 2, got {num_classes!r}.")
+    return int(num_classes)
 
 
-def _check_unit(value: float, name: str) -> None:
-    if not (0.0 <= float(value) <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1], got {value}")
+def check_probability(value: float, argument: str) -> float:
+    """`value` as a float; raises ValueError naming `argument` unless it is in [0, 1]."""
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{argument}` must be in [0, 1], got {value}.")
+    return value
 
 
 def smoothing_matrix(num_classes: int, alpha: float) -> np.ndarray:
     """T_alpha = (1 - alpha) I + (alpha / L) J: label smoothing's M, and "resample" noise."""
-    _check_classes(num_classes)
-    _check_unit(alpha, "alpha")
+    num_classes = check_num_classes(num_classes)
+    check_probability(alpha, "alpha")
     return (1.0 - alpha) * np.eye(num_classes) + alpha / num_classes * np.ones((num_classes, num_classes))
 
 
@@ -43,7 +53,7 @@ def uniform_transition(num_classes: int, rate: float) -> np.ndarray:
 
     The new label may equal the old one: the realised flip rate is rate (L-1)/L.
     """
-    _check_unit(rate, "noise rate")
+    check_probability(rate, "rate")
     return smoothing_matrix(num_classes, rate)
 
 
@@ -52,8 +62,8 @@ def symmetric_transition(num_classes: int, rate: float) -> np.ndarray:
 
     T = (1 - rate) I + rate / (L - 1) (J - I).
     """
-    _check_classes(num_classes)
-    _check_unit(rate, "noise rate")
+    num_classes = check_num_classes(num_classes)
+    check_probability(rate, "rate")
     off = rate / (num_classes - 1)
     return (1.0 - rate) * np.eye(num_classes) + off * (
         np.ones((num_classes, num_classes)) - np.eye(num_classes)
@@ -62,8 +72,8 @@ def symmetric_transition(num_classes: int, rate: float) -> np.ndarray:
 
 def pair_flip_transition(num_classes: int, rate: float) -> np.ndarray:
     """Flip class i to class (i + 1) mod L with probability `rate` (Han et al. 2018)."""
-    _check_classes(num_classes)
-    _check_unit(rate, "noise rate")
+    num_classes = check_num_classes(num_classes)
+    check_probability(rate, "rate")
     t = (1.0 - rate) * np.eye(num_classes)
     t[np.arange(num_classes), (np.arange(num_classes) + 1) % num_classes] += rate
     return t
@@ -205,24 +215,61 @@ def assign_noisy_labels(ids: Sequence[str | bytes], clean_labels, transition, se
     return np.argmax(u[:, None] < cdf[clean], axis=1).astype(np.int64)
 
 
+def _matrix_from_file(num_classes: int, rate: float, transition_file: str) -> np.ndarray:
+    if not transition_file:
+        raise ValueError(f"noise.model={MATRIX} needs noise.transition_file")
+    return load_transition(transition_file, num_classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseModel:
+    """A noise model by name: how it makes T, and how its data artifact is named.
+
+    Args:
+        name: the registry key, as `noise.model` spells it.
+        transition: transition(num_classes, rate, transition_file) -> T (L x L), or
+            None for per-example noisy labels read from `noise.labels_file`.
+        uses_rate: whether `noise.rate` changes the noise (and so names the data).
+        label: the data artifact's noise label when the rate does not name it.
+        per_example: the noisy labels come from `noise.labels_file`, one per training example.
+    """
+
+    name: str
+    transition: Callable[[int, float, str], np.ndarray | None]
+    uses_rate: bool = True
+    label: str = ""
+    per_example: bool = False
+
+    def data_label(self, rate: float) -> str:
+        """The noise part of a data artifact's name: `symmetric0.2`, `labels`, `clean`."""
+        return f"{self.name}{rate:g}" if self.uses_rate else self.label
+
+
+SYMMETRIC, UNIFORM, PAIR_FLIP, MATRIX, LABELS, NONE = (
+    "symmetric",
+    "uniform",
+    "pair_flip",
+    "matrix",
+    "labels",
+    "none",
+)
+NOISE_MODELS: dict[str, NoiseModel] = {
+    model.name: model
+    for model in (
+        NoiseModel(SYMMETRIC, lambda num_classes, rate, _: symmetric_transition(num_classes, rate)),
+        NoiseModel(UNIFORM, lambda num_classes, rate, _: uniform_transition(num_classes, rate)),
+        NoiseModel(PAIR_FLIP, lambda num_classes, rate, _: pair_flip_transition(num_classes, rate)),
+        NoiseModel(MATRIX, _matrix_from_file),
+        NoiseModel(LABELS, lambda num_classes, rate, _: None, uses_rate=False, label=LABELS, per_example=True),
+        NoiseModel(NONE, lambda num_classes, rate, _: np.eye(num_classes), uses_rate=False, label="clean"),
+    )
+}  # fmt: skip
+
+
 def make_transition(
     model: str, num_classes: int, rate: float, transition_file: str = ""
 ) -> np.ndarray | None:
-    """The T a noise config names; None for model "labels" (per-example file)."""
-    if model == "symmetric":
-        return symmetric_transition(num_classes, rate)
-    if model == "uniform":
-        return uniform_transition(num_classes, rate)
-    if model == "pair_flip":
-        return pair_flip_transition(num_classes, rate)
-    if model == "none":
-        return np.eye(num_classes)
-    if model == "matrix":
-        if not transition_file:
-            raise ValueError("noise.model=matrix needs noise.transition_file")
-        return load_transition(transition_file, num_classes)
-    if model == "labels":
-        return None
-    raise ValueError(
-        f"unknown noise.model {model!r}; one of symmetric, uniform, pair_flip, matrix, labels, none"
-    )
+    """The T a noise config names; None for per-example noisy labels (`noise.labels_file`)."""
+    if model not in NOISE_MODELS:
+        raise ValueError(f"unknown noise.model {model!r}; one of {', '.join(NOISE_MODELS)}")
+    return NOISE_MODELS[model].transition(num_classes, rate, transition_file)

@@ -24,10 +24,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline import __version__
 from pipeline.errors import UserError
 
 MANIFEST = "manifest.json"
-PACKAGE_VERSION = "0.1.0"
+PACKAGE_VERSION = __version__
 
 
 def _canonical(obj: Any) -> str:

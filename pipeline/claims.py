@@ -22,6 +22,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from keras_components.losses import BC, CE, FC, LOSSES, LS
+from pipeline.report import BASELINE, student_cell, teacher_cell
+from pipeline.spec import SMOOTHING, STUDENT, ModelSpec
+
 HOLDS, FAILS, UNSURE, ONE_SEED = "holds", "does not hold", "inconclusive", "inconclusive (one seed)"
 RELATIONS = (">", "<", "≥", "≤")
 
@@ -79,81 +83,82 @@ HEADER = ["claim", "check: A vs B", "A", "B", "A − B", "s", "verdict"]
 
 
 def checks(setting) -> list[Check]:
-    """Every check the setting's evaluations allow; a check whose cells are missing is left out."""
-    ce = ("teacher", "ce", "smoothing", 0.0)
-    if not setting.has(ce):
+    """Every check the setting's evaluations allow; a check whose cells are missing is left out.
+
+    `setting` is a `report.Setting`: its cells are keyed by `ModelSpec.cell`.
+    """
+    if not setting.has(BASELINE):
         return []
     out: list[Check] = []
-
-    def teacher(method: str, alpha: float) -> tuple:
-        return ("teacher", method, "smoothing", alpha)
+    ce = BASELINE.label
 
     def add(claim, what, a_key, a_label, relation, b_key, b_label, path, digits):
         a, b = setting.stat(a_key, *path), setting.stat(b_key, *path)
         if a.n and b.n:
             out.append(Check(claim, what, a_label, b_label, relation, a, b, digits))
 
-    def best(method: str) -> float | None:
-        scored = [(setting.stat(teacher(method, x), "test", "accuracy").mean, -x, x)
+    def best(method: str) -> ModelSpec | None:
+        scored = [(setting.stat(teacher_cell(method, x), "test", "accuracy").mean, -x, x)
                   for x in setting.teacher_alphas(method)]  # fmt: skip
-        return max(scored)[2] if scored else None
+        return teacher_cell(method, max(scored)[2]) if scored else None
 
     acc, ece = ("test", "accuracy"), ("test", "ece")
-    ls_alphas = setting.teacher_alphas("ls")
+    ls_teachers = [teacher_cell(LS, x) for x in setting.teacher_alphas(LS)]
     # 1. LS beats the baseline on clean test accuracy.
-    for x in ls_alphas:
-        add("1", "test accuracy (%)", teacher("ls", x), f"LS α={x:g}", ">", ce, "CE", acc, 2)
+    for ls in ls_teachers:
+        add("1", "test accuracy (%)", ls, ls.label, ">", BASELINE, ce, acc, 2)
     # 2. FC (smoothing T) is competitive with LS or better; BC is worse than the baseline for small alpha.
-    ls_best, fc_best = best("ls"), best("fc")
+    ls_best, fc_best = best(LS), best(FC)
     if ls_best is not None and fc_best is not None:
-        add("2", "test accuracy (%), best α each", teacher("fc", fc_best), f"FC α={fc_best:g}", "≥",
-            teacher("ls", ls_best), f"LS α={ls_best:g}", acc, 2)  # fmt: skip
-    bc_alphas = setting.teacher_alphas("bc")
-    if bc_alphas:
-        x = bc_alphas[0]
-        add("2", "test accuracy (%)", teacher("bc", x), f"BC α={x:g}", "<", ce, "CE", acc, 2)
+        add(
+            "2", "test accuracy (%), best α each", fc_best, fc_best.label, "≥", ls_best, ls_best.label, acc, 2
+        )
+    for bc in _smallest(setting, BC):
+        add("2", "test accuracy (%)", bc, bc.label, "<", BASELINE, ce, acc, 2)
     # 3. Table 3: LS fits the true labels of the mislabelled part better and their noisy labels less.
-    for x in ls_alphas:
-        add("3", "train acc., noisy part vs true labels (%)", teacher("ls", x), f"LS α={x:g}", ">", ce, "CE",
+    for ls in ls_teachers:
+        add("3", "train acc., noisy part vs true labels (%)", ls, ls.label, ">", BASELINE, ce,
             ("train", "accuracy", "noisy_true"), 2)  # fmt: skip
-        add("3", "train acc., noisy part vs noisy labels (%)", teacher("ls", x), f"LS α={x:g}", "<", ce, "CE",
+        add("3", "train acc., noisy part vs noisy labels (%)", ls, ls.label, "<", BASELINE, ce,
             ("train", "accuracy", "noisy_noisy"), 2)  # fmt: skip
     # 4. Figure 3: LS lowers the noisy label's logit gap on the mislabelled part; FC and BC raise confidence.
     gap = ("train", "logit_gaps")
     noisy_gap, true_gap = (*gap, "noisy_part/noisy_label", "mean"), (*gap, "noisy_part/true_label", "mean")
-    for x in ls_alphas[:1]:
-        add("4", "mean logit gap of the noisy label, mislabelled part", teacher("ls", x), f"LS α={x:g}", "<",
-            ce, "CE", noisy_gap, 2)  # fmt: skip
-    for method in ("fc", "bc"):
-        for x in setting.teacher_alphas(method)[:1]:
-            name = f"{method.upper()} α={x:g}"
-            add("4", "mean logit gap of the true label, mislabelled part", teacher(method, x), name, ">",
-                ce, "CE", true_gap, 2)  # fmt: skip
-            add("4", "mean logit gap of the noisy label, mislabelled part", teacher(method, x), name, ">",
-                ce, "CE", noisy_gap, 2)  # fmt: skip
+    for ls in ls_teachers[:1]:
+        add("4", "mean logit gap of the noisy label, mislabelled part", ls, ls.label, "<", BASELINE, ce,
+            noisy_gap, 2)  # fmt: skip
+    for key in _smallest(setting, FC, BC):
+        add("4", "mean logit gap of the true label, mislabelled part", key, key.label, ">", BASELINE, ce,
+            true_gap, 2)  # fmt: skip
+        add("4", "mean logit gap of the noisy label, mislabelled part", key, key.label, ">", BASELINE, ce,
+            noisy_gap, 2)  # fmt: skip
     # 5. Table 4: small-alpha LS keeps or improves ECE; larger alpha, FC and BC worsen it.
-    if ls_alphas:
-        small, large = ls_alphas[0], ls_alphas[-1]
-        add("5", "test ECE", teacher("ls", small), f"LS α={small:g}", "≤", ce, "CE", ece, 3)
+    if ls_teachers:
+        small, large = ls_teachers[0], ls_teachers[-1]
+        add("5", "test ECE", small, small.label, "≤", BASELINE, ce, ece, 3)
         if large != small:
-            add("5", "test ECE", teacher("ls", large), f"LS α={large:g}", ">", ce, "CE", ece, 3)
-    for method in ("fc", "bc"):
-        for x in setting.teacher_alphas(method)[:1]:
-            add("5", "test ECE", teacher(method, x), f"{method.upper()} α={x:g}", ">", ce, "CE", ece, 3)
+            add("5", "test ECE", large, large.label, ">", BASELINE, ce, ece, 3)
+    for key in _smallest(setting, FC, BC):
+        add("5", "test ECE", key, key.label, ">", BASELINE, ce, ece, 3)
     # 6. Table 5 / Figure 6: students of LS and FC teachers beat the vanilla student; LS on the student helps less.
-    students = [k for k in setting.groups if k[0] == "student"]
-    for temperature in sorted({k[6] for k in students})[:1]:
-
-        def student(tm: str, ta: float, sm: str = "ce", sa: float = 0.0, t: float = temperature) -> tuple:
-            return ("student", tm, "smoothing", ta, sm, sa, t)
-
-        vanilla = student("ce", 0.0)
+    students = [k for k in setting.groups if k.role == STUDENT]
+    for temperature in sorted({k.temperature for k in students})[:1]:
+        vanilla = student_cell(BASELINE, CE, 0.0, temperature)
         what = f"student test accuracy (%), T={temperature:g}"
-        for k in sorted((k for k in students if k[6] == temperature and k[1] in ("ls", "fc") and k[4] == "ce"
-                         and k[2] == "smoothing"), key=lambda k: (k[1] != "ls", k[3])):  # fmt: skip
-            add("6", what, k, f"{k[1].upper()} teacher α={k[3]:g}", ">", vanilla, "vanilla", acc, 2)
-        for k in sorted((k for k in students if k[6] == temperature and k[1] == "ce" and k[4] == "ls"),
-                        key=lambda k: k[5]):  # fmt: skip
-            x = k[5]
-            add("6", what, student("ls", x), f"LS teacher α={x:g}", ">", k, f"LS student α={x:g}", acc, 2)
+        at_t = [k for k in students if k.temperature == temperature and k.teacher is not None]
+        taught = [k for k in at_t if k.teacher.method in (LS, FC) and k.teacher.transition == SMOOTHING
+                  and k.method == CE]  # fmt: skip
+        for k in sorted(taught, key=lambda k: (k.teacher.method != LS, k.teacher.alpha)):
+            label = f"{LOSSES[k.teacher.method].label} teacher α={k.teacher.alpha:g}"
+            add("6", what, k, label, ">", vanilla, "vanilla", acc, 2)
+        smoothed = [k for k in at_t if k.teacher.method == CE and k.method == LS]
+        for k in sorted(smoothed, key=lambda k: k.alpha):
+            x, ls_label = k.alpha, LOSSES[LS].label
+            add("6", what, student_cell(teacher_cell(LS, x), CE, 0.0, temperature), f"{ls_label} teacher α={x:g}",
+                ">", k, f"{ls_label} student α={x:g}", acc, 2)  # fmt: skip
     return out
+
+
+def _smallest(setting, *methods: str) -> list[ModelSpec]:
+    """Each method's teacher cell at its smallest alpha (smoothing T), for the methods the setting has."""
+    return [teacher_cell(m, alphas[0]) for m in methods if (alphas := setting.teacher_alphas(m))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import ml_collections
 
@@ -41,14 +42,17 @@ def parse_stage_args(
     *,
     known_only: bool = False,
     validate: Callable[[ml_collections.ConfigDict], None] | None = None,
+    extra_flags: Callable[[list[str]], Any] | None = None,
 ) -> tuple[argparse.Namespace, ml_collections.ConfigDict, list[str]]:
     """Parses stage flags, loads the config with overrides.
 
     Args:
       parser: from `stage_parser`, possibly with extra flags.
       argv: the arguments after the subcommand.
-      known_only: leave Beam pipeline options in the returned list; a flag that
-        is neither this parser's nor a Beam option is still an error.
+      known_only: leave the flags this parser does not know in the returned list
+        (Beam pipeline options, for the stages that take them).
+      extra_flags: called with those flags; raises UserError on one it does not
+        know, before anything is written (e.g. `beam_jobs.runners.pipeline_options`).
       validate: called with the loaded config; raises UserError on bad values.
 
     Returns:
@@ -57,9 +61,8 @@ def parse_stage_args(
     rest, overrides = split_config_args(list(argv or []))
     if known_only:
         args, remaining = parser.parse_known_args(rest)
-        from beam_jobs.runners import pipeline_options
-
-        pipeline_options(remaining)  # an unknown flag fails here, before anything is written
+        if extra_flags is not None:
+            extra_flags(remaining)  # an unknown flag fails here, before anything is written
     else:
         args, remaining = parser.parse_args(rest), []
     config = load_config(args.config, overrides)

@@ -3,7 +3,7 @@
     smear evaluate --config configs/quickstart.py --workdir W [--model DIR] [--force]
 
 One forward pass per split gives logits and pre-logits (batches of
-config.eval.batch_size, decoded and normalised by keras_components.data exactly
+config.eval.batch_size, decoded and normalised by pipeline.tfdata exactly
 as in training). From them:
 
 - clean test split: accuracy, NLL, top-label ECE (config.eval.num_bins bins) and
@@ -38,14 +38,12 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from pipeline import artifacts
+from pipeline import artifacts, layout, trained_model
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.config import to_plain
 from pipeline.errors import UserError
+from pipeline.spec import ModelSpec
 
-ROLES = ("teacher", "student")
-METHODS = ("ce", "ls", "fc", "bc")
-TRANSITIONS = ("smoothing", "estimated")
 GAP_SERIES = (
     "noisy_part/true_label",
     "noisy_part/noisy_label",
@@ -61,132 +59,6 @@ UNITS = {
 }
 # Config keys that change neither a model nor an evaluation's numbers.
 _RUN_ONLY_TRAIN_KEYS = ("seed", "deterministic", "jit_compile", "strategy", "tpu")
-
-
-# ---------------------------------------------------------------- names and fingerprints
-def eval_section(config: ml_collections.ConfigDict) -> dict:
-    """The eval config that determines the numbers (the batch size does not)."""
-    section = to_plain(config.eval)
-    section.pop("batch_size", None)
-    return section
-
-
-def evaluate_fingerprint(config: ml_collections.ConfigDict, model_fp: str, data_fp: str) -> str:
-    """Fingerprint of an evaluation: the eval section plus the model's and the data's fingerprints."""
-    return artifacts.fingerprint("evaluate", eval_section(config), {"model": model_fp, "data": data_fp})
-
-
-def eval_artifact_path(
-    config: ml_collections.ConfigDict,
-    workdir: str | os.PathLike,
-    model_dir: str | os.PathLike,
-    model_manifest: Mapping,
-    data_fp: str,
-) -> Path:
-    """`<workdir>/eval/<model name>-<fp10>`, the model name as in its directory's name.
-
-    `smear run` names evaluations after their model directories (e.g.
-    `student-T2-ce-s0-from-ls0.1`), so a standalone `smear evaluate` of the same
-    model lands in the same place.
-    """
-    model_fp = model_manifest["fingerprint"]
-    name = Path(model_dir).name
-    suffix = f"-{model_fp[:10]}"
-    name = name[: -len(suffix)] if name.endswith(suffix) else str(model_manifest.get("model_name") or name)
-    return artifacts.artifact_dir(workdir, "eval", name, evaluate_fingerprint(config, model_fp, data_fp))
-
-
-# ---------------------------------------------------------------- descriptions
-def _student_method(distill: Mapping) -> tuple[str, float]:
-    if float(distill.get("fc_alpha", 0.0)) > 0:
-        return "fc", float(distill["fc_alpha"])
-    if float(distill.get("smoothing", 0.0)) > 0:
-        return "ls", float(distill["smoothing"])
-    return "ce", 0.0
-
-
-def _teacher_method(loss: Mapping) -> tuple[str, float, str]:
-    method = str(loss.get("name", "ce"))
-    if method in ("fc", "bc") and loss.get("transition") == "file":
-        return method, 0.0, "estimated"
-    return method, (0.0 if method == "ce" else float(loss.get("alpha", 0.0))), "smoothing"
-
-
-def describe_model(model_config: Mapping[str, Any], teacher_config: Mapping[str, Any] | None = None) -> dict:
-    """What the pipeline knows about a model, from its resolved config (plain dicts).
-
-    Args:
-      model_config: the model's config (`config.json` of a model artifact, or
-        `to_plain(config)`): sections loss, train, distill.
-      teacher_config: for a student, its teacher's config; None if unknown.
-
-    Returns:
-      {"role", "method", "alpha", "seed", "transition"} and, for a student,
-      "teacher_method", "teacher_alpha", "teacher_transition", "student_method",
-      "student_alpha", "temperature". A CE model has alpha 0; an estimated-T
-      FC/BC model has alpha 0 (its T comes from a file, not from alpha).
-    """
-    seed = int(model_config.get("train", {}).get("seed", 0))
-    distill = model_config.get("distill", {}) or {}
-    if not distill.get("enabled", False):
-        method, alpha, transition = _teacher_method(model_config.get("loss", {}))
-        return {"role": "teacher", "method": method, "alpha": alpha, "seed": seed, "transition": transition}
-    student_method, student_alpha = _student_method(distill)
-    if teacher_config is not None:
-        teacher_method, teacher_alpha, teacher_transition = _teacher_method(teacher_config.get("loss", {}))
-    else:
-        teacher_method, teacher_alpha, teacher_transition = "unknown", None, "unknown"
-    return {
-        "role": "student",
-        "method": student_method,
-        "alpha": student_alpha,
-        "seed": seed,
-        "transition": "smoothing",
-        "teacher_method": teacher_method,
-        "teacher_alpha": teacher_alpha,
-        "teacher_transition": teacher_transition,
-        "student_method": student_method,
-        "student_alpha": student_alpha,
-        "temperature": float(distill.get("temperature", 1.0)),
-    }
-
-
-def validate_description(description: Mapping[str, Any]) -> None:
-    """Raises UserError unless `description` has the keys the report groups by."""
-    for key in ("role", "method", "alpha", "seed"):
-        if key not in description:
-            raise UserError(f"evaluation description has no {key!r}: {dict(description)}")
-    if description["role"] not in ROLES:
-        raise UserError(f"description role must be one of {ROLES}, got {description['role']!r}")
-    if description["method"] not in METHODS:
-        raise UserError(f"description method must be one of {METHODS}, got {description['method']!r}")
-    if description["role"] == "student":
-        for key in ("teacher_method", "teacher_alpha", "student_method", "student_alpha", "temperature"):
-            if key not in description:
-                raise UserError(f"student description has no {key!r}: {dict(description)}")
-
-
-def _teacher_config_of(model_config: Mapping[str, Any]) -> dict | None:
-    """A student's teacher config: distill.logits_dir's manifest -> teacher model -> config.json."""
-    logits_dir = (model_config.get("distill") or {}).get("logits_dir")
-    if not logits_dir or not artifacts.is_complete(logits_dir):
-        return None
-    try:
-        manifest = json.loads((Path(logits_dir) / artifacts.MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-    for key in ("teacher_config", "teacher"):
-        if isinstance(manifest.get(key), dict) and "loss" in manifest[key]:
-            return manifest[key]
-    for key in ("model", "teacher"):
-        ref = manifest.get("inputs", {}).get(key)
-        path = Path(ref["path"]) / "config.json" if isinstance(ref, dict) and "path" in ref else None
-        if path is not None and path.is_file():
-            try:
-                return json.loads(path.read_text())
-            except ValueError:
-                return None
-    return None
 
 
 # ---------------------------------------------------------------- numerics
@@ -272,7 +144,7 @@ def _checked(dataset, data_dir: Path, files: list[str], num_classes: int):
     """Yields `dataset`'s batches; corrupt records or labels outside [0, L) become a one-line UserError."""
     import tensorflow as tf
 
-    from keras_components import data
+    from pipeline import tfdata
 
     iterator = iter(dataset)
     while True:
@@ -281,7 +153,7 @@ def _checked(dataset, data_dir: Path, files: list[str], num_classes: int):
         except StopIteration:
             return
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            explained = data.explain_input_error(e, data_dir, files, num_classes)
+            explained = tfdata.explain_input_error(e, data_dir, files, num_classes)
             if explained is None:
                 raise
             raise explained from e
@@ -305,10 +177,10 @@ def _forward_pass(
     pre-logits only for examples whose clean label is in `keep_pre_logits_of`, so
     memory stays small on ImageNet-sized splits.
     """
-    from keras_components import data
     from keras_components.metrics import reliability_bins
+    from pipeline import tfdata
 
-    dataset = data.make_dataset(
+    dataset = tfdata.make_dataset(
         data_dir, split, batch_size=batch_size, training=False, num_classes=num_classes,
         include_metadata=True, manifest=data_manifest, cache=False,
     )  # fmt: skip
@@ -317,7 +189,7 @@ def _forward_pass(
     }
     pre_logits, pre_rows, bins = [], [], None
     offset = 0
-    for batch in _checked(dataset, data_dir, data.split_files(data_dir, data_manifest, split), num_classes):
+    for batch in _checked(dataset, data_dir, tfdata.split_files(data_dir, data_manifest, split), num_classes):
         logits, features = (np.asarray(t) for t in forward(batch["image"]))
         logits = logits.astype(np.float64)
         clean = batch["clean_label"].numpy().astype(np.int64)
@@ -351,42 +223,6 @@ def _forward_pass(
     return result
 
 
-# ---------------------------------------------------------------- loading
-def load_model(model_dir: str | os.PathLike):
-    """Loads `model.keras` of a complete model artifact with Keras' safe mode on.
-
-    Raises:
-      UserError: missing or partial artifact, a file that fails its checksum, a
-        model that does not load or lacks the `pre_logits` / `logits` layers.
-    """
-    import keras
-
-    import keras_components.losses  # noqa: F401 - registers the serialisable classes
-    import keras_components.metrics  # noqa: F401
-    import keras_components.models  # noqa: F401
-    import keras_components.optimizers  # noqa: F401
-
-    model_dir = Path(model_dir)
-    manifest = artifacts.read_manifest(model_dir, what="model artifact")
-    path = model_dir / "model.keras"
-    if not path.is_file():
-        raise UserError(f"model artifact {model_dir} has no model.keras")
-    try:
-        model = keras.saving.load_model(str(path), safe_mode=True, compile=False)
-    except Exception as e:  # noqa: BLE001 - any failure to load a user's file is a user error
-        raise UserError(
-            f"cannot load {path}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        ) from e
-    for layer in ("pre_logits", "logits"):
-        try:
-            model.get_layer(layer)
-        except ValueError:
-            raise UserError(
-                f"model {path} has no layer named {layer!r} (needed for logits and pre-logits)"
-            ) from None
-    return model, manifest
-
-
 def _setting(model_manifest: Mapping, data_manifest: Mapping) -> dict:
     """Names the experimental setting a model belongs to; the report groups seeds by it."""
     section = model_manifest.get("config") or {}
@@ -415,61 +251,12 @@ def _setting(model_manifest: Mapping, data_manifest: Mapping) -> dict:
 
 
 # ---------------------------------------------------------------- the stage
-def evaluate_stage(
-    config: ml_collections.ConfigDict,
-    model_dir: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    description: dict,
-    force: bool = False,
-    log: Callable[[str], None] = print,
-) -> dict:
-    """Evaluates a model artifact on a data artifact; returns the evaluation's manifest.
-
-    Args:
-      config: the resolved config (section eval: num_bins, batch_size,
-        projection_classes, max_projection_points).
-      model_dir: a complete model artifact (`model.keras`, manifest).
-      data_dir: the noisify data artifact (clean test split; train split with
-        noisy `label`, `clean_label`, `is_noisy`).
-      out_dir: the evaluation artifact directory to write.
-      description: what the pipeline knows about the model (see `describe_model`);
-        stored in metrics.json, and the report groups by it.
-      force: recompute even if `out_dir` holds a complete evaluation.
-      log: where progress lines go.
-
-    Returns:
-      The manifest of `out_dir` (read back if the evaluation was cached).
-
-    Raises:
-      UserError: missing or incomplete inputs, a model whose classes or input
-        shape differ from the data's, bad eval config values.
-    """
-    from keras_components import data
-
-    validate_description(description)
-    e = config.eval
+def _check_eval_config(e: ml_collections.ConfigDict, num_classes: int) -> tuple[int, int, int]:
+    """The projection classes, after checking every eval value; a one-line UserError names a bad one."""
     if e.num_bins < 1:
         raise UserError(f"eval.num_bins must be >= 1, got {e.num_bins}")
     if e.batch_size < 1:
         raise UserError(f"eval.batch_size must be >= 1, got {e.batch_size}")
-    model_dir, data_dir, out_dir = Path(model_dir), Path(data_dir), Path(out_dir)
-    model_manifest = artifacts.read_manifest(model_dir, what="model artifact")
-    data_manifest = data.read_data_manifest(data_dir)
-    fp = evaluate_fingerprint(config, model_manifest["fingerprint"], data_manifest["fingerprint"])
-    if artifacts.is_complete(out_dir) and not force:
-        cached = artifacts.read_manifest(out_dir, what="evaluation")
-        if cached.get("fingerprint") == fp:
-            log(f"evaluate: cached {out_dir}")
-            return cached
-        raise UserError(
-            f"{out_dir} holds a different evaluation (fingerprint {cached.get('fingerprint', '?')[:10]}); "
-            "pass --force to replace it"
-        )
-
-    num_classes = int(data_manifest["num_classes"])
-    image_shape = tuple(int(d) for d in data_manifest["image_shape"])
     classes = tuple(int(c) for c in e.projection_classes)
     if len(classes) != 3 or len(set(classes)) != 3 or not all(0 <= c < num_classes for c in classes):
         raise UserError(
@@ -477,20 +264,11 @@ def evaluate_stage(
         )
     if e.max_projection_points < 1:
         raise UserError(f"eval.max_projection_points must be >= 1, got {e.max_projection_points}")
+    return classes
 
-    model, _ = load_model(model_dir)
-    model_classes = int(model.output_shape[-1])
-    if model_classes != num_classes:
-        raise UserError(
-            f"model {model_dir} has {model_classes} classes, but the data {data_dir} have {num_classes}"
-        )
-    model_shape = tuple(model.input_shape[1:])
-    if model_shape != image_shape:
-        raise UserError(
-            f"model {model_dir} takes images of shape {list(model_shape)}, "
-            f"but the data {data_dir} have {list(image_shape)}"
-        )
 
+def _forward_function(model, image_shape: tuple[int, ...]) -> Callable:
+    """images -> (logits, pre-logits), traced once for any batch size."""
     import tensorflow as tf
 
     from keras_components.models import pre_logits_model
@@ -501,24 +279,18 @@ def evaluate_stage(
     def forward(images):
         return extractor(images, training=False)
 
-    out_dir = artifacts.prepare_output(out_dir, force=force)
-    log(
-        f"evaluate: {model_manifest.get('model_name', model_dir.name)} on {data.describe(data_manifest)} -> {out_dir}"
-    )
-    common = {"batch_size": int(e.batch_size), "num_classes": num_classes}
-    test = _forward_pass(forward, data_dir, data_manifest, "test", num_bins=int(e.num_bins), **common)
-    train = _forward_pass(
-        forward, data_dir, data_manifest, "train", num_bins=0, keep_pre_logits_of=classes, **common
-    )
+    return forward
 
-    # ---- numbers
+
+def _numbers(test: dict, train: dict, num_bins: int) -> tuple[dict, dict, dict]:
+    """(test metrics, train metrics, logit gaps by series) from the two forward passes."""
     bins = test["bins"]
     test_metrics = {
         "num_examples": test["num_examples"],
         "accuracy": float(100.0 * np.mean(test["prediction"] == test["clean"])),
         "nll": float(np.mean(test["nll"])),
         "ece": bins["ece"],
-        "num_bins": int(e.num_bins),
+        "num_bins": num_bins,
         "reliability": {
             k: np.asarray(bins[k]).tolist() for k in ("edges", "counts", "accuracy", "confidence")
         },
@@ -539,12 +311,21 @@ def evaluate_stage(
         "nll_true": float(np.mean(train["nll"])),
         "logit_gaps": {name: summarize(values) for name, values in gaps.items()},
     }
+    return test_metrics, train_metrics, gaps
 
-    # ---- figures
+
+def _figures(
+    model, name: str, test: dict, train: dict, gaps: dict, class_names: list[str], classes: tuple[int, ...],
+    max_points: int, out_dir: Path,
+) -> tuple[dict[str, str], dict[str, Any]]:  # fmt: skip
+    """Draws the reliability diagram, logit-gap densities and pre-logit projection into out_dir/plots.
+
+    Returns:
+      ({figure key: path relative to out_dir}, the projection's description).
+    """
     from pipeline import plots
 
-    class_names = list(data_manifest.get("class_names") or [str(i) for i in range(num_classes)])
-    name = str(model_manifest.get("model_name") or model_dir.name)
+    bins, noisy = test["bins"], train["is_noisy"]
     plot_dir = out_dir / "plots"
     written: dict[str, str] = {}
 
@@ -571,27 +352,122 @@ def evaluate_stage(
     features, rows = train["pre_logits"], train["pre_logit_rows"]
     if len(rows) == 0:
         projection["skipped"] = "no training example of these classes"
-    else:
-        if len(rows) > e.max_projection_points:
-            chosen = np.sort(
-                np.random.default_rng(0).choice(len(rows), int(e.max_projection_points), replace=False)
-            )
-            features, rows = features[chosen], rows[chosen]
-        kernel = np.asarray(model.get_layer("logits").kernel)  # (D, L): column c is class c's template
-        templates = kernel[:, list(classes)].T
-        try:
-            points = plots.project_pre_logits(features, templates)
-        except ValueError as error:
-            projection["skipped"] = str(error)
-        else:
-            mislabelled = train["is_noisy"][rows]
-            keep("projection", plots.pre_logit_projection(
-                points, train["clean"][rows], mislabelled, class_names, plot_dir / "projection",
-                f"{name}: pre-logits of training examples",
-            ))  # fmt: skip
-            projection.update(num_points=int(len(rows)), num_mislabelled=int(mislabelled.sum()))
+        return written, projection
+    if len(rows) > max_points:
+        chosen = np.sort(np.random.default_rng(0).choice(len(rows), int(max_points), replace=False))
+        features, rows = features[chosen], rows[chosen]
+    kernel = np.asarray(model.get_layer("logits").kernel)  # (D, L): column c is class c's template
+    try:
+        points = plots.project_pre_logits(features, kernel[:, list(classes)].T)
+    except ValueError as error:
+        projection["skipped"] = str(error)
+        return written, projection
+    mislabelled = train["is_noisy"][rows]
+    keep("projection", plots.pre_logit_projection(
+        points, train["clean"][rows], mislabelled, class_names, plot_dir / "projection",
+        f"{name}: pre-logits of training examples",
+    ))  # fmt: skip
+    projection.update(num_points=int(len(rows)), num_mislabelled=int(mislabelled.sum()))
+    return written, projection
 
-    # ---- metrics.json, TensorBoard, manifest
+
+def evaluate_stage(
+    config: ml_collections.ConfigDict,
+    model_dir: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    description: dict,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Evaluates a model artifact on a data artifact; returns the evaluation's manifest.
+
+    Args:
+      config: the resolved config (section eval: num_bins, batch_size,
+        projection_classes, max_projection_points).
+      model_dir: a complete model artifact (`model.keras`, manifest).
+      data_dir: the noisify data artifact (clean test split; train split with
+        noisy `label`, `clean_label`, `is_noisy`).
+      out_dir: the evaluation artifact directory to write.
+      description: what the pipeline knows about the model (`ModelSpec.describe`);
+        stored in metrics.json, and the report groups by it.
+      force: recompute even if `out_dir` holds a complete evaluation.
+      log: where progress lines go.
+
+    Returns:
+      The manifest of `out_dir` (read back if the evaluation was cached).
+
+    Raises:
+      UserError: missing or incomplete inputs, a model whose classes or input
+        shape differ from the data's, bad eval config values.
+    """
+    from pipeline import tfdata
+
+    ModelSpec.from_description(description)  # a UserError unless the report can group by it
+    e = config.eval
+    model_dir, data_dir, out_dir = Path(model_dir), Path(data_dir), Path(out_dir)
+    model_manifest, model_path = trained_model.read(model_dir)
+    data_manifest = tfdata.read_data_manifest(data_dir)
+    fp = layout.evaluation_fingerprint(config, model_manifest["fingerprint"], data_manifest["fingerprint"])
+    if artifacts.is_complete(out_dir) and not force:
+        cached = artifacts.read_manifest(out_dir, what="evaluation")
+        if cached.get("fingerprint") == fp:
+            log(f"evaluate: cached {out_dir}")
+            return cached
+        raise UserError(
+            f"{out_dir} holds a different evaluation (fingerprint {cached.get('fingerprint', '?')[:10]}); "
+            "pass --force to replace it"
+        )
+    num_classes = int(data_manifest["num_classes"])
+    image_shape = tuple(int(d) for d in data_manifest["image_shape"])
+    classes = _check_eval_config(e, num_classes)
+    model = trained_model.load(model_path)
+    trained_model.check_fits(model, model_dir, data_dir, num_classes, image_shape)
+
+    # Compute: one pass over each split.
+    out_dir = artifacts.prepare_output(out_dir, force=force)
+    name = str(model_manifest.get("model_name") or model_dir.name)
+    log(f"evaluate: {name} on {tfdata.describe(data_manifest)} -> {out_dir}")
+    forward = _forward_function(model, image_shape)
+    common = {"batch_size": int(e.batch_size), "num_classes": num_classes}
+    test = _forward_pass(forward, data_dir, data_manifest, "test", num_bins=int(e.num_bins), **common)
+    train = _forward_pass(
+        forward, data_dir, data_manifest, "train", num_bins=0, keep_pre_logits_of=classes, **common
+    )
+    test_metrics, train_metrics, gaps = _numbers(test, train, int(e.num_bins))
+
+    # Draw.
+    class_names = list(data_manifest.get("class_names") or [str(i) for i in range(num_classes)])
+    written, projection = _figures(
+        model, name, test, train, gaps, class_names, classes, int(e.max_projection_points), out_dir
+    )
+
+    # Write: metrics.json, TensorBoard, the manifest last.
+    manifest = _write(
+        config, out_dir, fp, description, model_dir, model_manifest, data_dir, data_manifest,
+        test_metrics, train_metrics, gaps, projection, written,
+    )  # fmt: skip
+    acc = train_metrics["accuracy"]
+
+    def pct(v):
+        return "n/a" if v is None else f"{v:.2f}"
+
+    log(
+        f"evaluate: test accuracy {test_metrics['accuracy']:.2f}%, NLL {test_metrics['nll']:.4f}, "
+        f"ECE {test_metrics['ece']:.4f}; train (true labels) full {pct(acc['full_true'])}%, clean "
+        f"{pct(acc['clean_true'])}%, noisy {pct(acc['noisy_true'])}%; noisy part vs noisy labels {pct(acc['noisy_noisy'])}%"
+    )
+    return manifest
+
+
+def _write(
+    config, out_dir: Path, fp: str, description: dict, model_dir: Path, model_manifest: dict, data_dir: Path,
+    data_manifest: dict, test_metrics: dict, train_metrics: dict, gaps: dict, projection: dict, written: dict,
+) -> dict:  # fmt: skip
+    """metrics.json, the TensorBoard summaries and, last, the manifest; returns the manifest."""
+    name = str(model_manifest.get("model_name") or model_dir.name)
+    num_classes = int(data_manifest["num_classes"])
     scalars = {
         "test/accuracy": test_metrics["accuracy"],
         "test/nll": test_metrics["nll"],
@@ -632,19 +508,9 @@ def evaluate_stage(
             "model": artifacts.input_ref(model_dir, model_manifest),
             "data": artifacts.input_ref(data_dir, data_manifest),
         },
-        counts={"test": test["num_examples"], "train": train["num_examples"]},
+        counts={"test": test_metrics["num_examples"], "train": train_metrics["num_examples"]},
         exclude=("tensorboard",),
         extra={"model_name": name, "description": dict(description), "scalars": scalars},
-    )
-    acc = train_metrics["accuracy"]
-
-    def pct(v):
-        return "n/a" if v is None else f"{v:.2f}"
-
-    log(
-        f"evaluate: test accuracy {test_metrics['accuracy']:.2f}%, NLL {test_metrics['nll']:.4f}, "
-        f"ECE {test_metrics['ece']:.4f}; train (true labels) full {pct(acc['full_true'])}%, clean "
-        f"{pct(acc['clean_true'])}%, noisy {pct(acc['noisy_true'])}%; noisy part vs noisy labels {pct(acc['noisy_noisy'])}%"
     )
     return manifest
 
@@ -671,20 +537,13 @@ def run(argv=None) -> None:
     parser = stage_parser("evaluate", __doc__.splitlines()[0])
     parser.add_argument("--model", help="model artifact directory; default: the one this config trains")
     args, config, _ = parse_stage_args(parser, argv)
-    from beam_jobs.noisify import data_artifact_path
-    from keras_components import data
+    from pipeline import tfdata
 
-    data_dir = data_artifact_path(config, args.workdir)
-    data_manifest = data.read_data_manifest(data_dir)
-    if args.model:
-        model_dir = Path(args.model)
-    else:
-        from pipeline import train
-
-        input_fp = data_manifest["fingerprint"]
-        if config.distill.enabled:
-            input_fp = data.read_data_manifest(config.distill.logits_dir)["fingerprint"]
-        model_dir = train.model_artifact_path(config, args.workdir, input_fp)
+    data_dir = Path(layout.data(config, args.workdir).path)
+    data_manifest = tfdata.read_data_manifest(data_dir)
+    model_dir = (
+        Path(args.model) if args.model else Path(layout.configured_model(config, args.workdir)[0].path)
+    )
     model_manifest = artifacts.read_manifest(model_dir, what="model artifact")
     trained_on = (model_manifest.get("inputs") or {}).get("data", {}).get("fingerprint")
     if trained_on and trained_on != data_manifest["fingerprint"]:
@@ -694,11 +553,17 @@ def run(argv=None) -> None:
         )
     config_path = model_dir / "config.json"
     model_config = json.loads(config_path.read_text()) if config_path.is_file() else to_plain(config)
-    description = describe_model(model_config, _teacher_config_of(model_config))
-    out_dir = eval_artifact_path(
-        config, args.workdir, model_dir, model_manifest, data_manifest["fingerprint"]
+    teacher_config = tfdata.teacher_config_of((model_config.get("distill") or {}).get("logits_dir"))
+    spec = ModelSpec.from_config(model_config, teacher_config)
+    # Named as `smear run` names it: after the model's directory, else the name its manifest records.
+    named = model_dir.name.endswith(f"-{model_manifest['fingerprint'][:10]}")
+    name = layout.base_name(model_dir) if named else str(model_manifest.get("model_name") or spec.name)
+    out_dir = Path(
+        layout.evaluation(
+            config, args.workdir, name, model_manifest["fingerprint"], data_manifest["fingerprint"]
+        ).path
     )
     print(f"evaluate: model {model_dir}")
-    evaluate_stage(config, model_dir, data_dir, out_dir, description=description, force=args.force)
+    evaluate_stage(config, model_dir, data_dir, out_dir, description=spec.describe(), force=args.force)
     print(f"evaluate: metrics {out_dir / 'metrics.json'}")
     print(f"evaluate: TensorBoard: tensorboard --logdir {out_dir / 'tensorboard'}")

@@ -10,6 +10,7 @@ this module changes no global matplotlib state.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,14 +20,18 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from pipeline import artifacts
+
 __all__ = [
     "accuracy_vs_alpha",
     "logit_gap_densities",
     "montage",
+    "new_figure",
     "pre_logit_projection",
     "project_pre_logits",
     "projection_basis",
     "reliability_diagram",
+    "save",
     "student_vs_teacher_alpha",
 ]
 
@@ -34,20 +39,24 @@ _DPI = 150
 _COLLINEAR_RTOL = 1e-8
 
 
-def _new_figure(figsize: tuple[float, float] = (6.4, 4.8)) -> Figure:
-    figure = Figure(figsize=figsize, dpi=_DPI, layout="constrained")
+def new_figure(figsize: tuple[float, float] = (6.4, 4.8), dpi: int = _DPI) -> Figure:
+    """A figure with its own Agg canvas: no pyplot, no global state."""
+    figure = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: str | os.PathLike) -> list[Path]:
+def save(figure: Figure, path: str | os.PathLike) -> list[Path]:
+    """Writes `path`.png and `path`.svg (a .png/.svg suffix of `path` is dropped), each atomically."""
     stem = Path(path)
     if stem.suffix.lower() in (".png", ".svg"):
         stem = stem.with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]
     for target in written:
-        figure.savefig(target, dpi=_DPI)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=target.suffix[1:], dpi=figure.dpi)
+        artifacts.atomic_write_bytes(target, buffer.getvalue())
     return written
 
 
@@ -94,7 +103,7 @@ def reliability_diagram(bins: Mapping[str, Any], path: str | os.PathLike, title:
 
     lefts, widths = edges[:-1], np.diff(edges)
     nonempty = counts > 0
-    figure = _new_figure((6.0, 6.4))
+    figure = new_figure((6.0, 6.4))
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
 
     top.bar(
@@ -140,7 +149,7 @@ def reliability_diagram(bins: Mapping[str, Any], path: str | os.PathLike, title:
     bottom.set_xlabel("confidence (top-label probability)")
     bottom.set_ylabel("fraction")
     bottom.legend(loc="upper left", fontsize="small")
-    return _save(figure, path)
+    return save(figure, path)
 
 
 # ---------------------------------------------------------------------------
@@ -194,7 +203,7 @@ def logit_gap_densities(gaps: Mapping[str, np.ndarray], path: str | os.PathLike,
     pad = 0.15 * (high - low) if high > low else 1.0
     grid = np.linspace(low - pad, high + pad, 512)
 
-    figure = _new_figure()
+    figure = new_figure()
     axes = figure.subplots()
     for index, (name, values) in enumerate(series.items()):
         color = f"C{index % 10}"
@@ -214,7 +223,7 @@ def logit_gap_densities(gaps: Mapping[str, np.ndarray], path: str | os.PathLike,
     axes.set_ylim(bottom=0)
     axes.legend(loc="best")
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 # ---------------------------------------------------------------------------
@@ -326,7 +335,7 @@ def pre_logit_projection(
         except (KeyError, IndexError):
             raise ValueError(f"class_names has no name for class {int(class_id)}") from None
 
-    figure = _new_figure((6.4, 6.0))
+    figure = new_figure((6.4, 6.0))
     axes = figure.subplots()
     size = 12 if len(points) <= 2000 else 4
     for index, (class_id, name) in enumerate(names.items()):
@@ -356,7 +365,7 @@ def pre_logit_projection(
     axes.set_title(title)
     axes.legend(loc="best", markerscale=2)
     axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 # ---------------------------------------------------------------------------
@@ -392,6 +401,22 @@ def _plot_baseline(axes: Any, baseline: tuple[float, float] | None, label: str) 
     axes.axhspan(mean - std, mean + std, color="black", alpha=0.1)
 
 
+def _versus_alpha(
+    series, baseline, baseline_label: str, xlabel: str, ylabel: str, title: str, path
+) -> list[Path]:
+    """One line (± std band) per series against alpha, with an optional dashed baseline."""
+    figure = new_figure()
+    axes = figure.subplots()
+    _plot_series_vs_alpha(axes, series)
+    _plot_baseline(axes, baseline, baseline_label)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.legend(loc="best")
+    axes.grid(alpha=0.3)
+    return save(figure, path)
+
+
 def accuracy_vs_alpha(
     series: Mapping[str, Mapping[str, Sequence[float]]],
     baseline: tuple[float, float] | None,
@@ -416,16 +441,9 @@ def accuracy_vs_alpha(
     Raises:
         ValueError: If `series` is empty or a series' arrays disagree in length.
     """
-    figure = _new_figure()
-    axes = figure.subplots()
-    _plot_series_vs_alpha(axes, series)
-    _plot_baseline(axes, baseline, "baseline (CE)")
-    axes.set_xlabel(r"smoothing parameter $\alpha$")
-    axes.set_ylabel(ylabel)
-    axes.set_title(title)
-    axes.legend(loc="best")
-    axes.grid(alpha=0.3)
-    return _save(figure, path)
+    return _versus_alpha(
+        series, baseline, "baseline (CE)", r"smoothing parameter $\alpha$", ylabel, title, path
+    )
 
 
 def student_vs_teacher_alpha(
@@ -450,16 +468,8 @@ def student_vs_teacher_alpha(
     Raises:
         ValueError: If `series` is empty or a series' arrays disagree in length.
     """
-    figure = _new_figure()
-    axes = figure.subplots()
-    _plot_series_vs_alpha(axes, series)
-    _plot_baseline(axes, baseline, "reference")
-    axes.set_xlabel(r"teacher's smoothing parameter $\alpha$")
-    axes.set_ylabel("student test accuracy (%)")
-    axes.set_title(title)
-    axes.legend(loc="best")
-    axes.grid(alpha=0.3)
-    return _save(figure, path)
+    xlabel = r"teacher's smoothing parameter $\alpha$"
+    return _versus_alpha(series, baseline, "reference", xlabel, "student test accuracy (%)", title, path)
 
 
 # ---------------------------------------------------------------------------
@@ -501,7 +511,7 @@ def montage(
     columns = max(1, min(columns, len(images)))
     rows = -(-len(images) // columns)
     aspect = max(image.shape[0] / image.shape[1] for image, _ in images)
-    figure = _new_figure((panel_inches * columns, panel_inches * aspect * rows + 0.5))
+    figure = new_figure((panel_inches * columns, panel_inches * aspect * rows + 0.5))
     figure.suptitle(title)
     grid = figure.subplots(rows, columns, squeeze=False)
     for axes in grid.flat:

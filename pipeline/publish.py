@@ -9,14 +9,14 @@ was made, across resumed and re-run invocations.
 figures/, tensorboard/ and its manifest) into DIR and writes beside it
 `stage_times.json` and `stage_times.md`: every stage of the plan with the time
 its artifact took, summed per cell (a model and its evaluation and logit export,
-over seeds) and in total. Files of DIR that the report does not own (a
-COMMAND.txt, say) are left alone; DIR must be new, empty or a previous publish.
+and a transition estimated from that export, over seeds) and in total. Files of
+DIR that the report does not own (a COMMAND.txt, say) are left alone; DIR must
+be new, empty or a previous publish.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from collections import defaultdict
@@ -30,14 +30,14 @@ REPORT_ENTRIES = ("report.md", "tables", "figures", "tensorboard", artifacts.MAN
 KIND_COLUMNS = ("noisify", "train", "export", "estimate", "evaluate", "report")
 
 
-def record_time(workdir: str | Path, stage, seconds: float) -> None:
-    """Appends one stage's wall time to <workdir>/stage_times.jsonl (local workdirs only)."""
+def record_time(workdir: str | Path, node, seconds: float) -> None:
+    """Appends one plan node's wall time to <workdir>/stage_times.jsonl (local workdirs only)."""
     if artifacts.is_url(workdir):
         return
     line = {
-        "label": stage.label,
-        "kind": stage.kind,
-        "out_dir": str(stage.out_dir),
+        "label": node.label,
+        "kind": node.kind,
+        "out_dir": str(node.out_dir),
         "seconds": round(seconds, 2),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -64,31 +64,30 @@ def read_times(workdir: str | Path) -> dict[str, float]:
     return times
 
 
-def cell_of(stage) -> str:
-    """The cell a stage belongs to: its name without the seed, with its noise setting.
+def cell_of(node) -> str:
+    """The cell a plan node belongs to: its model's cell (no seed), with its noise setting.
 
-    A model, its evaluation and its logit export share a cell ("teacher-ls0.1 @rho0.2").
+    A model, its evaluation and its logit export share a cell ("teacher-ls0.1 @rho0.2"), and
+    so does a transition estimated from that export; data and report nodes are cells of their own.
     """
-    name = re.sub(r"-s\d+(?=-|$)", "", stage.name)
-    if stage.kind == "export":
-        name = name.removesuffix("-train")
-    return name + (f" @{stage.tag}" if stage.tag else "")
+    name = node.spec.cell.name if node.spec is not None else node.name
+    return name + (f" @{node.tag}" if node.tag else "")
 
 
-def times_summary(stages: list, times: dict[str, float]) -> dict:
-    """Per-stage and per-cell wall times of a plan; stages with no record count as unknown."""
+def times_summary(nodes: list, times: dict[str, float]) -> dict:
+    """Per-node and per-cell wall times of a plan; nodes with no record count as unknown."""
     rows, cells = [], defaultdict(lambda: {"seeds": set(), "unknown": 0, **{k: 0.0 for k in KIND_COLUMNS}})
-    for stage in stages:
-        seconds = times.get(str(stage.out_dir))
-        cell = cell_of(stage)
-        rows.append({"label": stage.label, "kind": stage.kind, "cell": cell, "seconds": seconds})
+    for node in nodes:
+        seconds = times.get(str(node.out_dir))
+        cell = cell_of(node)
+        rows.append({"label": node.label, "kind": node.kind, "cell": cell, "seconds": seconds})
         entry = cells[cell]
-        if stage.kind == "train":
-            entry["seeds"].add(stage.description.get("seed"))
+        if node.kind == "train":
+            entry["seeds"].add(node.spec.seed)
         if seconds is None:
             entry["unknown"] += 1
         else:
-            entry[stage.kind] += seconds
+            entry[node.kind] += seconds
     cell_rows = []
     for cell, entry in cells.items():
         total = sum(entry[k] for k in KIND_COLUMNS)
@@ -154,7 +153,7 @@ def check_destination(dest: str | Path) -> Path:
     return dest
 
 
-def publish(report_dir: str | Path, dest: str | Path, stages: list, workdir: str | Path) -> Path:
+def publish(report_dir: str | Path, dest: str | Path, nodes: list, workdir: str | Path) -> Path:
     """Copies the report's entries into dest (replacing earlier copies) and writes the stage times."""
     dest = check_destination(dest)
     report_dir = Path(report_dir)
@@ -170,7 +169,7 @@ def publish(report_dir: str | Path, dest: str | Path, stages: list, workdir: str
             shutil.copytree(source, staging / name)
         elif source.exists():
             shutil.copy2(source, staging / name)
-    summary = times_summary(stages, read_times(workdir))
+    summary = times_summary(nodes, read_times(workdir))
     (staging / "stage_times.json").write_text(json.dumps(summary, indent=1) + "\n")
     (staging / "stage_times.md").write_text(times_markdown(summary))
     for entry in sorted(staging.iterdir(), key=lambda p: p.name == artifacts.MANIFEST):  # manifest last

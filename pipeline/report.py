@@ -39,13 +39,18 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from pipeline import artifacts
+from keras_components.losses import CE, FC, LOSSES, LS
+from pipeline import artifacts, layout
 from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import to_plain
 from pipeline.errors import UserError
+from pipeline.spec import ESTIMATED, SMOOTHING, STUDENT, TEACHER, UNKNOWN, ModelSpec
 
-METHOD_ORDER = ("ce", "ls", "fc", "bc")
-ALPHA_METHODS = (("ls", "LS"), ("fc", "FC (smoothing T)"), ("bc", "BC (smoothing T)"))
+# The methods with an alpha grid (Tables 2-4, Figure 2) and with an estimated-T column (Table 7), in LOSSES' order.
+ALPHA_METHODS = tuple(name for name, entry in LOSSES.items() if entry.uses_alpha)
+ESTIMATED_METHODS = tuple(name for name, entry in LOSSES.items() if entry.uses_transition)
+_ORDER = {name: i for i, name in enumerate(LOSSES)}  # method order in the tables; unknown methods last
+# Table 5's columns: (teacher method, student method); the first is the vanilla student.
+TABLE5_COLUMNS = ((CE, CE), (LS, CE), (CE, LS), (FC, CE), (CE, FC))
 TABLE3_ROWS = (
     ("full_true", "full train set, true labels"),
     ("clean_true", "clean part, true labels"),
@@ -63,15 +68,53 @@ NO_STD = "—"  # one seed: the standard deviation is undefined
 MISSING = "—"
 
 
-# ---------------------------------------------------------------- fingerprint
-def report_section(config: ml_collections.ConfigDict) -> dict:
-    return to_plain(config.report) if "report" in config else {}
+# ---------------------------------------------------------------- keys and names
+def teacher_cell(method: str, alpha: float = 0.0, transition: str = SMOOTHING) -> ModelSpec:
+    """The key of a teacher's seeds: `ModelSpec.cell` of every teacher with this method, alpha and T."""
+    return ModelSpec(TEACHER, method, alpha, transition, seed=None)
 
 
-def report_fingerprint(config: ml_collections.ConfigDict, eval_fps: Iterable[str]) -> str:
-    """Fingerprint of a report: its config section and the set of evaluation fingerprints."""
-    inputs = {f"eval{i:05d}": fp for i, fp in enumerate(sorted(eval_fps))}
-    return artifacts.fingerprint("report", report_section(config), inputs)
+def student_cell(teacher: ModelSpec | None, method: str, alpha: float, temperature: float) -> ModelSpec:
+    """The key of a student's seeds; `teacher` a teacher cell (None: unknown)."""
+    return ModelSpec(STUDENT, method, alpha, teacher=teacher, temperature=temperature, seed=None)
+
+
+BASELINE = teacher_cell(CE)  # the cross-entropy teacher
+
+
+def method_column(method: str) -> str:
+    """A teacher method's name in the tables: "Baseline (CE)", "LS", "FC (smoothing T)"."""
+    label = LOSSES[method].label
+    if method == CE:
+        return f"Baseline ({label})"
+    return f"{label} (smoothing T)" if LOSSES[method].uses_transition else label
+
+
+def _method_name(spec: ModelSpec | None) -> str:
+    """A teacher's or student's own method: "CE", "LS α = 0.1", "FC (estimated T)"; None is "unknown"."""
+    if spec is None:
+        return UNKNOWN
+    label = LOSSES[spec.method].label
+    if spec.method == CE:
+        return label
+    if spec.transition == ESTIMATED:
+        return f"{label} (estimated T)"
+    return f"{label} α = {_alpha_text(spec.alpha)}"
+
+
+def _teacher_fields(key: ModelSpec) -> tuple[str, str, float | None]:
+    """A student's teacher as (method, transition, alpha); ("unknown", smoothing, None) if unknown."""
+    t = key.teacher
+    return (UNKNOWN, SMOOTHING, None) if t is None else (t.method, t.transition, t.alpha)
+
+
+def _listing_order(key: ModelSpec) -> str:
+    """Row order of summary.csv and the per-model figures (as in earlier reports): the text of
+    (role, method, transition, alpha) for a teacher and (role, teacher method, transition, alpha,
+    student method, alpha, temperature) for a student."""
+    if key.role == TEACHER:
+        return str((key.role, key.method, key.transition, key.alpha))
+    return str((key.role, *_teacher_fields(key), key.method, key.alpha, key.temperature))
 
 
 # ---------------------------------------------------------------- statistics
@@ -98,41 +141,18 @@ def _alpha_text(alpha: float | None) -> str:
     return "?" if alpha is None else f"{alpha:g}"
 
 
-def _key_alpha(alpha: Any) -> float | None:
-    return None if alpha is None else round(float(alpha), 6)
-
-
 # ---------------------------------------------------------------- loading
 class Evaluation:
-    """One evaluation artifact: its description, metrics and where its figures are."""
+    """One evaluation artifact: its model (`spec`; `key` its cell, the seeds to average), metrics and figures."""
 
     def __init__(self, path: Path, manifest: dict, metrics: dict):
         self.path, self.manifest, self.metrics = path, manifest, metrics
-        d = metrics.get("description") or {}
-        for key in ("role", "method", "alpha", "seed"):
-            if key not in d:
-                raise UserError(f"evaluation {path}: metrics.json description has no {key!r}")
-        self.role = d["role"]
-        self.seed = int(d["seed"])
-        self.method = d["method"]
-        self.transition = d.get("transition", "smoothing") if self.method in ("fc", "bc") else "smoothing"
-        self.alpha = 0.0 if self.method == "ce" or self.transition == "estimated" else _key_alpha(d["alpha"])
-        if self.role == "student":
-            teacher_method = d.get("teacher_method", "unknown")
-            teacher_transition = d.get("teacher_transition", "smoothing")
-            if teacher_method not in ("fc", "bc"):
-                teacher_transition = "smoothing"
-            teacher_alpha = d.get("teacher_alpha")
-            if teacher_method == "ce" or teacher_transition == "estimated":
-                teacher_alpha = 0.0
-            student_method = d.get("student_method", self.method)
-            student_alpha = 0.0 if student_method == "ce" else _key_alpha(d.get("student_alpha", self.alpha))
-            self.key = (
-                "student", teacher_method, teacher_transition, _key_alpha(teacher_alpha),
-                student_method, student_alpha, float(d.get("temperature", 1.0)),
-            )  # fmt: skip
-        else:
-            self.key = ("teacher", self.method, self.transition, self.alpha)
+        try:
+            self.spec = ModelSpec.from_description(metrics.get("description") or {})
+        except (UserError, TypeError, ValueError) as e:
+            raise UserError(f"evaluation {path}: metrics.json {e}") from None
+        self.key = self.spec.cell
+        self.seed = int(self.spec.seed)
         setting = metrics.get("setting") or {}
         self.setting = tuple(sorted((str(k), str(v)) for k, v in setting.items()))
         self.created = str(manifest.get("created", ""))
@@ -200,7 +220,7 @@ class Setting:
 
     def __init__(self, index: int, setting: tuple, evaluations: list[Evaluation]):
         self.index, self.setting = index, dict(setting)
-        self.groups: dict[tuple, list[Evaluation]] = defaultdict(list)
+        self.groups: dict[ModelSpec, list[Evaluation]] = defaultdict(list)
         for evaluation in evaluations:
             self.groups[evaluation.key].append(evaluation)
         for runs in self.groups.values():
@@ -224,32 +244,47 @@ class Setting:
         return "" if self.index == 1 else f"-{self.index}"
 
     # -- look-ups
-    def stat(self, key: tuple, *path: str) -> Stat:
+    def stat(self, key: ModelSpec, *path: str) -> Stat:
         return Stat([e.value(*path) for e in self.groups.get(key, [])])
 
     def teacher_alphas(self, method: str) -> list[float]:
+        """The alphas of the method's teachers with a smoothing T."""
         return sorted(
-            {k[3] for k in self.groups if k[:3] == ("teacher", method, "smoothing") and k[3] is not None}
+            {
+                k.alpha
+                for k in self.groups
+                if k.role == TEACHER and k.method == method and k.transition == SMOOTHING
+            }
         )
 
-    def has(self, key: tuple) -> bool:
+    def has(self, key: ModelSpec) -> bool:
         return key in self.groups
+
+    def students(self) -> list[ModelSpec]:
+        """The student cells, by temperature, then teacher and student (method order, alpha)."""
+
+        def order(key: ModelSpec) -> tuple:
+            method, transition, alpha = _teacher_fields(key)
+            return (key.temperature, _ORDER.get(method, len(_ORDER)), transition, alpha or 0.0,
+                    _ORDER.get(key.method, len(_ORDER)), key.alpha)  # fmt: skip
+
+        return sorted((k for k in self.groups if k.role == STUDENT), key=order)
 
     def alpha_cell(self, method: str, alpha: float, *path: str) -> tuple[Stat, bool]:
         """(stat, from_baseline): the method's own runs at alpha, else at alpha 0 the CE baseline."""
-        own = ("teacher", method, "smoothing", alpha)
-        if own in self.groups:
-            return self.stat(own, *path), False
-        if alpha == 0.0 and self.has(("teacher", "ce", "smoothing", 0.0)):
-            return self.stat(("teacher", "ce", "smoothing", 0.0), *path), True
+        if alpha in self.teacher_alphas(method):  # (a cell outside the method's range is never built)
+            return self.stat(teacher_cell(method, alpha), *path), False
+        if alpha == 0.0 and self.has(BASELINE):
+            return self.stat(BASELINE, *path), True
         return Stat([]), False
 
     def alpha_methods(self) -> list[tuple[str, str]]:
-        return [(m, name) for m, name in ALPHA_METHODS if self.teacher_alphas(m)]
+        """(method, column name) of every alpha-grid method this setting has teachers of."""
+        return [(m, method_column(m)) for m in ALPHA_METHODS if self.teacher_alphas(m)]
 
     def alpha_columns(self) -> list[float]:
         alphas = {a for m, _ in self.alpha_methods() for a in self.teacher_alphas(m)}
-        if self.has(("teacher", "ce", "smoothing", 0.0)):
+        if self.has(BASELINE):
             alphas.add(0.0)
         return sorted(alphas)
 
@@ -257,19 +292,19 @@ class Setting:
 def _cell(stat: Stat, digits: int, baseline: bool = False, alpha: float | None = None) -> str:
     text = stat.format(digits)
     if stat.n and baseline:
-        text += " (CE)"
+        text += f" ({LOSSES[CE].label})"
     if stat.n and alpha is not None:
         text += f" (α = {_alpha_text(alpha)})"
     return text
 
 
 def _best_alpha(
-    setting: Setting, key_prefix: tuple, alphas: Iterable[float], *path: str
+    setting: Setting, keys: Iterable[tuple[float, ModelSpec]], *path: str
 ) -> tuple[float, Stat] | None:
-    """The alpha with the highest mean (the smaller alpha on ties)."""
+    """Of (alpha, key) pairs, the alpha with the highest mean (the smaller alpha on ties)."""
     best = None
-    for alpha in sorted(alphas):
-        stat = setting.stat((*key_prefix, alpha), *path)
+    for alpha, key in sorted(keys, key=lambda pair: pair[0]):
+        stat = setting.stat(key, *path)
         if stat.n and (best is None or stat.mean > best[1].mean):
             best = (alpha, stat)
     return best
@@ -277,20 +312,18 @@ def _best_alpha(
 
 def table7(setting: Setting) -> Table | None:
     header, row = [], []
-    ce = ("teacher", "ce", "smoothing", 0.0)
-    if setting.has(ce):
-        header.append("Baseline (CE)")
-        row.append(_cell(setting.stat(ce, "test", "accuracy"), 2))
+    if setting.has(BASELINE):
+        header.append(method_column(CE))
+        row.append(_cell(setting.stat(BASELINE, "test", "accuracy"), 2))
     for method, name in setting.alpha_methods():
-        best = _best_alpha(
-            setting, ("teacher", method, "smoothing"), setting.teacher_alphas(method), "test", "accuracy"
-        )
+        keys = [(a, teacher_cell(method, a)) for a in setting.teacher_alphas(method)]
+        best = _best_alpha(setting, keys, "test", "accuracy")
         header.append(name)
         row.append(_cell(best[1], 2, alpha=best[0]))
-    for method in ("fc", "bc"):
-        key = ("teacher", method, "estimated", 0.0)
+    for method in ESTIMATED_METHODS:
+        key = teacher_cell(method, transition=ESTIMATED)
         if setting.has(key):
-            header.append(f"{method.upper()} (estimated T)")
+            header.append(_method_name(key))
             row.append(_cell(setting.stat(key, "test", "accuracy"), 2))
     if not header:
         return None
@@ -345,45 +378,38 @@ def table4(setting: Setting) -> Table | None:
     return Table("table4", "Test ECE (Table 4 layout)", header, rows)
 
 
-def _students(setting: Setting) -> list[tuple]:
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
-
-    def sort_key(key):
-        _, tm, tt, ta, sm, sa, temperature = key
-        return (temperature, order.get(tm, 9), tt, ta or 0.0, order.get(sm, 9), sa or 0.0)
-
-    return sorted((k for k in setting.groups if k[0] == "student"), key=sort_key)
-
-
 def _table5_cell(
-    setting: Setting, students: list[tuple], temperature: float, teacher: str, student: str
+    setting: Setting, students: list[ModelSpec], temperature: float, teacher: str, student: str
 ) -> str:
     """One Table 5 cell: students of (teacher method, student method) at `temperature`, best alpha."""
     keys = [
         k for k in students
-        if k[6] == temperature and k[1] == teacher and k[2] == "smoothing" and k[4] == student
+        if k.temperature == temperature and k.teacher is not None and k.teacher.method == teacher
+        and k.teacher.transition == SMOOTHING and k.method == student
     ]  # fmt: skip
-    if teacher == "ce" and student == "ce":
+    if teacher == CE and student == CE:
         return _cell(setting.stat(keys[0], "test", "accuracy"), 2) if keys else MISSING
-    vary = 3 if student == "ce" else 5  # which alpha is tuned: the teacher's or the student's
-    found = None
-    for key in sorted((k for k in keys if (k[vary] or 0.0) > 0), key=lambda k: k[vary]):
-        stat = setting.stat(key, "test", "accuracy")
-        if stat.n and (found is None or stat.mean > found[1].mean):
-            found = (key[vary], stat)
+    # The tuned alpha: the teacher's for a CE student, else the student's.
+    tuned = [(k.teacher.alpha if student == CE else k.alpha, k) for k in keys]
+    found = _best_alpha(setting, [(a, k) for a, k in tuned if a > 0], "test", "accuracy")
     return _cell(found[1], 2, alpha=found[0]) if found else MISSING
 
 
+def _table5_header(teacher: str, student: str) -> str:
+    if teacher == student == CE:
+        return "vanilla teacher"
+    return f"{LOSSES[student].label} student" if teacher == CE else f"{LOSSES[teacher].label} teacher"
+
+
 def table5(setting: Setting) -> Table | None:
-    students = _students(setting)
+    students = setting.students()
     if not students:
         return None
-    columns = (("ce", "ce"), ("ls", "ce"), ("ce", "ls"), ("fc", "ce"), ("ce", "fc"))
     rows = [
-        [f"{t:g}", *(_table5_cell(setting, students, t, teacher, student) for teacher, student in columns)]
-        for t in sorted({k[6] for k in students})
+        [f"{t:g}", *(_table5_cell(setting, students, t, *column) for column in TABLE5_COLUMNS)]
+        for t in sorted({k.temperature for k in students})
     ]
-    header = ["temperature", "vanilla teacher", "LS teacher", "LS student", "FC teacher", "FC student"]
+    header = ["temperature", *(_table5_header(*column) for column in TABLE5_COLUMNS)]
     note = (
         "Vanilla: CE teacher, CE student. LS / FC teacher: the teacher trained with LS / FC (best α), "
         "CE student. LS / FC student: CE teacher, the student's soft targets smoothed / forward-corrected (best α)."
@@ -407,17 +433,7 @@ def claims_table(setting: Setting) -> Table | None:
     return Table("claims", "The paper's claims, checked (NOTES.md claims 1-6)", claims.HEADER, rows, note)
 
 
-def _method_name(method: str, transition: str, alpha: float | None) -> str:
-    if method == "ce":
-        return "CE"
-    if transition == "estimated":
-        return f"{method.upper()} (estimated T)"
-    if method == "unknown":
-        return "unknown"
-    return f"{method.upper()} α = {_alpha_text(alpha)}"
-
-
-def _metric_cells(setting: Setting, key: tuple) -> list[str]:
+def _metric_cells(setting: Setting, key: ModelSpec) -> list[str]:
     runs = setting.groups[key]
     return [
         str(len(runs)),
@@ -428,33 +444,28 @@ def _metric_cells(setting: Setting, key: tuple) -> list[str]:
 
 
 def teachers_table(setting: Setting) -> Table | None:
-    order = {m: i for i, m in enumerate(METHOD_ORDER)}
     keys = sorted(
-        (k for k in setting.groups if k[0] == "teacher"), key=lambda k: (order.get(k[1], 9), k[2], k[3])
+        (k for k in setting.groups if k.role == TEACHER),
+        key=lambda k: (_ORDER.get(k.method, len(_ORDER)), k.transition, k.alpha),
     )
     if not keys:
         return None
     rows = []
     for key in keys:
-        _, method, transition, alpha = key
-        name = {"ce": "Baseline (CE)"}.get(method, dict(ALPHA_METHODS).get(method, method.upper()))
-        if transition == "estimated":
-            name = f"{method.upper()} (estimated T)"
-        rows.append(
-            [name, "—" if transition == "estimated" else _alpha_text(alpha), *_metric_cells(setting, key)]
-        )
+        estimated = key.transition == ESTIMATED
+        name = _method_name(key) if estimated else method_column(key.method)
+        rows.append([name, "—" if estimated else _alpha_text(key.alpha), *_metric_cells(setting, key)])
     header = ["method", "α", "seeds", "test accuracy (%)", "test NLL", "test ECE"]
     return Table("teachers", "All teachers", header, rows)
 
 
 def students_table(setting: Setting) -> Table | None:
-    keys = _students(setting)
+    keys = setting.students()
     if not keys:
         return None
     rows = []
     for key in keys:
-        _, tm, tt, ta, sm, sa, temperature = key
-        rows.append([_method_name(tm, tt, ta), _method_name(sm, "smoothing", sa), f"{temperature:g}",
+        rows.append([_method_name(key.teacher), _method_name(key), f"{key.temperature:g}",
                      *_metric_cells(setting, key)])  # fmt: skip
     header = ["teacher", "student", "temperature", "seeds", "test accuracy (%)", "test NLL", "test ECE"]
     return Table("students", "All students", header, rows)
@@ -471,27 +482,29 @@ def _figure_series(setting: Setting) -> tuple[dict, tuple[float, float] | None]:
             "mean": [s.mean for _, s in points],
             "std": [s.band()[1] for _, s in points],
         }
-    ce = setting.stat(("teacher", "ce", "smoothing", 0.0), "test", "accuracy")
+    ce = setting.stat(BASELINE, "test", "accuracy")
     return series, (ce.band() if ce.n else None)
 
 
 def _student_series(setting: Setting) -> dict:
     """Teacher method x temperature -> CE-student accuracy against the teacher's alpha (0 = vanilla teacher)."""
-    students = _students(setting)
-    temperatures = sorted({k[6] for k in students})
+    students = setting.students()
+    temperatures = sorted({k.temperature for k in students})
     series = {}
-    for method, _ in ALPHA_METHODS:
+    for method in ALPHA_METHODS:
         for temperature in temperatures:
             points = {}
-            vanilla = ("student", "ce", "smoothing", 0.0, "ce", 0.0, temperature)
+            vanilla = student_cell(BASELINE, CE, 0.0, temperature)
             if vanilla in setting.groups:
                 points[0.0] = setting.stat(vanilla, "test", "accuracy")
             for key in students:
-                if key[1:3] == (method, "smoothing") and key[4] == "ce" and key[6] == temperature:
-                    points[key[3]] = setting.stat(key, "test", "accuracy")
-            points = {a: s for a, s in points.items() if a is not None and s.n}
+                teacher = key.teacher
+                if (teacher is not None and teacher.method == method and teacher.transition == SMOOTHING
+                        and key.method == CE and key.temperature == temperature):  # fmt: skip
+                    points[teacher.alpha] = setting.stat(key, "test", "accuracy")
+            points = {a: s for a, s in points.items() if s.n}
             if len(points) >= 2 and any(a > 0 for a in points):
-                name = f"{method.upper()} teacher" + (
+                name = f"{LOSSES[method].label} teacher" + (
                     f", temperature {temperature:g}" if len(temperatures) > 1 else ""
                 )
                 alphas = sorted(points)
@@ -503,7 +516,7 @@ def _student_series(setting: Setting) -> dict:
     return series
 
 
-def _panel(setting: Setting, key: tuple, plot_key: str) -> Path | None:
+def _panel(setting: Setting, key: ModelSpec, plot_key: str) -> Path | None:
     """The smallest seed's `plot_key` PNG of one model configuration, if it was drawn."""
     runs = setting.groups.get(key)
     rel = ((runs[0].metrics.get("plots") or {}).get(plot_key)) if runs else None
@@ -514,15 +527,11 @@ def _paper_figures(setting: Setting, out_dir: Path) -> list[tuple[str, str]]:
     """Figures 3 and 4 as montages of the per-model figures (smallest seed); [(caption, relative path)]."""
     from pipeline import plots
 
-    ce = ("teacher", "ce", "smoothing", 0.0)
     figures = []
-    gap_keys = [(ce, "CE")] + [
-        (("teacher", m, "smoothing", alphas[0]), f"{m.upper()} α = {alphas[0]:g}")
-        for m in ("ls", "fc", "bc")
-        if (alphas := setting.teacher_alphas(m))
-    ]
-    projection_keys = [(ce, "CE (α = 0)")] + [
-        (("teacher", "ls", "smoothing", a), f"LS α = {a:g}") for a in setting.teacher_alphas("ls")
+    smallest = [teacher_cell(m, alphas[0]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m))]
+    gap_keys = [(key, _method_name(key)) for key in (BASELINE, *smallest)]
+    projection_keys = [(BASELINE, f"{_method_name(BASELINE)} (α = 0)")] + [
+        (key, _method_name(key)) for key in (teacher_cell(LS, a) for a in setting.teacher_alphas(LS))
     ]
     specs = (
         ("figure3", "logit_gaps_noisy_part", gap_keys,
@@ -545,7 +554,7 @@ def _paper_figures(setting: Setting, out_dir: Path) -> list[tuple[str, str]]:
 def _copy_model_figures(setting: Setting, out_dir: Path) -> list[list[str]]:
     """Copies each model configuration's figures of its smallest seed; returns table rows."""
     rows = []
-    for _, runs in sorted(setting.groups.items(), key=lambda item: str(item[0])):
+    for _, runs in sorted(setting.groups.items(), key=lambda item: _listing_order(item[0])):
         run = runs[0]
         plots = run.metrics.get("plots") or {}
         cells, found = [], False
@@ -575,20 +584,16 @@ def _write_hparams(out_dir: Path, evaluations: list[Evaluation]) -> None:
     from tensorboard.plugins.hparams import api as hp
 
     def teacher(e: Evaluation) -> str:
-        if e.role != "student":
+        if e.key.role != STUDENT:
             return "none"
-        _, tm, tt, ta, _, _, temperature = e.key
-        return f"{_method_name(tm, tt, ta)}, temperature {temperature:g}"
-
-    def transition(e: Evaluation) -> str:
-        return e.transition
+        return f"{_method_name(e.key.teacher)}, temperature {e.key.temperature:g}"
 
     domains = {
-        "role": hp.HParam("role", hp.Discrete(sorted({e.role for e in evaluations}))),
-        "method": hp.HParam("method", hp.Discrete(sorted({e.method for e in evaluations}))),
-        "alpha": hp.HParam("alpha", hp.Discrete(sorted({float(e.alpha or 0.0) for e in evaluations}))),
+        "role": hp.HParam("role", hp.Discrete(sorted({e.key.role for e in evaluations}))),
+        "method": hp.HParam("method", hp.Discrete(sorted({e.key.method for e in evaluations}))),
+        "alpha": hp.HParam("alpha", hp.Discrete(sorted({e.key.alpha for e in evaluations}))),
         "seed": hp.HParam("seed", hp.Discrete(sorted({e.seed for e in evaluations}))),
-        "transition": hp.HParam("transition", hp.Discrete(sorted({transition(e) for e in evaluations}))),
+        "transition": hp.HParam("transition", hp.Discrete(sorted({e.key.transition for e in evaluations}))),
         "teacher": hp.HParam("teacher", hp.Discrete(sorted({teacher(e) for e in evaluations}))),
     }
     metrics = [
@@ -603,11 +608,11 @@ def _write_hparams(out_dir: Path, evaluations: list[Evaluation]) -> None:
     writer.close()
     for e in evaluations:
         values = {
-            domains["role"]: e.role,
-            domains["method"]: e.method,
-            domains["alpha"]: float(e.alpha or 0.0),
+            domains["role"]: e.key.role,
+            domains["method"]: e.key.method,
+            domains["alpha"]: e.key.alpha,
             domains["seed"]: e.seed,
-            domains["transition"]: transition(e),
+            domains["transition"]: e.key.transition,
             domains["teacher"]: teacher(e),
         }
         writer = tf.summary.create_file_writer(str(root / e.path.name))
@@ -626,7 +631,7 @@ def _deduplicate(
     evaluations: list[Evaluation], log: Callable[[str], None]
 ) -> tuple[list[Evaluation], list[str]]:
     """Keeps the newest evaluation of each (setting, model configuration, seed)."""
-    newest: dict[tuple, Evaluation] = {}
+    newest: dict[tuple, Evaluation] = {}  # (setting, cell, seed) -> evaluation
     dropped = []
     for e in sorted(evaluations, key=lambda e: (e.created, e.path.name)):
         slot = (e.setting, e.key, e.seed)
@@ -656,11 +661,19 @@ def _summary_rows(settings: list[Setting]) -> list[list[str]]:
     ]
     metrics += [(f"train/accuracy_{f}", ("train", "accuracy", f)) for f, _ in TABLE3_ROWS]
     for setting in settings:
-        for key in sorted(setting.groups, key=str):
-            if key[0] == "teacher":
-                fields = ["teacher", key[1], key[2], key[3], "", "", "", "", ""]
+        for key in sorted(setting.groups, key=_listing_order):
+            if key.role == TEACHER:
+                fields = [key.role, key.method, key.transition, key.alpha, "", "", "", "", ""]
             else:
-                fields = ["student", key[4], "", key[5], key[1], key[2], key[3], key[5], key[6]]
+                fields = [
+                    key.role,
+                    key.method,
+                    "",
+                    key.alpha,
+                    *_teacher_fields(key),
+                    key.alpha,
+                    key.temperature,
+                ]
             seeds = " ".join(str(e.seed) for e in setting.groups[key])
             for name, path in metrics:
                 stat = setting.stat(key, *path)
@@ -688,7 +701,7 @@ def render_report(
     for e in evaluations:
         by_setting[e.setting].append(e)
     settings = [Setting(i, s, by_setting[s]) for i, s in enumerate(sorted(by_setting), start=1)]
-    teachers = sum(e.role == "teacher" for e in evaluations)
+    teachers = sum(e.key.role == TEACHER for e in evaluations)
     lines = [
         "# Report: does label smoothing mitigate label noise?",
         "",
@@ -765,7 +778,7 @@ def report_stage(
     """Aggregates evaluation artifacts into report.md, CSV tables, figures and TensorBoard HParams.
 
     Args:
-      config: the resolved config (its `report` section, if any, is fingerprinted).
+      config: the resolved config (its `report` section is fingerprinted).
       eval_dirs: complete evaluation artifact directories.
       out_dir: the report artifact directory to write.
       force: rewrite even if `out_dir` holds a complete report.
@@ -780,7 +793,7 @@ def report_stage(
     if not eval_dirs:
         raise UserError("report: no evaluations to aggregate")
     evaluations = [load_evaluation(p) for p in eval_dirs]
-    fp = report_fingerprint(config, [e.manifest["fingerprint"] for e in evaluations])
+    fp = layout.report_fingerprint(config, [e.manifest["fingerprint"] for e in evaluations])
     out_dir = Path(out_dir)
     if artifacts.is_complete(out_dir) and not force:
         cached = artifacts.read_manifest(out_dir, what="report")
@@ -790,7 +803,7 @@ def report_stage(
         raise UserError(f"{out_dir} holds a different report; pass --force to replace it")
     evaluations, dropped = _deduplicate(evaluations, log)
     out_dir = artifacts.prepare_output(out_dir, force=force)
-    per_model = bool(report_section(config).get("per_model_figures", True))
+    per_model = bool(config.report.per_model_figures)
     markdown, csv_files = render_report(evaluations, out_dir, dropped=dropped, per_model_figures=per_model)
     (out_dir / "tables").mkdir(exist_ok=True)
     for name, text in csv_files.items():
@@ -801,7 +814,7 @@ def report_stage(
         out_dir,
         stage="report",
         fingerprint=fp,
-        config=report_section(config),
+        config=layout.report_section(config),
         inputs={e.path.name: artifacts.input_ref(e.path, e.manifest) for e in evaluations},
         counts={"evaluations": len(evaluations), "superseded": len(dropped)},
         exclude=("tensorboard",),
@@ -813,12 +826,16 @@ def report_stage(
 # ---------------------------------------------------------------- CLI
 def run(argv=None) -> None:
     parser = stage_parser("report", __doc__.splitlines()[0])
+    parser.add_argument(
+        "--evaluations",
+        nargs="+",
+        metavar="DIR",
+        help="the evaluation artifacts to report on (default: every complete one under <workdir>/eval)",
+    )
     args, config, _ = parse_stage_args(parser, argv)
-    eval_dirs = find_evaluations(args.workdir)
+    eval_dirs = args.evaluations or find_evaluations(args.workdir)
     evaluations = [load_evaluation(p) for p in eval_dirs]
-    fp = report_fingerprint(config, [e.manifest["fingerprint"] for e in evaluations])
-    name = str(config.get("name", "report")) if "name" in config else "report"
-    out_dir = artifacts.artifact_dir(args.workdir, "report", name, fp)
+    out_dir = Path(layout.report(config, args.workdir, [e.manifest["fingerprint"] for e in evaluations]).path)
     report_stage(config, eval_dirs, out_dir, force=args.force)
     print(f"report: {out_dir / 'report.md'}")
     print(f"report: TensorBoard HParams: tensorboard --logdir {out_dir / 'tensorboard'}")
@@ -828,7 +845,6 @@ __all__ = [
     "find_evaluations",
     "load_evaluation",
     "render_report",
-    "report_fingerprint",
     "report_stage",
     "run",
 ]

@@ -25,8 +25,35 @@ import tensorflow as tf
 
 from pipeline.errors import UserError
 
-STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
 _TPU_CONNECT_TIMEOUT_SECONDS = 10
+
+
+def _auto(tpu: str) -> tf.distribute.Strategy:
+    """MirroredStrategy over several GPUs, else the default (one device). Never a TPU."""
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _mirrored(tpu: str) -> tf.distribute.Strategy:
+    # All GPUs; without GPUs all (logical) CPU devices, which tests use to stand in for GPUs.
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
+
+
+def _multi_worker(tpu: str) -> tf.distribute.Strategy:
+    cluster_spec()  # fails clearly before TF tries to
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+# train.strategy name -> builder(tpu name): the one list of strategies.
+STRATEGIES = {
+    "auto": _auto,
+    "default": lambda tpu: tf.distribute.get_strategy(),
+    "mirrored": _mirrored,
+    "multi_worker": _multi_worker,
+    "tpu": lambda tpu: _tpu_strategy(tpu),
+}
 
 
 def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
@@ -39,22 +66,9 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     Raises:
       UserError: unknown name, missing/invalid TF_CONFIG, or no reachable TPU.
     """
-    if name == "auto":
-        if len(tf.config.list_physical_devices("GPU")) > 1:
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.get_strategy()
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        # All GPUs; without GPUs all (logical) CPU devices, which tests use to stand in for GPUs.
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
-    if name == "multi_worker":
-        cluster_spec()  # fails clearly before TF tries to
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "tpu":
-        return _tpu_strategy(tpu)
-    raise UserError(f"unknown train.strategy {name!r}; one of: {', '.join(STRATEGIES)}")
+    if name not in STRATEGIES:
+        raise UserError(f"unknown train.strategy {name!r}; one of: {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](tpu)
 
 
 def cluster_spec() -> dict:

@@ -24,7 +24,6 @@ gradient norm below 1e-8.
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -37,12 +36,11 @@ import numpy as np
 import scipy.optimize
 import scipy.stats
 import tensorflow as tf
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from keras_components import losses
-from keras_components.noise import smoothing_matrix
-from pipeline import artifacts
+from keras_components.losses import BC, FC, LOSSES, LS
+from pipeline import artifacts, plots
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.config import to_plain
 from pipeline.errors import UserError, require
@@ -60,11 +58,11 @@ __all__ = [
 ]
 
 STAGE = "synthetic"
-FIGURE1_METHODS = ("ls", "bc", "fc")
+FIGURE1_METHODS = (LS, BC, FC)
 _METHOD_TITLES = {
-    "ls": "label smoothing (LS)",
-    "bc": "backward correction (BC), T = T_alpha",
-    "fc": "forward correction (FC), T = T_alpha",
+    LS: "label smoothing (LS)",
+    BC: "backward correction (BC), T = T_alpha",
+    FC: "forward correction (FC), T = T_alpha",
 }
 _DPI = 110
 # Theorem 1 check thresholds (float64 arithmetic).
@@ -85,14 +83,11 @@ def _progress(message: str) -> None:
 
 
 def _figure1_loss(method: str, alpha: float) -> keras.losses.Loss:
-    if method == "ls":
-        return losses.LabelSmoothingCrossEntropy(alpha=alpha, num_classes=2, reduction="none")
-    transition = smoothing_matrix(2, alpha)
-    if method == "bc":
-        return losses.BackwardCorrectedCrossEntropy(transition, reduction="none")
-    if method == "fc":
-        return losses.ForwardCorrectedCrossEntropy(transition, reduction="none")
-    raise ValueError(f"unknown Figure 1 method {method!r}; one of {FIGURE1_METHODS}")
+    if method not in FIGURE1_METHODS:
+        raise ValueError(f"unknown Figure 1 method {method!r}; one of {FIGURE1_METHODS}")
+    loss = LOSSES[method].build(2, alpha=alpha)  # FC and BC with T_alpha
+    loss.reduction = "none"
+    return loss
 
 
 def figure1_curves(alphas: Sequence[float], margins: np.ndarray) -> dict[str, dict[float, np.ndarray]]:
@@ -135,7 +130,7 @@ def _figure1_key_points(margins: np.ndarray, curves: Mapping[str, Mapping[float,
 
 
 def _plot_figure1(method: str, margins: np.ndarray, by_alpha: Mapping[float, np.ndarray]) -> Figure:
-    figure = _new_figure((5.6, 4.0))
+    figure = plots.new_figure((5.6, 4.0), dpi=_DPI)
     axes = figure.add_subplot()
     colours = _colours(len(by_alpha))
     for colour, (alpha, values) in zip(colours, by_alpha.items()):
@@ -326,7 +321,7 @@ def run_figure5(section: ml_collections.ConfigDict) -> dict[str, Any]:
 
     Returns:
       {"data": make_gaussian_data's dict, "rows": one dict per separator (kind "bayes",
-      "clean", "ls" or "l2", with its parameter, geometry and fit statistics)}.
+      "clean", LS or "l2", with its parameter, geometry and fit statistics)}.
     """
     mean = np.asarray(section.mean, dtype=np.float64)
     data = make_gaussian_data(mean, section.scale, section.num_per_class, section.flip_rate, section.seed)
@@ -351,7 +346,7 @@ def run_figure5(section: ml_collections.ConfigDict) -> dict[str, Any]:
     clean_objective = _LinearLogisticObjective(data["x"], data["clean_label"], section.l2_on_bias)
     noisy_objective = _LinearLogisticObjective(data["x"], data["noisy_label"], section.l2_on_bias)
     fits.append(("clean", "clean", None, clean_objective, 0.0, 0.0))
-    fits += [("ls", "noisy", float(a), noisy_objective, float(a), 0.0) for a in section.ls_alphas]
+    fits += [(LS, "noisy", float(a), noisy_objective, float(a), 0.0) for a in section.ls_alphas]
     fits += [("l2", "noisy", float(s), noisy_objective, 0.0, float(s)) for s in section.l2_strengths]
     for kind, labels, parameter, objective, alpha, l2 in fits:
         fit = fit_logistic_regression(objective, alpha=alpha, l2=l2, max_iterations=section.max_iterations)
@@ -398,12 +393,12 @@ def _plot_figure5(
 ) -> Figure:
     data, rows = result["data"], result["rows"]
     grid_rows = [r for r in rows if r["kind"] == kind]
-    figure = _new_figure((11.0, 5.0))
+    figure = plots.new_figure((11.0, 5.0), dpi=_DPI)
     full_axes, zoom_axes = figure.subplots(1, 2)
     extent = float(np.max(np.abs(section.mean)) + 3.5 * section.scale)
     x, clean, noisy = data["x"], data["clean_label"], data["is_noisy"]
     colours = _colours(len(grid_rows))
-    symbol = "alpha" if kind == "ls" else "lambda"
+    symbol = "alpha" if kind == LS else "lambda"
     for axes, half_width in ((full_axes, extent), (zoom_axes, zoom)):
         size = 6 if axes is full_axes else 14
         axes.scatter(*x[clean == 1].T, s=size, color="tab:blue", alpha=0.35, label="positives (label 1)")
@@ -446,10 +441,10 @@ def _plot_figure5(
     full_axes.set_title("data and separators", fontsize=10)
     zoom_axes.set_title(f"zoom on the origin, |x_i| <= {zoom:g}", fontsize=10)
     zoom_axes.legend(fontsize=7, loc="upper left")
-    what = "label smoothing (growing alpha)" if kind == "ls" else "L2 on kernel and bias (growing lambda)"
+    what = "label smoothing (growing alpha)" if kind == LS else "L2 on kernel and bias (growing lambda)"
     mean = ", ".join(f"{m:g}" for m in section.mean)
     figure.suptitle(
-        f"Figure 5({'a' if kind == 'ls' else 'b'}): {what} moves the noisy separator back to the Bayes "
+        f"Figure 5({'a' if kind == LS else 'b'}): {what} moves the noisy separator back to the Bayes "
         f"separator\nclasses N(+-({mean}), {section.scale:g}^2 I), {section.num_per_class} per class, "
         f"{section.flip_rate:.0%} of negatives flipped",
         fontsize=10,
@@ -462,7 +457,7 @@ def _figure5_markdown(result: Mapping[str, Any]) -> str:
         "| separator | labels | parameter | angle (deg) | offset | disagreement | clean error | norm of w "
         "| final grad norm |\n|---|---|---|---|---|---|---|---|---|\n"
     )
-    names = {"bayes": "Bayes (mean . x = 0)", "clean": "CE", "ls": "LS alpha", "l2": "CE + L2 lambda"}
+    names = {"bayes": "Bayes (mean . x = 0)", "clean": "CE", LS: "LS alpha", "l2": "CE + L2 lambda"}
     lines = []
     for r in result["rows"]:
         parameter = "-" if r["parameter"] is None else f"{r['parameter']:g}"
@@ -619,27 +614,11 @@ def run_theorem1(section: ml_collections.ConfigDict) -> dict[str, Any]:
 # ---------------------------------------------------------------------------
 
 
-def _new_figure(figsize: tuple[float, float]) -> Figure:
-    figure = Figure(figsize=figsize, dpi=_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _colours(count: int) -> list:
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
     return [cmap(0.9 * i / max(count - 1, 1)) for i in range(count)]
-
-
-def _save_figure(figure: Figure, directory: Path, stem: str, formats: Sequence[str]) -> list[str]:
-    written = []
-    for fmt in formats:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=fmt, dpi=_DPI)
-        artifacts.atomic_write_bytes(directory / f"{stem}.{fmt}", buffer.getvalue())
-        written.append(f"{stem}.{fmt}")
-    return written
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -808,7 +787,7 @@ def run(argv: Sequence[str] | None = None) -> Path:
     curves = _timed("figure 1", seconds, lambda: figure1_curves(config.figure1.alphas, margins))
     figure1_points = _figure1_key_points(margins, curves)
     for method in FIGURE1_METHODS:
-        _save_figure(_plot_figure1(method, margins, curves[method]), out, f"figure1_{method}", ("png", "svg"))
+        plots.save(_plot_figure1(method, margins, curves[method]), out / f"figure1_{method}")
     artifacts.atomic_write_json(
         out / "figure1.json",
         {
@@ -822,8 +801,8 @@ def run(argv: Sequence[str] | None = None) -> Path:
     )
 
     figure5 = _timed("figure 5", seconds, lambda: run_figure5(config.figure5))
-    for kind in ("ls", "l2"):
-        _save_figure(_plot_figure5(kind, figure5, config.figure5), out, f"figure5_{kind}", ("png", "svg"))
+    for kind in (LS, "l2"):
+        plots.save(_plot_figure5(kind, figure5, config.figure5), out / f"figure5_{kind}")
     artifacts.atomic_write_json(
         out / "figure5_table.json",
         {
@@ -861,11 +840,11 @@ def run(argv: Sequence[str] | None = None) -> Path:
         extra={"theorem1_checks": theorem1["checks"], "seconds": seconds},
     )
 
-    by_kind = {k: [r for r in figure5["rows"] if r["kind"] == k] for k in ("clean", "ls", "l2")}
+    by_kind = {k: [r for r in figure5["rows"] if r["kind"] == k] for k in ("clean", LS, "l2")}
     clean = by_kind["clean"][0]
     _progress("summary:")
     print(f"  figure 5 clean CE: angle {clean['angle_deg']:+.2f} deg, offset {clean['offset']:+.4f}")
-    for kind, symbol in (("ls", "alpha"), ("l2", "lambda")):
+    for kind, symbol in ((LS, "alpha"), ("l2", "lambda")):
         trail = ", ".join(f"{r['parameter']:g}: {r['disagreement']:.4f}" for r in by_kind[kind])
         print(f"  figure 5 disagreement with Bayes by {symbol} ({kind}): {trail}")
     print(

@@ -35,74 +35,14 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from keras_components import data, losses, models, noise, optimizers
-from pipeline import artifacts
+from keras_components import losses, models, noise, optimizers
+from keras_components.losses import LOSSES
+from pipeline import artifacts, layout, tfdata
 from pipeline.cli_common import parse_stage_args, stage_parser
 from pipeline.config import to_plain
 from pipeline.errors import UserError
+from pipeline.spec import ModelSpec
 from pipeline.strategy import STRATEGIES, build_for_multi_worker, is_chief, make_strategy
-
-TEACHER_LOSSES = ("ce", "ls", "fc", "bc")
-SCHEDULES = ("step", "cosine", "polynomial")
-# Model builder keyword arguments taken from config.model (others are ignored).
-MODEL_KWARGS = {"cifar_resnet": ("depth", "width", "weight_decay"), "resnet_v2_50": ("weight_decay",)}
-
-
-# ---------------------------------------------------------------- names and fingerprints
-def model_name(config: ml_collections.ConfigDict) -> str:
-    """ "teacher-ls0.1-s0", "teacher-ce-s0", "student-T2-ls0.1-s0", "student-T2-fc0.1-s0"."""
-    seed = f"s{config.train.seed}"
-    if config.distill.enabled:
-        d = config.distill
-        if d.fc_alpha > 0:
-            method = f"fc{d.fc_alpha:g}" + (f"-ls{d.smoothing:g}" if d.smoothing > 0 else "")
-        else:
-            method = f"ls{d.smoothing:g}" if d.smoothing > 0 else "ce"
-        return f"student-T{d.temperature:g}-{method}-{seed}"
-    loss = config.loss
-    method = "ce" if loss.name == "ce" else f"{loss.name}{loss.alpha:g}"
-    if loss.name in ("fc", "bc") and loss.transition == "file":
-        method = f"{loss.name}-file"
-    return f"teacher-{method}-{seed}"
-
-
-def model_section(config: ml_collections.ConfigDict) -> dict:
-    """The config that determines the trained model, apart from its input data.
-
-    Leaves out where it runs (strategy, tpu) and, for a teacher, the distillation
-    section (a student's loss comes from `distill`, not `loss`, and vice versa).
-    """
-    train = to_plain(config.train)
-    for key in ("strategy", "tpu"):
-        train.pop(key, None)
-    section = {"model": to_plain(config.model), "train": train}
-    if config.distill.enabled:
-        distill = to_plain(config.distill)
-        distill.pop("logits_dir", None)  # identified by the input fingerprint instead
-        section["distill"] = distill
-    else:
-        section["loss"] = to_plain(config.loss)
-        if (
-            config.loss.transition == "file"
-            and config.loss.name in ("fc", "bc")
-            and config.loss.transition_file
-        ):
-            section["loss"]["transition_file_sha256"] = artifacts.sha256_file(config.loss.transition_file)
-    return section
-
-
-def model_fingerprint(config: ml_collections.ConfigDict, input_fingerprint: str) -> str:
-    """Fingerprint of a trained model: its config section plus its input artifact's fingerprint."""
-    return artifacts.fingerprint("train", model_section(config), {"input": input_fingerprint})
-
-
-def model_artifact_path(
-    config: ml_collections.ConfigDict, workdir: str | os.PathLike, input_fingerprint: str
-) -> Path:
-    """`<workdir>/models/<model_name>-<fp10>`."""
-    return artifacts.artifact_dir(
-        workdir, "models", model_name(config), model_fingerprint(config, input_fingerprint)
-    )
 
 
 # ---------------------------------------------------------------- validation
@@ -114,7 +54,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         if not condition:
             raise UserError(message)
 
-    model_names = tuple(getattr(models, "_MODELS", MODEL_KWARGS))
+    model_names = tuple(models.MODELS)
     check(
         config.model.name in model_names,
         f"unknown model.name {config.model.name!r}; one of: {', '.join(model_names)}",
@@ -122,7 +62,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     check(t.strategy in STRATEGIES, f"unknown train.strategy {t.strategy!r}; one of: {', '.join(STRATEGIES)}")
     names = optimizers.OPTIMIZER_NAMES
     check(t.optimizer in names, f"unknown train.optimizer {t.optimizer!r}; one of: {', '.join(names)}")
-    schedule = t.get("schedule", "step")
+    schedule = t.schedule
     check(schedule in SCHEDULES, f"unknown train.schedule {schedule!r}; one of: {', '.join(SCHEDULES)}")
     check(t.steps > 0, f"train.steps must be > 0, got {t.steps}")
     check(t.steps_per_epoch > 0, f"train.steps_per_epoch must be > 0, got {t.steps_per_epoch}")
@@ -148,21 +88,19 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         check(0 <= d.smoothing <= 1, f"distill.smoothing must be in [0, 1], got {d.smoothing}")
         check(0 <= d.fc_alpha <= 1, f"distill.fc_alpha must be in [0, 1], got {d.fc_alpha}")
         return
-    check(
-        loss.name in TEACHER_LOSSES, f"unknown loss.name {loss.name!r}; one of: {', '.join(TEACHER_LOSSES)}"
-    )
+    check(loss.name in LOSSES, f"unknown loss.name {loss.name!r}; one of: {', '.join(LOSSES)}")
     check(0 <= loss.alpha <= 1, f"loss.alpha must be in [0, 1], got {loss.alpha}")
     check(
         loss.transition in ("smoothing", "file"),
         f"loss.transition must be smoothing or file, got {loss.transition!r}",
     )
-    if loss.name in ("fc", "bc") and loss.transition == "file":
+    if layout.uses_transition_file(config):
         check(
             os.path.isfile(loss.transition_file),
             f"loss.transition=file but loss.transition_file {loss.transition_file!r} does not exist",
         )
-    elif loss.name == "bc":
-        check(loss.alpha < 1, "loss.alpha must be < 1 for bc (T_1 is singular)")
+    elif LOSSES[loss.name].invertible:
+        check(loss.alpha < 1, f"loss.alpha must be < 1 for {loss.name} (T_1 is singular)")
 
 
 # ---------------------------------------------------------------- components
@@ -185,16 +123,24 @@ class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-def learning_rate_schedule(train: ml_collections.ConfigDict):
-    """The schedule named by train.schedule ("step" by default: the paper's CIFAR decay)."""
-    schedule = train.get("schedule", "step")
-    if schedule == "cosine":
-        return optimizers.WarmupCosineDecay(train.learning_rate, train.steps, train.warmup_steps)
-    if schedule == "polynomial":
-        return optimizers.WarmupPolynomialDecay(train.learning_rate, train.steps, train.warmup_steps)
+def _step_schedule(train: ml_collections.ConfigDict):
+    """The paper's CIFAR decay: / lr_decay at fractions lr_boundaries of the steps, after an optional warm-up."""
     boundaries = [int(round(f * train.steps)) for f in train.lr_boundaries]
     step = optimizers.step_decay_schedule(train.learning_rate, boundaries, train.lr_decay)
     return WarmupThen(step, train.learning_rate, train.warmup_steps) if train.warmup_steps else step
+
+
+# train.schedule name -> builder(config.train): the one list of schedules.
+SCHEDULES = {
+    "step": _step_schedule,
+    "cosine": lambda t: optimizers.WarmupCosineDecay(t.learning_rate, t.steps, t.warmup_steps),
+    "polynomial": lambda t: optimizers.WarmupPolynomialDecay(t.learning_rate, t.steps, t.warmup_steps),
+}
+
+
+def learning_rate_schedule(train: ml_collections.ConfigDict):
+    """The schedule named by train.schedule."""
+    return SCHEDULES[train.schedule](train)
 
 
 def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.losses.Loss:
@@ -206,7 +152,7 @@ def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.los
             temperature=d.temperature, smoothing=d.smoothing, transition=transition
         )
     transition = None
-    if config.loss.name in ("fc", "bc") and config.loss.transition == "file":
+    if layout.uses_transition_file(config):
         try:
             transition = noise.load_transition(config.loss.transition_file, num_classes)
         except ValueError as e:
@@ -220,7 +166,7 @@ def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.los
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, image_shape) -> keras.Model:
     m = config.model
-    kwargs = {k: m[k] for k in MODEL_KWARGS.get(m.name, ()) if k in m}
+    kwargs = {k: m[k] for k in models.model_options(m.name) if k in m}  # the builder's keys of config.model
     if config.train.optimizer == "lars":
         kwargs["weight_decay"] = 0.0  # LARS applies the decay itself
     try:
@@ -303,6 +249,100 @@ def _resume_epoch(backup_dir: Path) -> int:
         return 0
 
 
+def _read_inputs(data_dir, logits_dir) -> tuple[Path, dict, dict]:
+    """(the directory training reads, its manifest, the manifest's input records).
+
+    A student reads its teacher's exported logits, which must match the data's classes and image shape.
+    """
+    data_manifest = tfdata.read_data_manifest(data_dir)
+    train_dir, train_manifest = Path(data_dir), data_manifest
+    inputs = {"data": artifacts.input_ref(data_dir, data_manifest)}
+    if logits_dir is not None:
+        train_dir = Path(logits_dir)
+        train_manifest = (
+            data_manifest if train_dir == Path(data_dir) else tfdata.read_data_manifest(logits_dir)
+        )
+        inputs["logits"] = artifacts.input_ref(logits_dir, train_manifest)
+        for key in ("num_classes", "image_shape"):
+            if train_manifest[key] != data_manifest[key]:
+                raise UserError(
+                    f"teacher logits {logits_dir} have {key} {train_manifest[key]}, "
+                    f"but the data {data_dir} have {data_manifest[key]}"
+                )
+    return train_dir, train_manifest, inputs
+
+
+def _compiled_model(config, num_classes: int, image_shape, replicas: int, *, student: bool) -> keras.Model:
+    """The network with its optimizer, loss and accuracy metric; call it inside `strategy.scope()`."""
+    t = config.train
+    model = build_model(config, num_classes, image_shape)
+    _set_batch_norm_sync(model, replicas > 1)
+    optimizer = optimizers.build_optimizer(
+        t.optimizer,
+        learning_rate_schedule(t),
+        momentum=t.momentum,
+        nesterov=t.nesterov,
+        weight_decay=config.model.weight_decay,
+    )
+    # Teachers: accuracy on the (noisy) training labels; students: agreement with the teacher's top label.
+    accuracy_class = keras.metrics.CategoricalAccuracy if student else keras.metrics.SparseCategoricalAccuracy
+    model.compile(
+        optimizer=optimizer,
+        loss=build_loss(config, num_classes),
+        metrics=[accuracy_class(name="accuracy")],
+        jit_compile=bool(t.jit_compile),
+    )
+    return model
+
+
+def _write_model(
+    config, model, out_dir: Path, training_log: TrainingLog, strategy, *, wall_time: float, fingerprint: str,
+    name: str, inputs: dict, train_manifest: dict, num_classes: int, image_shape, backup_dir: Path,
+) -> dict:  # fmt: skip
+    """model.keras (uncompiled, plain Keras), config.json, history.json and, last, the manifest."""
+    replicas = strategy.num_replicas_in_sync
+    # An uncompiled copy of the network (no optimizer state or custom objects needed to load it).
+    inference = models.plain_copy(model)
+    _set_batch_norm_sync(inference, False)
+    inference.save(str(out_dir / "model.keras"))
+    artifacts.atomic_write_json(out_dir / "config.json", to_plain(config))
+    epochs, images_per_second = training_log.epochs, training_log.images_per_second()
+    history = {
+        "epochs": epochs,
+        "steps": int(model.optimizer.iterations.numpy()),
+        "resumed_from_step": training_log.resumed_from_step or 0,
+        "wall_time_seconds": round(wall_time, 2),
+        "images_per_second": round(images_per_second, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "replicas": replicas,
+        "strategy": type(strategy).__name__,
+    }
+    artifacts.atomic_write_json(out_dir / "history.json", history)
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    last = epochs[-1] if epochs else {}
+    manifest = artifacts.write_manifest(
+        out_dir,
+        stage="train",
+        fingerprint=fingerprint,
+        config=layout.model_section(config),
+        inputs=inputs,
+        counts={"steps": history["steps"], "train_examples": int(train_manifest["counts"]["train"])},
+        exclude=("tensorboard",),
+        extra={
+            "model_name": name,
+            "role": "student" if config.distill.enabled else "teacher",
+            "dataset": train_manifest["dataset"],
+            "num_classes": num_classes,
+            "image_shape": list(image_shape),
+            "class_names": train_manifest.get("class_names", []),
+            "final": {k: last[k] for k in ("loss", "accuracy") if k in last},
+            "images_per_second": history["images_per_second"],
+            "seconds": history["wall_time_seconds"],
+        },
+    )
+    return manifest
+
+
 # ---------------------------------------------------------------- the stage
 def train_stage(
     config: ml_collections.ConfigDict,
@@ -313,6 +353,7 @@ def train_stage(
     force: bool = False,
     log: Callable[[str], None] = print,
     fingerprint: str | None = None,
+    name: str | None = None,
 ) -> dict:
     """Trains one model and writes its artifact; returns the manifest.
 
@@ -324,7 +365,8 @@ def train_stage(
         train split with the teacher's logits as targets.
       force: retrain even if `out_dir` holds a complete artifact.
       log: where progress lines go.
-      fingerprint: the artifact's fingerprint; default `model_fingerprint` of the input.
+      fingerprint: the artifact's fingerprint; default `layout.model_fingerprint` of the input.
+      name: the model's name in its manifest; default the name of the config's `ModelSpec`.
 
     Returns:
       The manifest written to out_dir/manifest.json (an empty dict on
@@ -334,22 +376,12 @@ def train_stage(
     if logits_dir is None and config.distill.enabled:
         raise UserError("distill.enabled=true: train_stage needs logits_dir (distill.logits_dir)")
     t = config.train
-    data_manifest = data.read_data_manifest(data_dir)
-    train_dir, train_manifest = Path(data_dir), data_manifest
-    inputs = {"data": artifacts.input_ref(data_dir, data_manifest)}
-    if logits_dir is not None:
-        train_dir = Path(logits_dir)
-        train_manifest = data_manifest if train_dir == Path(data_dir) else data.read_data_manifest(logits_dir)
-        inputs["logits"] = artifacts.input_ref(logits_dir, train_manifest)
-        for key in ("num_classes", "image_shape"):
-            if train_manifest[key] != data_manifest[key]:
-                raise UserError(
-                    f"teacher logits {logits_dir} have {key} {train_manifest[key]}, "
-                    f"but the data {data_dir} have {data_manifest[key]}"
-                )
+    train_dir, train_manifest, inputs = _read_inputs(data_dir, logits_dir)
     num_classes, image_shape = int(train_manifest["num_classes"]), tuple(train_manifest["image_shape"])
-    fingerprint = fingerprint or model_fingerprint(config, train_manifest["fingerprint"])
-    out_dir, name = Path(out_dir), model_name(config)
+    fingerprint = fingerprint or layout.model_fingerprint(config, train_manifest["fingerprint"])
+    out_dir = Path(out_dir)
+    if name is None:
+        name = ModelSpec.from_config(to_plain(config), tfdata.teacher_config_of(logits_dir)).name
 
     if artifacts.is_complete(out_dir) and not force:  # checked by every worker, so none waits for the others
         raise UserError(f"{out_dir} already holds a complete artifact; pass --force to recompute it")
@@ -369,36 +401,18 @@ def train_stage(
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(t.seed)
     log(
-        f"train: {name}: {config.model.name} on {data.describe(train_manifest)}; "
+        f"train: {name}: {config.model.name} on {tfdata.describe(train_manifest)}; "
         f"{t.steps} steps of batch {t.batch_size} on {replicas} replica(s) ({type(strategy).__name__})"
     )
 
     with strategy.scope():
-        model = build_model(config, num_classes, image_shape)
-        _set_batch_norm_sync(model, replicas > 1)
-        optimizer = optimizers.build_optimizer(
-            t.optimizer,
-            learning_rate_schedule(t),
-            momentum=t.momentum,
-            nesterov=t.nesterov,
-            weight_decay=config.model.weight_decay,
-        )
-        # Teachers: accuracy on the (noisy) training labels; students: agreement with the teacher's top label.
-        accuracy_class = (
-            keras.metrics.CategoricalAccuracy if logits_dir else keras.metrics.SparseCategoricalAccuracy
-        )
-        model.compile(
-            optimizer=optimizer,
-            loss=build_loss(config, num_classes),
-            metrics=[accuracy_class(name="accuracy")],
-            jit_compile=bool(t.jit_compile),
-        )
+        model = _compiled_model(config, num_classes, image_shape, replicas, student=logits_dir is not None)
 
     # A resumed run reshuffles with a seed folded with its epoch instead of replaying epoch 1's data.
     data_seed = t.seed + 1_000_003 * _resume_epoch(backup_dir)
 
     def dataset_fn(input_context=None):
-        return data.make_dataset(
+        return tfdata.make_dataset(
             train_dir, "train", batch_size=t.batch_size, training=True, augment=t.augment,
             shuffle_buffer=t.shuffle_buffer, seed=data_seed, num_classes=num_classes,
             with_teacher_logits=logits_dir is not None, input_context=input_context, manifest=train_manifest,
@@ -438,8 +452,8 @@ def train_stage(
             verbose=(1 if sys.stdout.isatty() else 2) if chief else 0,
         )
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:  # corrupt records, bad labels
-        files = data.split_files(train_dir, train_manifest, "train")
-        explained = data.explain_input_error(e, train_dir, files, num_classes)
+        files = tfdata.split_files(train_dir, train_manifest, "train")
+        explained = tfdata.explain_input_error(e, train_dir, files, num_classes)
         if explained is None:
             raise
         raise explained from e
@@ -450,45 +464,12 @@ def train_stage(
             backup_dir.parent.rmdir()  # .workers/, once empty
         return {}
 
-    # Outputs: an uncompiled copy of the network (no optimizer state or custom objects needed to load it).
-    inference = models.plain_copy(model)
-    _set_batch_norm_sync(inference, False)
-    inference.save(str(out_dir / "model.keras"))
-    artifacts.atomic_write_json(out_dir / "config.json", to_plain(config))
-    epochs, images_per_second = training_log.epochs, training_log.images_per_second()
-    history = {
-        "epochs": epochs,
-        "steps": int(model.optimizer.iterations.numpy()),
-        "resumed_from_step": training_log.resumed_from_step or 0,
-        "wall_time_seconds": round(wall_time, 2),
-        "images_per_second": round(images_per_second, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "replicas": replicas,
-        "strategy": type(strategy).__name__,
-    }
-    artifacts.atomic_write_json(out_dir / "history.json", history)
-    shutil.rmtree(backup_dir, ignore_errors=True)
-    last = epochs[-1] if epochs else {}
-    manifest = artifacts.write_manifest(
-        out_dir,
-        stage="train",
-        fingerprint=fingerprint,
-        config=model_section(config),
-        inputs=inputs,
-        counts={"steps": history["steps"], "train_examples": int(train_manifest["counts"]["train"])},
-        exclude=("tensorboard",),
-        extra={
-            "model_name": name,
-            "role": "student" if config.distill.enabled else "teacher",
-            "dataset": train_manifest["dataset"],
-            "num_classes": num_classes,
-            "image_shape": list(image_shape),
-            "class_names": train_manifest.get("class_names", []),
-            "final": {k: last[k] for k in ("loss", "accuracy") if k in last},
-            "images_per_second": history["images_per_second"],
-            "seconds": history["wall_time_seconds"],
-        },
-    )
+    manifest = _write_model(
+        config, model, out_dir, training_log, strategy, wall_time=wall_time, fingerprint=fingerprint, name=name,
+        inputs=inputs, train_manifest=train_manifest, num_classes=num_classes, image_shape=image_shape,
+        backup_dir=backup_dir,
+    )  # fmt: skip
+    last, images_per_second = manifest["final"], manifest["images_per_second"]
     log(
         f"train: done in {wall_time:.1f} s ({images_per_second:.0f} images/s); final loss "
         f"{last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', float('nan')):.4f}"
@@ -500,18 +481,19 @@ def train_stage(
 def run(argv=None) -> None:
     parser = stage_parser("train", __doc__.splitlines()[0])
     args, config, _ = parse_stage_args(parser, argv, validate=validate_config)
-    if config.distill.enabled:
-        data_dir = Path(config.distill.logits_dir)
-        logits_dir = data_dir
-    else:
-        from beam_jobs.noisify import data_artifact_path
-
-        data_dir, logits_dir = data_artifact_path(config, args.workdir), None
-    input_manifest = data.read_data_manifest(data_dir)  # a UserError when missing or incomplete
-    out_dir = model_artifact_path(config, args.workdir, input_manifest["fingerprint"])
-    print(f"train: input {data_dir}")
+    model, input_dir = layout.configured_model(config, args.workdir)
+    logits_dir = input_dir if config.distill.enabled else None
+    data_dir = input_dir
+    if logits_dir is not None:  # the data the teacher's logits were exported from, as `smear run` passes it
+        data_ref = (tfdata.read_data_manifest(logits_dir, verify=False).get("inputs") or {}).get("data") or {}
+        data_dir = Path(data_ref.get("path") or logits_dir)
+    out_dir = Path(model.path)
+    print(f"train: input {input_dir}")
     print(f"train: model artifact {out_dir}")
     print(f"train: TensorBoard: tensorboard --logdir {out_dir / 'tensorboard'}")
-    manifest = train_stage(config, data_dir, out_dir, logits_dir=logits_dir, force=args.force)
+    manifest = train_stage(
+        config, data_dir, out_dir, logits_dir=logits_dir, force=args.force, fingerprint=model.fingerprint,
+        name=model.name,
+    )  # fmt: skip
     if manifest:
         print(f"train: model {out_dir / 'model.keras'}")

@@ -8,10 +8,11 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import estimate_transition
-from beam_jobs.tfrecords import encode_png, make_example
+from beam_jobs.tfrecords import encode_png
 from keras_components import noise
 from pipeline import artifacts, cli
 from pipeline.config import load_config
+from pipeline.schema import make_example
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")

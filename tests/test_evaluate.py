@@ -12,14 +12,15 @@ import pytest
 from pipeline import artifacts
 from pipeline.config import load_config, to_plain
 from pipeline.errors import UserError
-from pipeline.evaluate import describe_model, evaluate_stage, summarize
+from pipeline.evaluate import evaluate_stage, summarize
+from pipeline.spec import ModelSpec
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
 TEACHER = {"role": "teacher", "method": "ls", "alpha": 0.1, "seed": 0, "transition": "smoothing"}
 
 
 def _read_split(data_dir: Path, split: str) -> dict[str, np.ndarray]:
-    """Decodes a split's records directly (not through keras_components.data)."""
+    """Decodes a split's records directly (not through pipeline.tfdata)."""
     import tensorflow as tf
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
@@ -226,7 +227,7 @@ def test_user_errors(evaluated, data_artifact, tmp_path):
 
 def test_describe_model_from_configs():
     config = to_plain(load_config(CONFIG, ["loss.name=fc", "loss.alpha=0.2", "train.seed=3"]))
-    assert describe_model(config) == {
+    assert ModelSpec.from_config(config).describe() == {
         "role": "teacher",
         "method": "fc",
         "alpha": 0.2,
@@ -237,7 +238,7 @@ def test_describe_model_from_configs():
     student = to_plain(
         load_config(CONFIG, ["distill.enabled=true", "distill.smoothing=0.2", "distill.temperature=4.0"])
     )
-    got = describe_model(student, teacher)
+    got = ModelSpec.from_config(student, teacher).describe()
     assert got["role"] == "student" and (got["teacher_method"], got["teacher_alpha"]) == ("ls", 0.1)
     assert (got["student_method"], got["student_alpha"], got["temperature"]) == ("ls", 0.2, 4.0)
 
@@ -250,12 +251,11 @@ def test_summarize_quantiles():
 
 
 def test_cli_evaluates_a_model_dir_and_fails_in_one_line(make_data_artifact, data_artifact, tmp_path, capsys):
-    from beam_jobs.noisify import data_artifact_path
-    from pipeline import cli
+    from pipeline import cli, layout
 
     workdir = tmp_path / "w"
     make_data_artifact(
-        workdir, num_train=40, num_test=16, directory=data_artifact_path(load_config(CONFIG), workdir)
+        workdir, num_train=40, num_test=16, directory=layout.data(load_config(CONFIG), workdir).path
     )
     model_dir, _ = _write_model_artifact(tmp_path, data_artifact, epochs=0)
     args = [
@@ -284,17 +284,20 @@ def test_cli_evaluates_a_model_dir_and_fails_in_one_line(make_data_artifact, dat
     assert err.count("\n") == 0 and err.startswith("smear evaluate: error: model artifact not found")
 
 
-def test_eval_artifact_path_is_named_after_the_model_directory(tmp_path):
-    from pipeline.evaluate import eval_artifact_path, evaluate_fingerprint
+def test_eval_artifact_path_is_named_after_the_model_and_keyed_by_what_changes_the_numbers(tmp_path):
+    from pipeline import layout
 
     config = load_config(CONFIG)
     model_fp, data_fp = "a" * 64, "b" * 64
-    manifest = {"fingerprint": model_fp, "model_name": "student-T2-ce-s0"}
-    path = eval_artifact_path(
-        config, tmp_path, tmp_path / f"student-T2-ce-s0-from-ls0.1-{'a' * 10}", manifest, data_fp
-    )
-    expected_fp = evaluate_fingerprint(config, model_fp, data_fp)
+    path = layout.evaluation(config, tmp_path, "student-T2-ce-s0-from-ls0.1", model_fp, data_fp).path
+    expected_fp = layout.evaluation_fingerprint(config, model_fp, data_fp)
     assert path == tmp_path / "eval" / f"student-T2-ce-s0-from-ls0.1-{expected_fp[:10]}"
     # The batch size changes no number, so it does not change the fingerprint; the bin count does.
-    assert evaluate_fingerprint(load_config(CONFIG, ["eval.batch_size=7"]), model_fp, data_fp) == expected_fp
-    assert evaluate_fingerprint(load_config(CONFIG, ["eval.num_bins=10"]), model_fp, data_fp) != expected_fp
+    assert (
+        layout.evaluation_fingerprint(load_config(CONFIG, ["eval.batch_size=7"]), model_fp, data_fp)
+        == expected_fp
+    )
+    assert (
+        layout.evaluation_fingerprint(load_config(CONFIG, ["eval.num_bins=10"]), model_fp, data_fp)
+        != expected_fp
+    )

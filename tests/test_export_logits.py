@@ -13,12 +13,12 @@ from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import export_logits
-from beam_jobs.noisify import data_artifact_path
-from beam_jobs.tfrecords import encode_png, make_example
-from keras_components import data, models, noise
-from pipeline import artifacts, cli
+from beam_jobs.tfrecords import encode_png
+from keras_components import models, noise
+from pipeline import artifacts, cli, layout, tfdata
 from pipeline.config import load_config
 from pipeline.errors import UserError
+from pipeline.schema import make_example
 from tests.conftest import write_data_artifact
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -70,8 +70,8 @@ def exported(tmp_path_factory):
 
 
 def test_logits_equal_model_predict_on_the_evaluation_inputs(exported):
-    # The reference inputs come from keras_components.data's evaluation pipeline, not from the job's code.
-    batches = data.make_dataset(
+    # The reference inputs come from pipeline.tfdata's evaluation pipeline, not from the job's code.
+    batches = tfdata.make_dataset(
         exported["data"], "train", batch_size=32, training=False, num_classes=10, include_metadata=True
     )
     ids, images = [], []
@@ -97,10 +97,10 @@ def test_preprocessing_is_exactly_the_evaluation_pipelines(exported):
     for path in glob.glob(os.path.join(exported["data"], "train-*.tfrecord")):
         for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
             raw[tf.train.Example.FromString(record).features.feature["id"].bytes_list.value[0]] = record
-    batch = next(iter(data.make_dataset(exported["data"], "train", batch_size=24, training=False, num_classes=10,
+    batch = next(iter(tfdata.make_dataset(exported["data"], "train", batch_size=24, training=False, num_classes=10,
                                         include_metadata=True)))  # fmt: skip
     teacher = export_logits.TeacherModel(
-        exported["model"], (28, 28, 1), *data.normalization("fashion_mnist", 1)
+        exported["model"], (28, 28, 1), *tfdata.normalization("fashion_mnist", 1)
     )
     ours = teacher.preprocess([raw[i] for i in batch["id"].numpy()]).numpy()
     np.testing.assert_array_equal(ours, batch["image"].numpy())  # bit for bit
@@ -125,8 +125,8 @@ def test_every_original_feature_is_kept_and_the_manifest_matches(exported):
     for key in ("dataset", "num_classes", "image_shape", "class_names"):
         assert m[key] == artifacts.read_manifest(exported["data"])[key]
     assert m["pre_logits_dim"] == 16
-    # A student reads it with keras_components.data (TF's fast Example parser).
-    batch = next(iter(data.make_dataset(exported["out"], "train", batch_size=8, training=False, num_classes=10,
+    # A student reads it with pipeline.tfdata (TF's fast Example parser).
+    batch = next(iter(tfdata.make_dataset(exported["out"], "train", batch_size=8, training=False, num_classes=10,
                                         with_teacher_logits=True, include_metadata=True)))  # fmt: skip
     expected = [records[i.decode()]["teacher_logits"].float_list.value for i in batch["id"].numpy()]
     np.testing.assert_array_equal(batch["teacher_logits"].numpy(), expected)
@@ -189,8 +189,8 @@ def test_count_mismatch_is_an_error_and_writes_no_manifest(tmp_path):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"num_classes": 5}, "outputs 5 logits, but the data have 10 classes"),
-     ({"image_shape": (32, 32, 3)}, "inputs of shape [32, 32, 3], but the data's images are [28, 28, 1]")],
+    [({"num_classes": 5}, "has 5 classes, but the data"),
+     ({"image_shape": (32, 32, 3)}, "takes images of shape [32, 32, 3], but the data")],
 )  # fmt: skip
 def test_a_teacher_that_does_not_fit_the_data_is_refused(tmp_path, kwargs, message):
     data_dir = write_data_artifact(tmp_path, num_train=4, num_test=4, num_shards=1)
@@ -208,7 +208,7 @@ def test_cli_missing_model_is_one_line_exit_2(tmp_path, capsys, model_flag):
     workdir = tmp_path / "work"
     cfg = load_config(f"{QUICKSTART}:smoke")
     write_data_artifact(
-        workdir, num_train=4, num_test=4, num_shards=1, directory=data_artifact_path(cfg, workdir)
+        workdir, num_train=4, num_test=4, num_shards=1, directory=layout.data(cfg, workdir).path
     )
     args = ["export-logits", "--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir)]
     if model_flag:
@@ -222,29 +222,25 @@ def test_cli_missing_model_is_one_line_exit_2(tmp_path, capsys, model_flag):
 
 
 def test_cli_export_then_estimate_with_default_paths(tmp_path, capsys):
-    from beam_jobs import estimate_transition
-    from pipeline.train import model_artifact_path
 
     workdir = tmp_path / "work"
     cfg = load_config(f"{QUICKSTART}:smoke")
     data_dir = write_data_artifact(
-        workdir, num_train=24, num_test=4, num_shards=2, directory=data_artifact_path(cfg, workdir)
+        workdir, num_train=24, num_test=4, num_shards=2, directory=layout.data(cfg, workdir).path
     )
     data_fp = artifacts.read_manifest(data_dir)["fingerprint"]
-    model_dir = model_artifact_path(cfg, workdir, data_fp)  # quickstart's teacher is plain CE
+    model_dir = layout.configured_model(cfg, workdir)[0].path  # quickstart's teacher is plain CE
     make_model_artifact(model_dir)
     base = ["--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir)]
     assert cli.main(["export-logits", *base]) == 0
-    logits_dir = export_logits.export_artifact_path(
-        cfg, workdir, model_dir, artifacts.read_manifest(model_dir)["fingerprint"], data_fp
-    )
+    model_fp = artifacts.read_manifest(model_dir)["fingerprint"]
+    logits_dir = layout.logits(cfg, workdir, layout.base_name(model_dir), model_fp, data_fp).path
     assert logits_dir.name.startswith(model_dir.name[:-11] + "-train-")
     assert artifacts.read_manifest(logits_dir)["counts"]["train"] == 24
     assert cli.main(["estimate-transition", *base]) == 0
     (transition_dir,) = (workdir / "transition").iterdir()
-    assert transition_dir == estimate_transition.estimate_artifact_path(
-        cfg, workdir, artifacts.read_manifest(logits_dir), logits_dir
-    )
+    logits_fp = artifacts.read_manifest(logits_dir)["fingerprint"]
+    assert transition_dir == layout.transition(cfg, workdir, layout.base_name(model_dir), logits_fp).path
     assert noise.load_transition(transition_dir / "transition.npy", 10).shape == (10, 10)  # row-stochastic
     assert cli.main(["export-logits", *base]) == 2  # complete: not overwritten without --force
     assert "--force" in capsys.readouterr().err

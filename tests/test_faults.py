@@ -18,10 +18,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from beam_jobs.noisify import data_artifact_path
-from pipeline import artifacts, cli
+from pipeline import artifacts, cli, layout
 from pipeline.config import load_config
-from pipeline.train import model_artifact_path
 from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
 from tests.test_cli_errors import save_model_artifact
@@ -118,10 +116,8 @@ def test_sigkill_during_export_leaves_no_manifest_and_the_rerun_exports_everythi
     workdir = tmp_path / "work"
     config = load_config(QUICKSTART)
     data_dir = write_data_artifact(workdir, dataset="fashion_mnist", num_train=64, num_test=8,
-                                   directory=data_artifact_path(config, workdir))  # fmt: skip
-    save_model_artifact(
-        model_artifact_path(config, workdir, artifacts.read_manifest(data_dir)["fingerprint"])
-    )
+                                   directory=layout.data(config, workdir).path)  # fmt: skip
+    save_model_artifact(layout.configured_model(config, workdir)[0].path)
     argv = [
         "export-logits",
         "--config",

@@ -196,5 +196,5 @@ def test_no_data_is_unpickled_and_models_load_in_safe_mode():
             keras_loads += 1
             assert "safe_mode=True" in code, where
     assert (
-        numpy_loads >= 2 and keras_loads >= 2
-    )  # the checks above saw the loaders (transition, labels; models)
+        numpy_loads >= 2 and keras_loads >= 1
+    )  # the checks above saw the loaders (transition, labels; pipeline/trained_model.py)

@@ -1,11 +1,16 @@
-"""Losses of the label-smearing family against NumPy references."""
+"""Losses of the label-smearing family against NumPy references.
+
+Backend-neutral: nothing here imports TensorFlow outside the TF-only tests, so
+test_jax_backend.py runs this file again under KERAS_BACKEND=jax.
+"""
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from keras_components import losses
+from keras_components import losses, noise
+
+tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.function")
 
 NUM_CLASSES = 5
 BATCH = 7
@@ -38,6 +43,26 @@ def data():
 
 def one_hot(labels):
     return np.eye(NUM_CLASSES, dtype=np.float32)[labels]
+
+
+def value_and_gradient(function, x):
+    """function(x) and its gradient with respect to x (None if none flows) on this Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        value, gradient = jax.value_and_grad(function)(jax.numpy.asarray(x))
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        x = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = function(x)
+        gradient = tape.gradient(value, x)
+    else:
+        pytest.skip(f"no gradient helper for the {backend} backend")
+    return float(value), None if gradient is None else keras.ops.convert_to_numpy(gradient)
 
 
 def per_example(loss, y_true, logits):
@@ -131,12 +156,9 @@ def test_forward_correction_with_zeros_in_transition_is_exact_and_finite(data):
     loss = losses.ForwardCorrectedCrossEntropy(np.eye(NUM_CLASSES))
     expected = -np_log_softmax(logits.astype(np.float64))[np.arange(BATCH), labels]
     np.testing.assert_allclose(per_example(loss, labels, logits), expected, rtol=1e-5)
-    big = tf.constant(logits * 300.0)
-    with tf.GradientTape() as tape:
-        tape.watch(big)
-        value = loss(one_hot(labels), big)
-    assert np.isfinite(float(value))
-    assert np.all(np.isfinite(tape.gradient(value, big)))
+    value, gradient = value_and_gradient(lambda big: loss(one_hot(labels), big), logits * 300.0)
+    assert np.isfinite(value)
+    assert np.all(np.isfinite(gradient))
 
 
 # --------------------------------------------------------------------------- backward correction
@@ -205,13 +227,15 @@ def test_distillation_matches_numpy(data):
 
 def test_distillation_hand_computed_and_teacher_gets_no_gradient():
     # temperature 2: q = softmax([1, 0]) = [0.731059, 0.268941]; student uniform: -log 0.5 = 0.693147.
-    teacher = tf.constant([[2.0, 0.0]])
     loss = losses.DistillationCrossEntropy(temperature=2.0)
-    with tf.GradientTape() as tape:
-        tape.watch(teacher)
-        value = loss(teacher, tf.constant([[0.0, 0.0]]))
+    value = loss(np.array([[2.0, 0.0]], np.float32), np.array([[0.0, 0.0]], np.float32))
     np.testing.assert_allclose(float(value), 0.693147, atol=1e-5)
-    assert tape.gradient(value, teacher) is None
+    # Student [1, -1]: -sum_y q_y log s_y depends on q, so only stop_gradient makes this zero.
+    student = np.array([[1.0, -1.0]], np.float32)
+    _, gradient = value_and_gradient(
+        lambda teacher: loss(teacher, student), np.array([[2.0, 0.0]], np.float32)
+    )
+    assert gradient is None or not np.any(gradient)
 
 
 # --------------------------------------------------------------------------- stability, graph mode
@@ -220,17 +244,18 @@ def test_distillation_hand_computed_and_teacher_gets_no_gradient():
 @pytest.mark.parametrize("name", losses.LOSS_NAMES)
 def test_finite_values_and_gradients_at_large_logits(data, name):
     _, logits, labels, _ = data
-    big = tf.constant(np.sign(logits) * 1e3)  # |f| = 1000
+    big = (np.sign(logits) * 1e3).astype(np.float32)  # |f| = 1000
     loss = losses.get_loss(name, NUM_CLASSES, alpha=0.1, temperature=2.0)
     y_true = big[::-1] if name.startswith("distill") else labels
-    with tf.GradientTape() as tape:
-        tape.watch(big)
-        value = loss(y_true, big)
-    assert np.isfinite(float(value))
-    assert np.all(np.isfinite(tape.gradient(value, big)))
+    value, gradient = value_and_gradient(lambda f: loss(y_true, f), big)
+    assert np.isfinite(value)
+    assert np.all(np.isfinite(gradient))
 
 
+@tensorflow_only
 def test_inside_tf_function_equals_eager(data):
+    import tensorflow as tf
+
     rng, logits, labels, _ = data
     loss = losses.ForwardCorrectedCrossEntropy(random_stochastic(rng))
     graph_value = tf.function(lambda y, f: loss(y, f))(tf.constant(labels.reshape(-1, 1)), logits)
@@ -288,6 +313,27 @@ def test_bad_arguments_raise_value_error_naming_them(build, message):
         build()
 
 
+def test_losses_and_noise_models_share_their_argument_checks():
+    for loss_side, noise_side in [
+        (lambda: losses.LabelSmoothingCrossEntropy(0.1, 2.5), lambda: noise.smoothing_matrix(2.5, 0.1)),
+        (lambda: losses.get_loss("ls", 1), lambda: noise.symmetric_transition(1, 0.1)),
+        (
+            lambda: losses.get_loss("fc", NUM_CLASSES, alpha=1.5),
+            lambda: noise.smoothing_matrix(NUM_CLASSES, 1.5),
+        ),
+    ]:
+        messages = []
+        for build in (loss_side, noise_side):
+            with pytest.raises(ValueError) as error:
+                build()
+            messages.append(str(error.value))
+        assert messages[0] == messages[1]
+    # Label smoothing's M is noise's T_alpha.
+    np.testing.assert_array_equal(
+        losses.LabelSmoothingCrossEntropy(0.3, NUM_CLASSES).matrix, noise.smoothing_matrix(NUM_CLASSES, 0.3)
+    )
+
+
 def test_registry_builds_smoothing_form_corrections(data):
     _, logits, labels, _ = data
     alpha = 0.2
@@ -308,3 +354,54 @@ def test_registry_builds_smoothing_form_corrections(data):
     assert distill_fc.smoothing == 0.0
     distill = losses.get_loss("distill", NUM_CLASSES, alpha=alpha, temperature=2.0)
     assert (distill.smoothing, distill.transition, distill.temperature) == (alpha, None, 2.0)
+
+
+def test_registry_lists_the_four_teacher_losses_in_table_order():
+    assert list(losses.LOSSES) == [losses.CE, losses.LS, losses.FC, losses.BC] == ["ce", "ls", "fc", "bc"]
+    assert [(name, entry.name, entry.label) for name, entry in losses.LOSSES.items()] == [
+        ("ce", "ce", "CE"),
+        ("ls", "ls", "LS"),
+        ("fc", "fc", "FC"),
+        ("bc", "bc", "BC"),
+    ]
+    assert losses.LOSS_NAMES == ("ce", "ls", "fc", "bc", "distill", "distill_fc")
+
+
+@pytest.mark.parametrize("name", ["ce", "ls", "fc", "bc"])
+def test_registry_flags_describe_what_each_builder_does(data, name):
+    rng, logits, labels, _ = data
+    entry = losses.LOSSES[name]
+    transition = random_stochastic(rng)
+
+    def values(**kwargs):
+        return per_example(entry.build(NUM_CLASSES, **kwargs), labels, logits)
+
+    # uses_alpha: alpha changes the loss; uses_transition: a given T replaces T_alpha.
+    alpha_matters = not np.allclose(values(alpha=0.0), values(alpha=0.3))
+    transition_matters = not np.allclose(values(alpha=0.3), values(alpha=0.3, transition=transition))
+    assert (alpha_matters, transition_matters) == (entry.uses_alpha, entry.uses_transition)
+    # invertible: T_1 = J / L is singular, so alpha = 1 is refused.
+    if entry.invertible:
+        with pytest.raises(ValueError, match="alpha"):
+            entry.build(NUM_CLASSES, alpha=1.0)
+    else:
+        assert np.all(np.isfinite(values(alpha=1.0)))
+    np.testing.assert_allclose(
+        per_example(losses.get_loss(name, NUM_CLASSES, alpha=0.3, transition=transition), labels, logits),
+        values(alpha=0.3, transition=transition),
+    )
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda entry: entry.build(1),
+        lambda entry: entry.build(2.5, alpha=0.1),
+        lambda entry: entry.build(NUM_CLASSES, alpha=1.5),
+        lambda entry: entry.build(NUM_CLASSES, alpha=-0.1),
+    ],
+)
+@pytest.mark.parametrize("name", ["ce", "ls", "fc", "bc"])
+def test_registry_builders_validate_num_classes_and_alpha(name, build):
+    with pytest.raises(ValueError, match="num_classes|alpha"):
+        build(losses.LOSSES[name])

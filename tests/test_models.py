@@ -6,6 +6,8 @@ import pytest
 
 from keras_components import models
 
+tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow kernel")
+
 
 def conv_layers(model, kernel_size):
     return [
@@ -87,6 +89,19 @@ def test_build_model_rejects_unknown_names():
         models.build_model("vgg16", 10, (32, 32, 3))
 
 
+def keras_and_fused_batch_norms(rng, shape):
+    """keras.layers.BatchNormalization and FusedBatchNormalization built with the same random gamma, beta."""
+    gamma, beta = rng.normal(size=(2, shape[-1])).astype(np.float32)
+    pair = (keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
+            models.FusedBatchNormalization(momentum=0.9, epsilon=1e-5))  # fmt: skip
+    for layer in pair:
+        layer.build(shape)
+        layer.gamma.assign(gamma)
+        layer.beta.assign(beta)
+    return pair
+
+
+@tensorflow_only
 def test_fused_batch_norm_trains_like_keras_batch_norm():
     """Same outputs, gradients and moving statistics as keras.layers.BatchNormalization in training."""
     import tensorflow as tf
@@ -94,13 +109,8 @@ def test_fused_batch_norm_trains_like_keras_batch_norm():
     rng = np.random.default_rng(0)
     x = tf.constant(rng.normal(2.0, 3.0, size=(16, 7, 7, 8)).astype(np.float32))
     upstream = tf.constant(rng.normal(size=(16, 7, 7, 8)).astype(np.float32))
-    gamma, beta = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
     results = []
-    for layer in (keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5),
-                  models.FusedBatchNormalization(momentum=0.9, epsilon=1e-5)):  # fmt: skip
-        layer.build(x.shape)
-        layer.gamma.assign(gamma)
-        layer.beta.assign(beta)
+    for layer in keras_and_fused_batch_norms(rng, x.shape):
         with tf.GradientTape() as tape:
             tape.watch(x)
             y = layer(x, training=True)
@@ -111,6 +121,7 @@ def test_fused_batch_norm_trains_like_keras_batch_norm():
         np.testing.assert_allclose(np.asarray(fused_value), np.asarray(keras_value), rtol=1e-5, atol=1e-5)
 
 
+@tensorflow_only
 def test_fused_batch_norm_uses_the_fused_kernel_in_training_only(monkeypatch):
     import tensorflow as tf
 
@@ -124,6 +135,26 @@ def test_fused_batch_norm_uses_the_fused_kernel_in_training_only(monkeypatch):
     tf.function(lambda x: layer(x, training=True))(x)
     layer(x, training=False)
     assert calls == [True, True]
+
+
+def test_fused_batch_norm_normalises_like_keras_batch_norm_on_any_backend():
+    """Training output, moving statistics and inference output are Keras' (test_jax_backend.py runs this on JAX)."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(2.0, 3.0, size=(16, 5, 5, 4)).astype(np.float32)
+    results = []
+    for layer in keras_and_fused_batch_norms(rng, x.shape):
+        outputs = [
+            layer(x, training=True),
+            layer.moving_mean,
+            layer.moving_variance,
+            layer(x, training=False),
+        ]
+        results.append([keras.ops.convert_to_numpy(value) for value in outputs])
+    # Normalised with the batch statistics: each channel of the training output has mean beta.
+    beta = keras.ops.convert_to_numpy(layer.beta)
+    np.testing.assert_allclose(results[1][0].mean(axis=(0, 1, 2)), beta, atol=1e-4)
+    for keras_value, fused_value in zip(*results, strict=True):
+        np.testing.assert_allclose(fused_value, keras_value, rtol=1e-5, atol=1e-5)
 
 
 def test_plain_copy_has_keras_batch_norm_same_outputs_and_saves_no_custom_layer(tmp_path):

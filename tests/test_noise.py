@@ -62,6 +62,20 @@ def test_rate_outside_unit_interval_is_an_error(rate):
         noise.symmetric_transition(10, rate)
 
 
+@pytest.mark.parametrize("num_classes", [1, 0, 2.5, "3", None, True])
+def test_num_classes_must_be_an_integer_at_least_two(num_classes):
+    for build in (noise.smoothing_matrix, noise.uniform_transition, noise.symmetric_transition):
+        with pytest.raises(ValueError, match="`num_classes` must be an integer >= 2"):
+            build(num_classes, 0.1)
+
+
+def test_integral_num_classes_of_any_numeric_type_is_accepted():
+    # np.int64 from a label array, 3.0 from a JSON number: the same 3 x 3 matrix.
+    for num_classes in (3, np.int64(3), 3.0):
+        assert noise.check_num_classes(num_classes) == 3 and type(noise.check_num_classes(num_classes)) is int
+        np.testing.assert_allclose(noise.pair_flip_transition(num_classes, 0.25).sum(axis=1), np.ones(3))
+
+
 def test_load_transition_npy_and_json(tmp_path):
     t = noise.pair_flip_transition(3, 0.1)
     np.save(tmp_path / "t.npy", t)

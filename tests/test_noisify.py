@@ -16,7 +16,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from beam_jobs import noisify
 from beam_jobs.sources import IdxSource
 from keras_components import noise
-from pipeline import cli
+from pipeline import cli, layout
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -262,13 +262,13 @@ def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
     from pipeline.config import load_config
 
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
-    out_dir = noisify.data_artifact_path(config, f"{object_store}/work")
+    out_dir = layout.data(config, f"{object_store}/work").path
     assert str(out_dir).startswith("fakegs://bucket/work/data/")
     manifest = noisify.noisify_stage(config, out_dir, log=lambda _: None)
     assert manifest["counts"]["train"] == 512 and manifest["splits"]["train"]["files"] == [
         f"train-{i:05d}-of-00004.tfrecord" for i in range(4)
     ]
-    assert artifacts.read_manifest(out_dir)["fingerprint"] == noisify.data_fingerprint(config)
+    assert artifacts.read_manifest(out_dir)["fingerprint"] == layout.data_fingerprint(config)
     from pipeline.errors import UserError
 
     with pytest.raises(UserError, match="--force"):
@@ -293,7 +293,7 @@ def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store,
 
     monkeypatch.setattr(DataflowRunner, "run_pipeline", fake_run_pipeline)
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
-    out_dir = noisify.data_artifact_path(config, f"{object_store}/work")
+    out_dir = layout.data(config, f"{object_store}/work").path
     flags = [
         "--runner=DataflowRunner",
         "--project=my-project",

@@ -1,13 +1,18 @@
-"""LARS against a NumPy implementation of its formulas; schedules against hand-computed values."""
+"""LARS against a NumPy implementation of its formulas; schedules against hand-computed values.
+
+Backend-neutral except the tf.function / tf.distribute tests (test_jax_backend.py runs
+this file again under KERAS_BACKEND=jax).
+"""
 
 import math
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from keras_components import losses, optimizers
+
+tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
 
 
 def lars_reference(weights, gradients, learning_rate, momentum, weight_decay, trust, nesterov, adapted):
@@ -67,23 +72,32 @@ def test_lars_two_steps_match_numpy(nesterov):
         nesterov=nesterov,
     )
     optimizer.build(variables)
-    step = tf.function(lambda grads: optimizer.apply_gradients(zip(grads, variables)))
+    step = lambda grads: optimizer.apply_gradients(zip(grads, variables))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(step)  # graph mode, as in training
     for grads in gradients:
-        step([tf.constant(g) for g in grads])
+        step([keras.ops.convert_to_tensor(g) for g in grads])
 
     for index, variable in enumerate(variables):
         adapted = not variable.path.endswith(("bias", "gamma", "beta"))
         expected = lars_reference(initial[index], [g[index] for g in gradients], adapted=adapted, **hyper)
-        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-5, atol=1e-6, err_msg=variable.path)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6, err_msg=variable.path
+        )
 
     # The trust ratio mattered: hidden/kernel did not move by plain momentum SGD.
     plain = lars_reference(
         initial[0], [g[0] for g in gradients], **{**hyper, "trust": 1.0, "weight_decay": 0.0}, adapted=False
     )
-    assert not np.allclose(variables[0].numpy(), plain, atol=1e-3)
+    assert not np.allclose(keras.ops.convert_to_numpy(variables[0]), plain, atol=1e-3)
 
 
+@tensorflow_only
 def test_lars_under_mirrored_strategy_matches_plain_training():
+    import tensorflow as tf
+
     rng = np.random.default_rng(2)
     features = rng.normal(size=(16, 4)).astype(np.float32)
     labels = rng.integers(0, 2, size=16)

@@ -13,24 +13,7 @@ from pipeline.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = str(ROOT / "configs" / "cifar.py")
 IMAGENET = str(ROOT / "configs" / "imagenet.py")
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
 FMNIST_PAPER = str(ROOT / "configs" / "fmnist_paper.py")
-
-
-def _keys(config, prefix=""):
-    keys = set()
-    for key, value in config.items():
-        keys |= _keys(value, f"{prefix}{key}.") if hasattr(value, "items") else {prefix + key}
-    return keys
-
-
-@pytest.mark.parametrize(
-    "spec",
-    [f"{CIFAR}:cifar10,resnet32,ls", f"{IMAGENET}:ls", f"{CIFAR}:cifar100,resnet56,bc,smoke", FMNIST_PAPER],
-)
-def test_paper_configs_have_every_quickstart_key(spec):
-    missing = _keys(load_config(QUICKSTART)) - _keys(load_config(spec))
-    assert not missing  # every CLI reads these
 
 
 @pytest.mark.parametrize("dataset, classes", [("cifar10", 10), ("cifar100", 100)])

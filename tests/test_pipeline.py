@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pipeline import artifacts, cli
-from pipeline import run as pipeline_run
+from pipeline import plan as pipeline_plan
 from pipeline.config import load_config
 from pipeline.errors import UserError
 from tests.idx_fixture import write_idx_dataset
@@ -92,6 +92,46 @@ def test_publish_copies_the_report_and_the_time_of_every_stage(finished, idx_dir
     assert cli.main(_args(finished, idx_dir, *SWEEP, "--publish", str(dest))) == 0
     assert (dest / "COMMAND.txt").exists() and not (dest / "figures" / "stale.png").exists()
     assert not (dest / ".publish-tmp").exists()
+
+
+def test_the_plan_as_json_gives_each_node_a_standalone_command_that_finds_the_same_artifact(
+    finished, idx_dir, capsys
+):
+    capsys.readouterr()
+    assert cli.main([*_args(finished, idx_dir, *SWEEP), "--dry-run", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    nodes = plan["nodes"]
+    assert [n["kind"] for n in nodes].count("train") == 3 and nodes[-1]["kind"] == "report"
+    teacher = next(n for n in nodes if n["kind"] == "train" and n["spec"]["sweep"] == "ls:0.1")
+    assert teacher["spec"]["role"] == "teacher" and teacher["spec"]["alpha"] == 0.1
+    assert teacher["output"]["path"].endswith(teacher["fingerprint"][:10])
+    assert "--config.loss.name=ls" in teacher["command"] and "--config.loss.alpha=0.1" in teacher["command"]
+    before = sorted(str(p) for p in finished.glob("*/*"))
+    # Each standalone command lands on the node's own artifact: complete, so it is refused or found cached.
+    for node in nodes:
+        command = node["command"]
+        assert command[0] == "smear"
+        status = cli.main(command[1:])
+        out, err = capsys.readouterr()
+        assert node["output"]["path"] in out + err, (node["label"], out, err)
+        assert status == 0 or "already holds a complete artifact" in err, (node["label"], err)
+    assert sorted(str(p) for p in finished.glob("*/*")) == before  # no command made a new artifact
+
+
+def test_a_workdir_of_an_earlier_version_is_recomputed_as_a_whole_with_a_note(tmp_path, idx_dir, capsys):
+    # A complete artifact as version 0.1.0 wrote it, in the place the plan's noisify stage had then.
+    old = tmp_path / "data" / "fashion_mnist-symmetric0.2-s0-0123456789"
+    old.mkdir(parents=True)
+    (old / "manifest.json").write_text(json.dumps({"stage": "noisify", "package_version": "0.1.0"}))
+    capsys.readouterr()
+    assert cli.main([*_args(tmp_path, idx_dir, *SWEEP), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    notes = [line for line in out.splitlines() if "earlier version" in line]
+    assert notes == [
+        f"run: note: {tmp_path} holds artifacts made by an earlier version (1 of version 0.1.0); this version "
+        f"({artifacts.PACKAGE_VERSION}) recomputes the plan as a whole and leaves them in place"
+    ]
+    assert " cached " not in out and out.count(" run ") == 9  # nothing of the old workdir is read
 
 
 def test_publish_refuses_a_directory_it_did_not_write_before_running(tmp_path, idx_dir, capsys):
@@ -179,13 +219,13 @@ def test_estimated_t_variants_wire_an_estimate_from_the_ce_teacher(tmp_path, idx
         f"{QUICKSTART}:smoke",
         ["sweep.teachers=('fc:est', 'bc:est')", "sweep.students=()", "sweep.seeds=(0, 1)"],
     )
-    stages = pipeline_run.plan(config, tmp_path)
+    stages = pipeline_plan.plan(config, tmp_path)
     labels = [s.label for s in stages]
     for seed in (0, 1):
         estimate = next(s for s in stages if s.kind == "estimate" and f"-s{seed}-" in s.name)
-        assert [d.label for d in estimate.deps] == [f"export teacher-ce-s{seed}-train"]
+        assert [d.label for d in estimate.inputs] == [f"export teacher-ce-s{seed}-train"]
         fc = next(s for s in stages if s.label == f"train teacher-fc-est-s{seed}")
-        assert estimate in fc.deps
+        assert estimate in fc.inputs
         assert labels.index(estimate.label) < labels.index(fc.label)
     assert sum(s.kind == "estimate" for s in stages) == 2  # one per seed, shared by fc and bc
     assert sum(s.kind == "evaluate" for s in stages) == 6  # fc, bc and their ce teacher, per seed
@@ -205,7 +245,7 @@ def test_estimated_t_variants_wire_an_estimate_from_the_ce_teacher(tmp_path, idx
 def test_bad_sweep_entries_are_one_line_errors(tmp_path, teachers, students, message):
     config = load_config(f"{QUICKSTART}:smoke", [f"sweep.teachers={teachers}", f"sweep.students={students}"])
     with pytest.raises(UserError, match=re.escape(message)):
-        pipeline_run.plan(config, tmp_path)
+        pipeline_plan.plan(config, tmp_path)
 
 
 FMNIST_PAPER = os.path.join(ROOT, "configs", "fmnist_paper.py")
@@ -214,7 +254,7 @@ FMNIST_PAPER = os.path.join(ROOT, "configs", "fmnist_paper.py")
 def test_noise_rates_plan_one_setting_per_rate_with_students_where_asked(tmp_path):
     config = load_config(f"{FMNIST_PAPER}:smoke")
     assert tuple(config.sweep.noise_rates) == (0.2, 0.4) and tuple(config.sweep.student_noise_rates) == (0.2,)
-    stages = pipeline_run.plan(config, tmp_path)
+    stages = pipeline_plan.plan(config, tmp_path)
     labels = [s.label for s in stages]
     assert len(set(labels)) == len(labels)  # the @rho tag keeps the two settings' labels apart
     data = [s for s in stages if s.kind == "noisify"]
@@ -224,15 +264,15 @@ def test_noise_rates_plan_one_setting_per_rate_with_students_where_asked(tmp_pat
     for rate, data_stage in zip(("0.2", "0.4"), data):
         in_setting = [s for s in stages if s.tag == f"rho{rate}"]
         trains = [s for s in in_setting if s.kind == "train"]
-        assert all(data_stage in s.deps for s in trains)
-        assert sum(s.description["role"] == "student" for s in trains) == (students if rate == "0.2" else 0)
-        assert sum(s.description["role"] == "teacher" for s in trains) == teachers
+        assert all(data_stage in s.inputs for s in trains)
+        assert sum(s.spec.role == "student" for s in trains) == (students if rate == "0.2" else 0)
+        assert sum(s.spec.role == "teacher" for s in trains) == teachers
     report = stages[-1]
-    assert report.kind == "report" and len(report.deps) == sum(s.kind == "evaluate" for s in stages)
+    assert report.kind == "report" and len(report.inputs) == sum(s.kind == "evaluate" for s in stages)
 
 
 def test_without_noise_rates_the_plan_is_one_untagged_setting(tmp_path):
-    stages = pipeline_run.plan(load_config(f"{FMNIST_PAPER}:smoke", ["sweep.noise_rates=()"]), tmp_path)
+    stages = pipeline_plan.plan(load_config(f"{FMNIST_PAPER}:smoke", ["sweep.noise_rates=()"]), tmp_path)
     assert [s.name for s in stages if s.kind == "noisify"] == ["fashion_mnist-symmetric0.2-s0"]
     assert not any(s.tag for s in stages) and "@" not in " ".join(s.label for s in stages)
 
@@ -250,7 +290,7 @@ def test_without_noise_rates_the_plan_is_one_untagged_setting(tmp_path):
 )
 def test_bad_noise_rates_are_one_line_errors(tmp_path, overrides, message):
     with pytest.raises(UserError, match=re.escape(message)):
-        pipeline_run.plan(load_config(f"{FMNIST_PAPER}:smoke", overrides), tmp_path)
+        pipeline_plan.plan(load_config(f"{FMNIST_PAPER}:smoke", overrides), tmp_path)
     assert not any(tmp_path.iterdir())  # planning writes nothing
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from pipeline import artifacts, cli
+from pipeline import artifacts, cli, layout
 from pipeline.config import load_config
 from pipeline.errors import UserError
-from pipeline.report import report_fingerprint, report_stage
+from pipeline.layout import report_fingerprint
+from pipeline.report import report_stage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
@@ -169,6 +170,19 @@ def test_cli_reports_every_complete_evaluation_and_fails_in_one_line(tmp_path, c
     assert reports[0].read_text() == (FIXTURES / "expected_report.md").read_text()
 
 
+def test_cli_reports_the_evaluations_it_is_given(tmp_path, capsys):
+    workdir = tmp_path / "w"
+    dirs = _fixture_evaluations(workdir)
+    chosen = [d for d in dirs if d.name.startswith("teacher-")]
+    args = ["report", "--config", CONFIG, "--workdir", str(workdir), "--evaluations", *map(str, chosen)]
+    assert cli.main(args) == 0
+    fps = [artifacts.read_manifest(d)["fingerprint"] for d in chosen]
+    out = Path(layout.report(load_config(CONFIG), workdir, fps).path)
+    assert f"report: {out / 'report.md'}" in capsys.readouterr().out
+    assert set(artifacts.read_manifest(out)["inputs"]) == {d.name for d in chosen}
+    assert "All students" not in (out / "report.md").read_text()
+
+
 def test_corrupt_or_foreign_artifacts_are_user_errors(tmp_path):
     config = load_config(CONFIG)
     with pytest.raises(UserError, match="no evaluations"):
@@ -184,6 +198,12 @@ def test_corrupt_or_foreign_artifacts_are_user_errors(tmp_path):
     artifacts.write_manifest(other, stage="train", fingerprint="0" * 64, config={})
     with pytest.raises(UserError, match="not an evaluation"):
         report_stage(config, [other], tmp_path / "r")
+    metrics = json.loads((FIXTURES / "evaluations" / "teacher-ce-s0" / "metrics.json").read_text())
+    del metrics["description"]["seed"]
+    seedless = _eval_artifact(tmp_path / "e3", metrics)
+    with pytest.raises(UserError, match=f"evaluation {seedless}: .*has no 'seed'") as error:
+        report_stage(config, [seedless], tmp_path / "r")
+    assert len(str(error.value).splitlines()) == 1
 
 
 def _with_plot(tmp_path, name, fixture, plot_key):

@@ -60,12 +60,12 @@ def test_unknown_strategy_and_bad_tf_config_are_user_errors(monkeypatch):
 
 @pytest.mark.parametrize("tpu", ["", "grpc://127.0.0.1:1"])
 def test_tpu_without_a_tpu_fails_with_one_clear_line(tpu, make_data_artifact, tmp_path):
-    from beam_jobs.noisify import data_artifact_path
+    from pipeline import layout
 
     overrides = ["train.strategy=tpu", f"train.tpu={tpu}"]
     config = load_config(QUICKSTART, overrides)
     make_data_artifact(tmp_path, dataset="fashion_mnist", num_train=8, num_test=4,
-                       directory=data_artifact_path(config, tmp_path))  # fmt: skip
+                       directory=layout.data(config, tmp_path).path)  # fmt: skip
     argv = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
         f"--config.{o}" for o in overrides
     ]
@@ -118,7 +118,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(color_data_artifact, tm
 
 
 def test_multi_worker_with_two_local_workers_trains(make_data_artifact, tmp_path):
-    from beam_jobs.noisify import data_artifact_path
+    from pipeline import layout
 
     overrides = [
         "train.steps=4",
@@ -127,7 +127,7 @@ def test_multi_worker_with_two_local_workers_trains(make_data_artifact, tmp_path
         "train.strategy=multi_worker",
     ]
     config = load_config(QUICKSTART, overrides)
-    make_data_artifact(tmp_path, dataset="fashion_mnist", directory=data_artifact_path(config, tmp_path))
+    make_data_artifact(tmp_path, dataset="fashion_mnist", directory=layout.data(config, tmp_path).path)
     argv = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
         f"--config.{o}" for o in overrides
     ]

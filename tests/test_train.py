@@ -82,7 +82,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
-    from beam_jobs.noisify import data_artifact_path
+    from pipeline import layout
 
     overrides = [
         "train.steps=12",
@@ -91,7 +91,7 @@ def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
         "train.shuffle_buffer=64",
     ]
     config = load_config(QUICKSTART, overrides)
-    make_data_artifact(tmp_path, dataset="fashion_mnist", directory=data_artifact_path(config, tmp_path))
+    make_data_artifact(tmp_path, dataset="fashion_mnist", directory=layout.data(config, tmp_path).path)
     argv = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
         f"--config.{o}" for o in overrides
     ]
@@ -173,22 +173,30 @@ def test_student_trains_on_teacher_logits(logits_artifact, make_data_artifact, t
 
 
 def test_names_and_fingerprints_follow_what_changes_the_model():
-    teacher = _config("loss.name=ls", "loss.alpha=0.1")
-    assert train.model_name(teacher) == "teacher-ls0.1-s0"
-    assert train.model_name(_config()) == "teacher-ce-s0"
-    student = _config("distill.enabled=true", "distill.temperature=4", "distill.fc_alpha=0.2")
-    assert train.model_name(student) == "student-T4-fc0.2-s0"
+    from pipeline import layout
+    from pipeline.config import to_plain
+    from pipeline.spec import ModelSpec
 
-    fp = train.model_fingerprint(teacher, "abc")
-    assert fp == train.model_fingerprint(
+    def name(config, teacher=None):
+        return ModelSpec.from_config(to_plain(config), teacher and to_plain(teacher)).name
+
+    teacher = _config("loss.name=ls", "loss.alpha=0.1")
+    assert name(teacher) == "teacher-ls0.1-s0"
+    assert name(_config()) == "teacher-ce-s0"
+    student = _config("distill.enabled=true", "distill.temperature=4", "distill.fc_alpha=0.2")
+    assert name(student) == "student-T4-fc0.2-s0"
+    assert name(student, teacher) == "student-T4-fc0.2-s0-from-ls0.1"
+
+    fp = layout.model_fingerprint(teacher, "abc")
+    assert fp == layout.model_fingerprint(
         _config("loss.name=ls", "loss.alpha=0.1", "train.strategy=mirrored"), "abc"
     )
-    assert fp == train.model_fingerprint(
+    assert fp == layout.model_fingerprint(
         _config("loss.name=ls", "loss.alpha=0.1", "distill.temperature=9"), "abc"
     )
-    assert fp != train.model_fingerprint(_config("loss.name=ls", "loss.alpha=0.2"), "abc")
-    assert fp != train.model_fingerprint(teacher, "abd")
-    path = train.model_artifact_path(teacher, "/w", "abc")
+    assert fp != layout.model_fingerprint(_config("loss.name=ls", "loss.alpha=0.2"), "abc")
+    assert fp != layout.model_fingerprint(teacher, "abd")
+    path = layout.model(teacher, "/w", ModelSpec.from_config(to_plain(teacher)), "abc").path
     assert path == Path("/w/models") / f"teacher-ls0.1-s0-{fp[:10]}"
 
 

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -34,11 +35,10 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from pipeline import artifacts, schema
 from pipeline.artifacts import read_manifest
 from pipeline.errors import UserError
 
-BASE_FEATURES = ("id", "image", "label", "clean_label", "is_noisy")
-LOGIT_FEATURES = ("teacher_logits", "pre_logits")
 MANIFEST_KEYS = ("dataset", "num_classes", "image_shape", "splits", "counts", "fingerprint")
 
 # Per-channel mean and standard deviation of the training split, pixel values in [0, 1].
@@ -245,47 +245,98 @@ def make_dataset(
     if manifest is None:
         manifest = read_data_manifest(artifact_dir)
     image_shape = tuple(int(d) for d in manifest["image_shape"])
-    if int(manifest["num_classes"]) != num_classes:
-        raise UserError(
-            f"data artifact {artifact_dir} has {manifest['num_classes']} classes, "
-            f"but the model expects {num_classes}"
-        )
-    files = split_files(artifact_dir, manifest, split)
-    required = BASE_FEATURES + (("teacher_logits",) if with_teacher_logits else ())
-    logits_width = _check_records(files, required, image_shape)
-    if with_teacher_logits and logits_width and logits_width != num_classes:
-        raise UserError(
-            f"teacher logits in {artifact_dir} have width {logits_width}, "
-            f"but the student has {num_classes} classes (model.num_classes)"
-        )
-    crop_flip = training and uses_crop_flip(augment, image_shape)
-    mean, std = normalization(str(manifest["dataset"]), image_shape[-1])
-
-    num_pipelines, pipeline_id = 1, 0
-    if input_context is not None:
-        num_pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
-        try:
-            batch_size = input_context.get_per_replica_batch_size(batch_size)
-        except ValueError:
-            raise UserError(
-                f"train.batch_size={batch_size} is not divisible by the "
-                f"{input_context.num_replicas_in_sync} replicas"
-            ) from None
+    files = _checked_files(artifact_dir, manifest, split, num_classes, with_teacher_logits)
+    num_pipelines, pipeline_id, batch_size = _input_pipeline(input_context, batch_size)
     num_examples = int(manifest["splits"][split].get("num_examples", manifest["counts"].get(split, 0)))
     if subset:
         num_examples = min(num_examples, subset)
     if cache == "auto":  # only training reads the data more than once
         cache = training and num_examples * int(np.prod(image_shape)) <= CACHE_LIMIT_BYTES
 
-    features = {
-        "id": tf.io.FixedLenFeature([], tf.string),
-        "image": tf.io.FixedLenFeature([], tf.string),
-        "label": tf.io.FixedLenFeature([], tf.int64),
-        "clean_label": tf.io.FixedLenFeature([], tf.int64),
-        "is_noisy": tf.io.FixedLenFeature([], tf.int64),
-    }
-    if with_teacher_logits:
-        features["teacher_logits"] = tf.io.FixedLenFeature([num_classes], tf.float32)
+    ds = _records(files, num_pipelines, pipeline_id, subset)
+    decode = _decoder(image_shape, num_classes, with_teacher_logits)
+    # repeat() before shuffle(): every iterator of this dataset yields the same seeded stream
+    # (a reshuffling shuffle would change with the number of iterators made, e.g. by
+    # tf.distribute), and no epoch boundary drains the buffer.
+    if cache:
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        if training:
+            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+    else:
+        if training:
+            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+
+    finish = _batch_finisher(
+        num_classes, normalization(str(manifest["dataset"]), image_shape[-1]),
+        crop_flip=training and uses_crop_flip(augment, image_shape), seed=seed, num_pipelines=num_pipelines,
+        pipeline_id=pipeline_id, include_metadata=include_metadata, with_teacher_logits=with_teacher_logits,
+    )  # fmt: skip
+    ds = ds.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    if input_context is None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    else:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _checked_files(
+    artifact_dir, manifest: dict, split: str, num_classes: int, with_teacher_logits: bool
+) -> list[str]:
+    """The split's files, after checking the class count, the features and the teacher logits' width."""
+    if int(manifest["num_classes"]) != num_classes:
+        raise UserError(
+            f"data artifact {artifact_dir} has {manifest['num_classes']} classes, "
+            f"but the model expects {num_classes}"
+        )
+    files = split_files(artifact_dir, manifest, split)
+    required = schema.FEATURES + (("teacher_logits",) if with_teacher_logits else ())
+    logits_width = _check_records(files, required, tuple(int(d) for d in manifest["image_shape"]))
+    if with_teacher_logits and logits_width and logits_width != num_classes:
+        raise UserError(
+            f"teacher logits in {artifact_dir} have width {logits_width}, "
+            f"but the student has {num_classes} classes (model.num_classes)"
+        )
+    return files
+
+
+def _input_pipeline(input_context, batch_size: int) -> tuple[int, int, int]:
+    """(number of input pipelines, this one's id, its batch size) under tf.distribute, or (1, 0, batch_size)."""
+    if input_context is None:
+        return 1, 0, batch_size
+    try:
+        per_replica = input_context.get_per_replica_batch_size(batch_size)
+    except ValueError:
+        raise UserError(
+            f"train.batch_size={batch_size} is not divisible by the {input_context.num_replicas_in_sync} replicas"
+        ) from None
+    return input_context.num_input_pipelines, input_context.input_pipeline_id, per_replica
+
+
+def _records(files: list[str], num_pipelines: int, pipeline_id: int, subset: int) -> tf.data.Dataset:
+    """Serialised records in file order; sharded by file across input pipelines when there are enough files."""
+    shard_files = num_pipelines > 1 and not subset and len(files) >= num_pipelines
+    file_ds = tf.data.Dataset.from_tensor_slices(files)
+    if shard_files:
+        file_ds = file_ds.shard(num_pipelines, pipeline_id)
+    ds = file_ds.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), 8),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    if subset:
+        ds = ds.take(subset)
+    if num_pipelines > 1 and not shard_files:
+        ds = ds.shard(num_pipelines, pipeline_id)
+    return ds
+
+
+def _decoder(image_shape: tuple[int, ...], num_classes: int, with_teacher_logits: bool):
+    """record -> {image uint8, label, clean_label, is_noisy, id (, teacher_logits)}."""
+    features = schema.parse_spec(num_classes, with_teacher_logits=with_teacher_logits)
 
     def decode(record):
         parsed = tf.io.parse_single_example(record, features)
@@ -301,36 +352,15 @@ def make_dataset(
             example["teacher_logits"] = parsed["teacher_logits"]
         return example
 
-    # Shard files across input pipelines when there are enough of them, else records.
-    shard_files = num_pipelines > 1 and not subset and len(files) >= num_pipelines
-    file_ds = tf.data.Dataset.from_tensor_slices(files)
-    if shard_files:
-        file_ds = file_ds.shard(num_pipelines, pipeline_id)
-    ds = file_ds.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    if subset:
-        ds = ds.take(subset)
-    if num_pipelines > 1 and not shard_files:
-        ds = ds.shard(num_pipelines, pipeline_id)
+    return decode
 
-    # repeat() before shuffle(): every iterator of this dataset yields the same seeded stream
-    # (a reshuffling shuffle would change with the number of iterators made, e.g. by
-    # tf.distribute), and no epoch boundary drains the buffer.
-    if cache:
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
-        if training:
-            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-    else:
-        if training:
-            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-        ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
 
-    mean_t, std_t = tf.constant(mean), tf.constant(std)
+def _batch_finisher(
+    num_classes: int, mean_std, *, crop_flip: bool, seed: int, num_pipelines: int, pipeline_id: int,
+    include_metadata: bool, with_teacher_logits: bool,
+):  # fmt: skip
+    """(batch index, batch) -> checked labels, augmented and normalised images, and the model's target."""
+    mean_t, std_t = (tf.constant(v) for v in mean_std)
 
     def finish(index, batch):
         for name in ("label", "clean_label"):  # a label outside [0, L) would be silently mislearned
@@ -347,13 +377,7 @@ def make_dataset(
         target = batch["teacher_logits"] if with_teacher_logits else batch["label"]
         return images, target
 
-    ds = ds.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    if input_context is None:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    else:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return finish
 
 
 def describe(manifest: dict[str, Any]) -> str:
@@ -363,3 +387,28 @@ def describe(manifest: dict[str, Any]) -> str:
         f"{manifest['dataset']} {'x'.join(map(str, manifest['image_shape']))}, "
         f"{manifest['num_classes']} classes ({counts})"
     )
+
+
+def teacher_config_of(logits_dir: str | os.PathLike | None) -> dict | None:
+    """A student's teacher config: the logits artifact's manifest -> the teacher model -> its config.json.
+
+    None when the artifact or the teacher's config cannot be found.
+    """
+    if not logits_dir or not artifacts.is_complete(logits_dir):
+        return None
+    try:
+        manifest = json.loads((Path(logits_dir) / artifacts.MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    for key in ("teacher_config", "teacher"):
+        if isinstance(manifest.get(key), dict) and "loss" in manifest[key]:
+            return manifest[key]
+    for key in ("model", "teacher"):
+        ref = manifest.get("inputs", {}).get(key)
+        path = Path(ref["path"]) / "config.json" if isinstance(ref, dict) and "path" in ref else None
+        if path is not None and path.is_file():
+            try:
+                return json.loads(path.read_text())
+            except ValueError:
+                return None
+    return None
