@@ -34,12 +34,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.stats import ApproximateQuantiles
 
-from beam_jobs.runners import make_pipeline, pipeline_options
+from beam_jobs.core.runners import make_pipeline, pipeline_options
 from keras_components.losses import CE
-from pipeline import artifacts, layout
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.errors import UserError
-from pipeline.schema import read_features
+from pipeline.core import artifacts, layout
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.errors import UserError
+from pipeline.core.schema import read_features
 
 NUM_QUANTILES = 1001  # quantile k / 1000 for k = 0..1000: percentiles in steps of 0.1
 DEAD_LETTER = "dead_letter"
@@ -200,7 +200,7 @@ def estimate_stage(
       UserError: missing or incomplete logits artifact, a bad percentile, a
         complete `out_dir` without `force`, or records lost during the job.
     """
-    from pipeline import tfdata
+    from pipeline.core import tfdata
 
     validate_config(config)
     artifacts.read_manifest(logits_dir, what="logits artifact", verify=False)  # names a missing input aptly
@@ -276,8 +276,8 @@ def estimate_stage(
 
 def default_logits_dir(config, workdir) -> Path:
     """The exported train-split logits of this config's baseline (cross-entropy) teacher under `workdir`."""
-    from pipeline import tfdata
-    from pipeline.spec import TEACHER, ModelSpec
+    from pipeline.core import tfdata
+    from pipeline.core.spec import TEACHER, ModelSpec
 
     baseline = ModelSpec(TEACHER, CE, seed=config.train.seed)
     model, data_dir = layout.configured_model(baseline.apply(config), workdir)

@@ -9,7 +9,7 @@ and a Keras 3 model handler, and writes TFRecords holding every original feature
 plus `teacher_logits` (float list, L) and `pre_logits` (float list, D), then the
 manifest, last, once the output count and the distinct ids equal the input
 manifest's count. Images are decoded and normalised exactly as
-`pipeline.tfdata` does for evaluation, a whole batch in one TensorFlow
+`pipeline.core.tfdata` does for evaluation, a whole batch in one TensorFlow
 call. Any Beam runner flag is passed through, e.g.
 `--direct_num_workers=2 --direct_running_mode=multi_processing` or
 `--runner=DataflowRunner ...`; without --runner the job runs on the FnApiRunner
@@ -37,11 +37,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
-from beam_jobs.runners import make_pipeline, pipeline_options
-from pipeline import artifacts, layout, trained_model
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.errors import UserError
-from pipeline.schema import FEATURES, LOGIT_FEATURES, read_features
+from beam_jobs.core.runners import make_pipeline, pipeline_options
+from pipeline.core import artifacts, layout, trained_model
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.errors import UserError
+from pipeline.core.schema import FEATURES, LOGIT_FEATURES, read_features
 
 DEAD_LETTER = "dead_letter"
 SUMMARY_FILE = ".export-summary.json"
@@ -56,7 +56,7 @@ class TeacherModel:
 
     Parsing, PNG decoding and normalisation run inside the same `tf.function` as
     the forward pass, so no per-example TensorFlow eager op is paid. The
-    normalisation is `pipeline.tfdata`'s for evaluation:
+    normalisation is `pipeline.core.tfdata`'s for evaluation:
     (uint8 / 255 - mean) / std with the dataset's per-channel statistics.
     """
 
@@ -69,7 +69,7 @@ class TeacherModel:
         image_shape = tuple(int(d) for d in image_shape)
         spec = tf.TensorSpec(image_shape, tf.uint8)
         # The constants are arguments, not captured: Grappler would otherwise rewrite x / 255 as
-        # x * (1 / 255) and the inputs would differ from pipeline.tfdata's by an ulp.
+        # x * (1 / 255) and the inputs would differ from pipeline.core.tfdata's by an ulp.
         self._constants = (tf.constant(255.0), tf.constant(mean, tf.float32), tf.constant(std, tf.float32))
         channels = [image_shape[-1]]
         signature = [tf.TensorSpec([None], tf.string), tf.TensorSpec([], tf.float32)]
@@ -112,7 +112,7 @@ class KerasTeacherHandler(ModelHandler[bytes, PredictionResult, TeacherModel]):
 
     def __init__(self, model_path: str, image_shape: Sequence[int], dataset: str, batch_size: int):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
-        from pipeline.tfdata import normalization
+        from pipeline.core.tfdata import normalization
 
         self._model_path = str(model_path)
         self._image_shape = tuple(int(d) for d in image_shape)
@@ -390,7 +390,7 @@ def export_stage(
         not fit the data, a complete `out_dir` without `force`, or examples lost,
         duplicated or dead-lettered during the job (then no manifest is written).
     """
-    from pipeline import tfdata
+    from pipeline.core import tfdata
 
     validate_config(config)
     model_manifest, model_path = trained_model.read(model_dir)
@@ -468,7 +468,7 @@ def run(argv=None) -> None:
     args, config, beam_args = parse_stage_args(
         parser, argv, known_only=True, validate=validate_config, extra_flags=pipeline_options
     )
-    from pipeline import tfdata
+    from pipeline.core import tfdata
 
     data_dir = Path(layout.data(config, args.workdir).path)
     if args.model:

@@ -24,15 +24,15 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
-from beam_jobs.runners import make_pipeline, pipeline_options  # noqa: F401 - pipeline_options re-exported
-from beam_jobs.sources import resolve_source
-from beam_jobs.tfrecords import encode_png, tfrecord_frame
+from beam_jobs.core.runners import make_pipeline, pipeline_options  # noqa: F401 - pipeline_options re-exported
+from beam_jobs.core.sources import resolve_source
+from beam_jobs.core.tfrecords import encode_png, tfrecord_frame
 from keras_components import noise
-from pipeline import artifacts, layout
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import to_plain
-from pipeline.errors import UserError
-from pipeline.schema import make_example
+from pipeline.core import artifacts, layout
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.config import to_plain
+from pipeline.core.errors import UserError
+from pipeline.core.schema import make_example
 
 SPLITS = ("train", "test")
 DEAD_LETTER = "dead_letter"

@@ -37,11 +37,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from beam_jobs import export_logits  # noqa: E402
-from beam_jobs.tfrecords import encode_png  # noqa: E402
+from beam_jobs.core.tfrecords import encode_png  # noqa: E402
 from keras_components import models  # noqa: E402
-from pipeline import artifacts, tfdata, trained_model  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.schema import make_example  # noqa: E402
+from pipeline.core import artifacts, tfdata, trained_model  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.schema import make_example  # noqa: E402
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10

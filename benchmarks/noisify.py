@@ -42,10 +42,10 @@ SHARDS = 4
 def _loop(idx_dir: str, out_dir: str, n_train: int, n_test: int) -> None:
     import tensorflow as tf
 
-    from beam_jobs.sources import IdxSource
-    from beam_jobs.tfrecords import encode_png
+    from beam_jobs.core.sources import IdxSource
+    from beam_jobs.core.tfrecords import encode_png
     from keras_components import noise
-    from pipeline.schema import make_example
+    from pipeline.core.schema import make_example
 
     source = IdxSource("fashion_mnist", idx_dir)
     t = noise.symmetric_transition(10, 0.2)
@@ -63,7 +63,7 @@ def _loop(idx_dir: str, out_dir: str, n_train: int, n_test: int) -> None:
 
 def _beam(idx_dir: str, out_dir: str, n_train: int, n_test: int, workers: int) -> None:
     from beam_jobs import noisify
-    from pipeline.config import load_config
+    from pipeline.core.config import load_config
 
     config = load_config(QUICKSTART, [
         "data.source=idx", f"data.source_dir={idx_dir}", f"data.max_train_examples={n_train}",

@@ -8,7 +8,7 @@ and the configs' step schedule: ResNet-32 on 32x32x3 (`configs/cifar.py:cifar10,
 crop + flip augmentation) and ResNet-20 on 28x28x1 (`configs/quickstart.py` with
 depth 20: no augmentation). For each, in one process:
 
-- `stage`: `pipeline.train.train_stage` on a generated data artifact (smooth random
+- `stage`: `pipeline.stages.train.train_stage` on a generated data artifact (smooth random
   PNG TFRecords): TFRecord read, decode, cache, shuffle, augmentation as configured,
   the project's loss, the accuracy metric and its callbacks (history, BackupAndRestore,
   TensorBoard), timed by the epochs of its history.json, the first (tracing, cache
@@ -67,13 +67,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from beam_jobs.tfrecords import encode_png  # noqa: E402
+from beam_jobs.core.tfrecords import encode_png  # noqa: E402
 from keras_components import losses, models, optimizers  # noqa: E402
 from keras_components.losses import CE, LOSSES  # noqa: E402
-from pipeline import artifacts  # noqa: E402
-from pipeline import train as train_mod  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.schema import make_example  # noqa: E402
+from pipeline.core import artifacts  # noqa: E402
+from pipeline.core.config import load_config  # noqa: E402
+from pipeline.core.schema import make_example  # noqa: E402
+from pipeline.stages import train as train_mod  # noqa: E402
 
 NUM_CLASSES = 10
 ALPHA = 0.1
@@ -216,7 +216,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def _timed_training_log(marks: EpochMarks):
-    """pipeline.train.TrainingLog that also records CPU time per epoch (patched in for the stage side)."""
+    """pipeline.stages.train.TrainingLog that also records CPU time per epoch (patched in for the stage side)."""
 
     class TimedTrainingLog(train_mod.TrainingLog):
         def on_epoch_begin(self, epoch, logs=None):

@@ -359,7 +359,7 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="smear")
-class BackwardCorrectedCrossEntropy(keras.losses.Loss):
+class BackwardCorrectedCrossEntropy(SmearedCrossEntropy):
     """Backward-corrected cross-entropy: smearing with M = T^{-1}.
 
     Formula:
@@ -388,22 +388,19 @@ class BackwardCorrectedCrossEntropy(keras.losses.Loss):
     """
 
     def __init__(self, transition, reduction="sum_over_batch_size", name="backward_correction"):
-        super().__init__(name=name, reduction=reduction)
-        self.transition = _check_transition(transition)
-        condition_number = np.linalg.cond(self.transition)
+        transition = _check_transition(transition)
+        condition_number = np.linalg.cond(transition)
         if not np.isfinite(condition_number) or condition_number > _MAX_CONDITION_NUMBER:
             raise ValueError(
                 f"`transition` is singular or ill-conditioned (condition number {condition_number:.3g} "
                 f"> {_MAX_CONDITION_NUMBER:.0e})."
             )
-        self.num_classes = self.transition.shape[0]
-        self.matrix = np.linalg.inv(self.transition)
-
-    def call(self, y_true, y_pred):
-        return smeared_cross_entropy(y_true, y_pred, self.matrix)
+        super().__init__(np.linalg.inv(transition), reduction=reduction, name=name)  # M = T^{-1}
+        self.transition = transition
 
     def get_config(self):
-        return {**super().get_config(), "transition": _matrix_config(self.transition)}
+        config = {k: v for k, v in super().get_config().items() if k != "matrix"}
+        return {**config, "transition": _matrix_config(self.transition)}
 
 
 @keras.saving.register_keras_serializable(package="smear")

@@ -33,6 +33,78 @@ def _bin_edges(num_bins: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, num_bins + 1)
 
 
+class ReliabilityBins:
+    """Top-label confidence against accuracy in equal-width bins, accumulated batch by batch (NumPy).
+
+    `update` adds a batch; `result` gives the per-bin statistics and the ECE of
+    everything added, exactly as `reliability_bins` of the concatenated batches.
+
+    Example:
+        >>> bins = ReliabilityBins(num_bins=2)
+        >>> bins.update(np.array([[0.9, 0.1]]), np.array([0]))
+        >>> bins.update(np.array([[0.2, 0.8]]), np.array([0]))
+        >>> round(bins.result()["ece"], 6)  # one bin: accuracy 1/2, mean confidence 0.85
+        0.35
+    """
+
+    def __init__(self, num_bins: int = 15):
+        self.num_bins = _check_num_bins(num_bins)
+        self.edges = _bin_edges(self.num_bins)
+        self.counts = np.zeros(self.num_bins, np.int64)
+        self.correct = np.zeros(self.num_bins)  # per-bin sums of 0/1 correctness
+        self.confidence = np.zeros(self.num_bins)  # per-bin sums of top-label probability
+
+    def update(self, probs: np.ndarray, labels: np.ndarray) -> None:
+        """Adds a batch: probs (N, L) class probabilities, labels (N,) integers in [0, L).
+
+        Raises:
+            ValueError: On badly shaped inputs, labels out of range or non-finite probabilities.
+        """
+        probs = np.asarray(probs, dtype=np.float64)
+        labels = np.asarray(labels)
+        if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] == 0:
+            raise ValueError(f"probs must have shape (N, L) with N, L >= 1, got {probs.shape}")
+        if labels.shape != (probs.shape[0],):
+            raise ValueError(f"labels must have shape ({probs.shape[0]},) to match probs, got {labels.shape}")
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+        if labels.min() < 0 or labels.max() >= probs.shape[1]:
+            raise ValueError(
+                f"labels must lie in [0, {probs.shape[1]}), got [{labels.min()}, {labels.max()}]"
+            )
+        if not np.all(np.isfinite(probs)):
+            raise ValueError("probs must be finite")
+        confidence = probs.max(axis=1)
+        correct = (probs.argmax(axis=1) == labels).astype(np.float64)
+        # Number of interior edges strictly below c, i.e. c in (e_i, e_{i+1}] -> i, c = 0 -> 0.
+        bin_index = np.searchsorted(self.edges[1:-1], confidence, side="left")
+        self.counts += np.bincount(bin_index, minlength=self.num_bins)
+        self.correct += np.bincount(bin_index, weights=correct, minlength=self.num_bins)
+        self.confidence += np.bincount(bin_index, weights=confidence, minlength=self.num_bins)
+
+    def result(self) -> dict[str, Any]:
+        """`edges`, `counts`, per-bin `accuracy` and mean `confidence` (0 where empty), `num_examples`, `ece`.
+
+        Raises:
+            ValueError: Nothing was added.
+        """
+        num_examples = int(self.counts.sum())
+        if num_examples == 0:
+            raise ValueError("no examples were added")
+        nonempty = self.counts > 0
+        accuracy = np.divide(self.correct, self.counts, out=np.zeros(self.num_bins), where=nonempty)
+        mean_confidence = np.divide(self.confidence, self.counts, out=np.zeros(self.num_bins), where=nonempty)
+        ece = float(np.sum(self.counts / num_examples * np.abs(accuracy - mean_confidence)))
+        return {
+            "edges": self.edges,
+            "counts": self.counts.copy(),
+            "accuracy": accuracy,
+            "confidence": mean_confidence,
+            "num_examples": num_examples,
+            "ece": ece,
+        }
+
+
 def reliability_bins(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> dict[str, Any]:
     """Per-bin statistics of top-label confidence against accuracy.
 
@@ -52,41 +124,9 @@ def reliability_bins(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15) 
     Raises:
         ValueError: On badly shaped inputs, labels out of range or num_bins < 1.
     """
-    num_bins = _check_num_bins(num_bins)
-    probs = np.asarray(probs, dtype=np.float64)
-    labels = np.asarray(labels)
-    if probs.ndim != 2 or probs.shape[0] == 0 or probs.shape[1] == 0:
-        raise ValueError(f"probs must have shape (N, L) with N, L >= 1, got {probs.shape}")
-    if labels.shape != (probs.shape[0],):
-        raise ValueError(f"labels must have shape ({probs.shape[0]},) to match probs, got {labels.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.min() < 0 or labels.max() >= probs.shape[1]:
-        raise ValueError(f"labels must lie in [0, {probs.shape[1]}), got [{labels.min()}, {labels.max()}]")
-    if not np.all(np.isfinite(probs)):
-        raise ValueError("probs must be finite")
-
-    confidence = probs.max(axis=1)
-    correct = (probs.argmax(axis=1) == labels).astype(np.float64)
-    edges = _bin_edges(num_bins)
-    # Number of interior edges strictly below c, i.e. c in (e_i, e_{i+1}] -> i, c = 0 -> 0.
-    bin_index = np.searchsorted(edges[1:-1], confidence, side="left")
-    counts = np.bincount(bin_index, minlength=num_bins)
-    correct_sum = np.bincount(bin_index, weights=correct, minlength=num_bins)
-    confidence_sum = np.bincount(bin_index, weights=confidence, minlength=num_bins)
-    nonempty = counts > 0
-    accuracy = np.divide(correct_sum, counts, out=np.zeros(num_bins), where=nonempty)
-    mean_confidence = np.divide(confidence_sum, counts, out=np.zeros(num_bins), where=nonempty)
-    num_examples = int(probs.shape[0])
-    ece = float(np.sum(counts / num_examples * np.abs(accuracy - mean_confidence)))
-    return {
-        "edges": edges,
-        "counts": counts,
-        "accuracy": accuracy,
-        "confidence": mean_confidence,
-        "num_examples": num_examples,
-        "ece": ece,
-    }
+    bins = ReliabilityBins(num_bins)
+    bins.update(probs, labels)
+    return bins.result()
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, num_bins: int = 15) -> float:

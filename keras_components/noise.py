@@ -112,29 +112,42 @@ def validate_transition(
     return t
 
 
+def _read_array_file(path: str, what: str, text_suffix: str, read_text) -> np.ndarray:
+    """A .npy file (no pickles), or a `text_suffix` file read by `read_text(open file)`.
+
+    Raises:
+      ValueError: one line naming `what`, the file and the problem.
+    """
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} file not found: {path}")
+    try:
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False)
+        if path.endswith(text_suffix):
+            with open(path, newline="") as f:
+                return read_text(f)
+        raise ValueError(f"expected a .npy or {text_suffix} file")
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot read {what} {path}: {e}") from None
+
+
 def load_transition(path: str | os.PathLike, num_classes: int | None = None) -> np.ndarray:
     """Loads and validates T from a .npy file or a .json file.
 
     The JSON may be a list of rows or an object with a "transition" key (the
     format `smear estimate-transition` writes).
     """
+
+    def from_json(f):
+        data = json.load(f)
+        if isinstance(data, dict):
+            if "transition" not in data:
+                raise ValueError('a JSON object needs a "transition" key')
+            data = data["transition"]
+        return data
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"transition matrix file not found: {path}")
-    try:
-        if path.endswith(".npy"):
-            data = np.load(path, allow_pickle=False)
-        elif path.endswith(".json"):
-            with open(path) as f:
-                data = json.load(f)
-            if isinstance(data, dict):
-                if "transition" not in data:
-                    raise ValueError('a JSON object needs a "transition" key')
-                data = data["transition"]
-        else:
-            raise ValueError("expected a .npy or .json file")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read transition matrix {path}: {e}") from None
+    data = _read_array_file(path, "transition matrix", ".json", from_json)
     return validate_transition(data, num_classes, name=f"transition matrix {path}")
 
 
@@ -147,22 +160,15 @@ def load_noisy_labels(path: str | os.PathLike, num_examples: int, num_classes: i
       num_examples: the size of the training split; the file must match it.
       num_classes: labels must lie in [0, num_classes).
     """
+
+    def from_csv(f):
+        rows = [r for r in csv.reader(f) if r]
+        if rows and not rows[0][0].strip().lstrip("-").isdigit():
+            rows = rows[1:]  # a header
+        return np.array([int(r[0]) for r in rows])
+
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"noisy labels file not found: {path}")
-    try:
-        if path.endswith(".npy"):
-            labels = np.load(path, allow_pickle=False)
-        elif path.endswith(".csv"):
-            with open(path, newline="") as f:
-                rows = [r for r in csv.reader(f) if r]
-            if rows and not rows[0][0].strip().lstrip("-").isdigit():
-                rows = rows[1:]
-            labels = np.array([int(r[0]) for r in rows])
-        else:
-            raise ValueError("expected a .npy or .csv file")
-    except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read noisy labels {path}: {e}") from None
+    labels = _read_array_file(path, "noisy labels", ".csv", from_csv)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(

@@ -185,8 +185,35 @@ def _warmup(step, base_learning_rate: float, warmup_steps: int, decayed):
     return ops.where(step < warmup_steps, warm, decayed)
 
 
+class _WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up over `warmup_steps`, then `_decay(progress)`, progress from 0 to 1 over the rest."""
+
+    def __init__(self, base_learning_rate: float, total_steps: int, warmup_steps: int):
+        _check_schedule_args(base_learning_rate, total_steps, warmup_steps)
+        self.base_learning_rate = float(base_learning_rate)
+        self.total_steps = int(total_steps)
+        self.warmup_steps = int(warmup_steps)
+
+    def _decay(self, progress):
+        raise NotImplementedError
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        progress = ops.clip(
+            (step - self.warmup_steps) / float(self.total_steps - self.warmup_steps), 0.0, 1.0
+        )
+        return _warmup(step, self.base_learning_rate, self.warmup_steps, self._decay(progress))
+
+    def get_config(self):
+        return {
+            "base_learning_rate": self.base_learning_rate,
+            "total_steps": self.total_steps,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
 @keras.saving.register_keras_serializable(package="smear")
-class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupCosineDecay(_WarmupDecay):
     """Linear warm-up then cosine decay to 0.
 
     ```
@@ -200,30 +227,12 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         warmup_steps: in [0, total_steps).
     """
 
-    def __init__(self, base_learning_rate: float, total_steps: int, warmup_steps: int):
-        _check_schedule_args(base_learning_rate, total_steps, warmup_steps)
-        self.base_learning_rate = float(base_learning_rate)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
-
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        progress = ops.clip(
-            (step - self.warmup_steps) / float(self.total_steps - self.warmup_steps), 0.0, 1.0
-        )
-        decayed = self.base_learning_rate * 0.5 * (1.0 + ops.cos(math.pi * progress))
-        return _warmup(step, self.base_learning_rate, self.warmup_steps, decayed)
-
-    def get_config(self):
-        return {
-            "base_learning_rate": self.base_learning_rate,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-        }
+    def _decay(self, progress):
+        return self.base_learning_rate * 0.5 * (1.0 + ops.cos(math.pi * progress))
 
 
 @keras.saving.register_keras_serializable(package="smear")
-class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
+class WarmupPolynomialDecay(_WarmupDecay):
     """Linear warm-up then polynomial decay to `end_learning_rate`.
 
     ```
@@ -247,35 +256,20 @@ class WarmupPolynomialDecay(keras.optimizers.schedules.LearningRateSchedule):
         power: float = 2.0,
         end_learning_rate: float = 0.0,
     ):
-        _check_schedule_args(base_learning_rate, total_steps, warmup_steps)
+        super().__init__(base_learning_rate, total_steps, warmup_steps)
         if not power > 0:
             raise ValueError(f"`power` must be > 0, got {power}.")
         if end_learning_rate < 0:
             raise ValueError(f"`end_learning_rate` must be >= 0, got {end_learning_rate}.")
-        self.base_learning_rate = float(base_learning_rate)
-        self.total_steps = int(total_steps)
-        self.warmup_steps = int(warmup_steps)
         self.power = float(power)
         self.end_learning_rate = float(end_learning_rate)
 
-    def __call__(self, step):
-        step = ops.cast(step, "float32")
-        progress = ops.clip(
-            (step - self.warmup_steps) / float(self.total_steps - self.warmup_steps), 0.0, 1.0
-        )
-        decayed = (self.base_learning_rate - self.end_learning_rate) * ops.power(
-            1.0 - progress, self.power
-        ) + self.end_learning_rate
-        return _warmup(step, self.base_learning_rate, self.warmup_steps, decayed)
+    def _decay(self, progress):
+        span = self.base_learning_rate - self.end_learning_rate
+        return span * ops.power(1.0 - progress, self.power) + self.end_learning_rate
 
     def get_config(self):
-        return {
-            "base_learning_rate": self.base_learning_rate,
-            "total_steps": self.total_steps,
-            "warmup_steps": self.warmup_steps,
-            "power": self.power,
-            "end_learning_rate": self.end_learning_rate,
-        }
+        return {**super().get_config(), "power": self.power, "end_learning_rate": self.end_learning_rate}
 
 
 def step_decay_schedule(

@@ -13,20 +13,20 @@ import os
 import sys
 import traceback
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 COMMANDS = {
     "noisify": ("beam_jobs.noisify", "make noisy-label TFRecords from a clean dataset (Apache Beam)"),
-    "train": ("pipeline.train", "train a teacher or a distilled student"),
+    "train": ("pipeline.stages.train", "train a teacher or a distilled student"),
     "export-logits": ("beam_jobs.export_logits", "export a teacher's logits with Beam RunInference"),
     "estimate-transition": (
         "beam_jobs.estimate_transition",
         "estimate T from exported logits (Patrini et al.)",
     ),
-    "evaluate": ("pipeline.evaluate", "accuracy, NLL, ECE, Table 3 breakdown and figures for a model"),
-    "report": ("pipeline.report", "aggregate evaluations into the paper's tables and figures"),
+    "evaluate": ("pipeline.stages.evaluate", "accuracy, NLL, ECE, Table 3 breakdown and figures for a model"),
+    "report": ("pipeline.stages.report", "aggregate evaluations into the paper's tables and figures"),
     "run": ("pipeline.run", "run the whole pipeline from a config, cached and resumable"),
-    "synthetic": ("pipeline.synthetic", "the paper's Figure 1, Figure 5 and Theorem 1 experiments"),
+    "synthetic": ("pipeline.stages.synthetic", "the paper's Figure 1, Figure 5 and Theorem 1 experiments"),
 }
 
 # Libraries a command loads sooner or later; `main` loads them first, with their start-up lines silenced.

@@ -24,9 +24,9 @@ from typing import Any
 
 import ml_collections
 
-from pipeline import layout
-from pipeline.errors import UserError
-from pipeline.spec import CE, ESTIMATED, STUDENT, TEACHER, ModelSpec
+from pipeline.core import layout
+from pipeline.core.errors import UserError
+from pipeline.core.spec import CE, ESTIMATED, STUDENT, TEACHER, ModelSpec
 
 # Node kind -> its `smear` subcommand.
 COMMANDS = {
@@ -98,7 +98,7 @@ class Node:
 
 
 def _text(value: Any) -> str:
-    """A config value as `--config.KEY=VALUE` text (`pipeline.config` parses it back to the same value)."""
+    """A config value as `--config.KEY=VALUE` text (`pipeline.core.config` parses it back to the same value)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):

@@ -22,8 +22,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from pipeline import artifacts
-from pipeline.errors import UserError
+from pipeline.core import artifacts
+from pipeline.core.errors import UserError
 
 TIMES_FILE = "stage_times.jsonl"
 REPORT_ENTRIES = ("report.md", "tables", "figures", "tensorboard", artifacts.MANIFEST)

@@ -10,12 +10,12 @@ order: a node whose complete artifact has the same fingerprint is reused
 its checkpoint), and `--force` recomputes everything. `--dry-run` prints the
 plan, `--dry-run --json` prints it as JSON with each node's standalone command.
 
-Sweep strings (pipeline/spec.py):
+Sweep strings (pipeline/core/spec.py):
   teachers  METHOD[:ALPHA], METHOD a loss (keras_components.losses.LOSSES); ALPHA a
             number, or `est` for a loss that takes a transition matrix, with T
             estimated from the baseline teacher (Patrini et al.).
   students  TEACHER>STUDENT with TEACHER a teacher string and STUDENT a method of
-            pipeline.spec.STUDENT_METHODS with its alpha (e.g. `ls:0.1>ce`).
+            pipeline.core.spec.STUDENT_METHODS with its alpha (e.g. `ls:0.1>ce`).
 Optional noise-rate sweep (configs/fmnist_paper.py):
   noise_rates          e.g. (0.2, 0.4): the whole sweep once per rate, each its own
                        setting in the report; () = noise.rate only
@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline import artifacts, publish
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import split_config_args
-from pipeline.errors import UserError
+from pipeline import publish
+from pipeline.core import artifacts
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.config import split_config_args
+from pipeline.core.errors import UserError
 from pipeline.plan import Node, plan
 
 
@@ -44,7 +45,7 @@ def _noisify(node: Node, force: bool, beam_args, log) -> dict:
 
 
 def _train(node: Node, force: bool, beam_args, log) -> dict:
-    from pipeline import train
+    from pipeline.stages import train
 
     logits = [n.out_dir for n in node.inputs if n.kind == "export"]
     return train.train_stage(
@@ -73,7 +74,7 @@ def _estimate(node: Node, force: bool, beam_args, log) -> dict:
 
 
 def _evaluate(node: Node, force: bool, beam_args, log) -> dict:
-    from pipeline import evaluate
+    from pipeline.stages import evaluate
 
     model, data = node.input_of("train"), node.input_of("noisify")
     return evaluate.evaluate_stage(
@@ -83,7 +84,7 @@ def _evaluate(node: Node, force: bool, beam_args, log) -> dict:
 
 
 def _report(node: Node, force: bool, beam_args, log) -> dict:
-    from pipeline import report
+    from pipeline.stages import report
 
     return report.report_stage(
         node.config, [e.out_dir for e in node.inputs], node.out_dir, force=force, log=log
@@ -194,7 +195,7 @@ def run(argv=None) -> None:
         "with stage_times.json/.md, the wall time of every stage and cell; DIR must be new, empty or "
         "a previous publish (other files in it are kept)",
     )
-    from beam_jobs.runners import pipeline_options
+    from beam_jobs.core.runners import pipeline_options
 
     args, config, beam_args = parse_stage_args(parser, argv, known_only=True, extra_flags=pipeline_options)
     if args.json and not args.dry_run:

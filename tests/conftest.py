@@ -64,7 +64,7 @@ def write_data_artifact(
     """
     import tensorflow as tf
 
-    from pipeline import artifacts
+    from pipeline.core import artifacts
 
     rng = np.random.default_rng(seed)
     description = {

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import artifacts, cli, layout
-from pipeline.config import load_config
+from pipeline import cli
+from pipeline.core import artifacts, layout
+from pipeline.core.config import load_config
 from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
 

@@ -12,8 +12,8 @@ import ml_collections
 import pytest
 
 from configs import base
-from pipeline.config import load_config
-from pipeline.errors import UserError
+from pipeline.core.config import load_config
+from pipeline.core.errors import UserError
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BASE = CONFIGS / "base.py"
@@ -90,7 +90,7 @@ def test_every_base_key_is_declared_on_one_commented_line():
 
 
 def test_imagenet_resizes_to_224_and_the_size_can_be_overridden():
-    from beam_jobs.sources import resolve_source
+    from beam_jobs.core.sources import resolve_source
 
     assert resolve_source(load_config(IMAGENET).data).image_size == 224  # the docstring's 224x224x3
     config = load_config(f"{IMAGENET}:smoke", ["data.image_size=160"])

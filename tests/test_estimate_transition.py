@@ -8,11 +8,12 @@ import pytest
 import tensorflow as tf
 
 from beam_jobs import estimate_transition
-from beam_jobs.tfrecords import encode_png
+from beam_jobs.core.tfrecords import encode_png
 from keras_components import noise
-from pipeline import artifacts, cli
-from pipeline.config import load_config
-from pipeline.schema import make_example
+from pipeline import cli
+from pipeline.core import artifacts
+from pipeline.core.config import load_config
+from pipeline.core.schema import make_example
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")

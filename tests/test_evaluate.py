@@ -1,4 +1,4 @@
-"""Tests for pipeline.evaluate on a tiny trained model and the conftest data artifact."""
+"""Tests for pipeline.stages.evaluate on a tiny trained model and the conftest data artifact."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from pipeline import artifacts
-from pipeline.config import load_config, to_plain
-from pipeline.errors import UserError
-from pipeline.evaluate import evaluate_stage, summarize
-from pipeline.spec import ModelSpec
+from pipeline.core import artifacts
+from pipeline.core.config import load_config, to_plain
+from pipeline.core.errors import UserError
+from pipeline.core.spec import ModelSpec
+from pipeline.stages.evaluate import evaluate_stage, summarize
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
 TEACHER = {"role": "teacher", "method": "ls", "alpha": 0.1, "seed": 0, "transition": "smoothing"}
 
 
 def _read_split(data_dir: Path, split: str) -> dict[str, np.ndarray]:
-    """Decodes a split's records directly (not through pipeline.tfdata)."""
+    """Decodes a split's records directly (not through pipeline.core.tfdata)."""
     import tensorflow as tf
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
@@ -251,7 +251,8 @@ def test_summarize_quantiles():
 
 
 def test_cli_evaluates_a_model_dir_and_fails_in_one_line(make_data_artifact, data_artifact, tmp_path, capsys):
-    from pipeline import cli, layout
+    from pipeline import cli
+    from pipeline.core import layout
 
     workdir = tmp_path / "w"
     make_data_artifact(
@@ -285,7 +286,7 @@ def test_cli_evaluates_a_model_dir_and_fails_in_one_line(make_data_artifact, dat
 
 
 def test_eval_artifact_path_is_named_after_the_model_and_keyed_by_what_changes_the_numbers(tmp_path):
-    from pipeline import layout
+    from pipeline.core import layout
 
     config = load_config(CONFIG)
     model_fp, data_fp = "a" * 64, "b" * 64

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pipeline import artifacts, cli, layout
-from pipeline.config import load_config
+from pipeline import cli
+from pipeline.core import artifacts, layout
+from pipeline.core.config import load_config
 from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
 from tests.test_cli_errors import save_model_artifact

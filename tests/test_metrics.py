@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from keras_components import metrics
 from keras_components.metrics import ExpectedCalibrationError, expected_calibration_error, reliability_bins
 
 
@@ -172,3 +173,21 @@ def test_metric_rejects_bad_num_bins_and_one_hot_labels():
     metric = ExpectedCalibrationError()
     with pytest.raises(ValueError, match="y_true"):
         metric.update_state(np.eye(3)[[0, 1]], np.zeros((2, 3)))
+
+
+def test_reliability_bins_accumulated_over_batches_equal_those_of_the_whole_split():
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(301, 7)) * 3
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 7, size=301)
+    whole = metrics.reliability_bins(probs, labels, 10)
+    streamed = metrics.ReliabilityBins(10)
+    for start in range(0, 301, 64):  # uneven last batch
+        streamed.update(probs[start : start + 64], labels[start : start + 64])
+    got = streamed.result()
+    np.testing.assert_array_equal(got["counts"], whole["counts"])
+    for key in ("accuracy", "confidence"):
+        np.testing.assert_allclose(got[key], whole[key], rtol=1e-12)
+    assert got["num_examples"] == 301 and got["ece"] == pytest.approx(whole["ece"], rel=1e-12)
+    with pytest.raises(ValueError, match="no examples"):
+        metrics.ReliabilityBins(10).result()

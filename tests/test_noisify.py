@@ -14,9 +14,10 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import noisify
-from beam_jobs.sources import IdxSource
+from beam_jobs.core.sources import IdxSource
 from keras_components import noise
-from pipeline import cli, layout
+from pipeline import cli
+from pipeline.core import layout
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -258,8 +259,8 @@ def object_store(tmp_path):
 
 
 def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
-    from pipeline import artifacts
-    from pipeline.config import load_config
+    from pipeline.core import artifacts
+    from pipeline.core.config import load_config
 
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
     out_dir = layout.data(config, f"{object_store}/work").path
@@ -269,7 +270,7 @@ def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
         f"train-{i:05d}-of-00004.tfrecord" for i in range(4)
     ]
     assert artifacts.read_manifest(out_dir)["fingerprint"] == layout.data_fingerprint(config)
-    from pipeline.errors import UserError
+    from pipeline.core.errors import UserError
 
     with pytest.raises(UserError, match="--force"):
         noisify.noisify_stage(config, out_dir, log=lambda _: None)
@@ -279,7 +280,7 @@ def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store,
     """Everything up to the job submission: the outside world starts at run_pipeline."""
     from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
-    from pipeline.config import load_config
+    from pipeline.core.config import load_config
 
     submitted = {}
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import train
-from pipeline.config import load_config
+from pipeline.core.config import load_config
+from pipeline.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR = str(ROOT / "configs" / "cifar.py")
@@ -44,7 +44,7 @@ def test_cifar_configs_carry_the_papers_values(dataset, classes, model, depth):
 
 
 def test_bad_config_args_are_rejected():
-    from pipeline.errors import UserError
+    from pipeline.core.errors import UserError
 
     for spec in (f"{CIFAR}:cifar10,resnet20,ls", f"{CIFAR}:svhn,resnet32,ls", f"{IMAGENET}:focal"):
         with pytest.raises(UserError, match="expected"):

@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from pipeline import artifacts, cli
+from pipeline import cli
 from pipeline import plan as pipeline_plan
-from pipeline.config import load_config
-from pipeline.errors import UserError
+from pipeline.core import artifacts
+from pipeline.core.config import load_config
+from pipeline.core.errors import UserError
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

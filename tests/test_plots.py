@@ -1,4 +1,4 @@
-"""Tests for pipeline.plots: projection geometry and that each figure is a real image."""
+"""Tests for pipeline.core.plots: projection geometry and that each figure is a real image."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_components.metrics import reliability_bins
-from pipeline import plots
+from pipeline.core import plots
 
 
 def _assert_real_figure(paths: list[Path], *texts: str) -> None:

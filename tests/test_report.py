@@ -1,4 +1,4 @@
-"""Tests for pipeline.report on hand-written evaluations (tests/fixtures/report/).
+"""Tests for pipeline.stages.report on hand-written evaluations (tests/fixtures/report/).
 
 The fixture evaluations hold per-seed numbers chosen by hand; expected_report.md
 holds the tables computed from them by hand (the claims table too: e.g. claim 2,
@@ -16,11 +16,12 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from pipeline import artifacts, cli, layout
-from pipeline.config import load_config
-from pipeline.errors import UserError
-from pipeline.layout import report_fingerprint
-from pipeline.report import report_stage
+from pipeline import cli
+from pipeline.core import artifacts, layout
+from pipeline.core.config import load_config
+from pipeline.core.errors import UserError
+from pipeline.core.layout import report_fingerprint
+from pipeline.stages.report import report_stage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"

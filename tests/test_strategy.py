@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_config
-from pipeline.errors import UserError
-from pipeline.strategy import cluster_spec, make_strategy
+from pipeline.core.config import load_config
+from pipeline.core.errors import UserError
+from pipeline.core.strategy import cluster_spec, make_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
@@ -60,7 +60,7 @@ def test_unknown_strategy_and_bad_tf_config_are_user_errors(monkeypatch):
 
 @pytest.mark.parametrize("tpu", ["", "grpc://127.0.0.1:1"])
 def test_tpu_without_a_tpu_fails_with_one_clear_line(tpu, make_data_artifact, tmp_path):
-    from pipeline import layout
+    from pipeline.core import layout
 
     overrides = ["train.strategy=tpu", f"train.tpu={tpu}"]
     config = load_config(QUICKSTART, overrides)
@@ -85,9 +85,9 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from pipeline import train
-from pipeline.config import load_config
-from pipeline.errors import UserError
+from pipeline.stages import train
+from pipeline.core.config import load_config
+from pipeline.core.errors import UserError
 data_dir, work = sys.argv[1], sys.argv[2]
 result = {}
 for strategy in ("default", "mirrored"):
@@ -118,7 +118,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(color_data_artifact, tm
 
 
 def test_multi_worker_with_two_local_workers_trains(make_data_artifact, tmp_path):
-    from pipeline import layout
+    from pipeline.core import layout
 
     overrides = [
         "train.steps=4",

@@ -12,8 +12,10 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from pipeline import artifacts, cli, synthetic
-from pipeline.config import load_config
+from pipeline import cli
+from pipeline.core import artifacts
+from pipeline.core.config import load_config
+from pipeline.stages import synthetic
 
 CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "synthetic.py")
 EXPECTED_FILES = {

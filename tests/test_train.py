@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline import train
-from pipeline.artifacts import read_manifest
-from pipeline.config import load_config
-from pipeline.errors import UserError
+from pipeline.core.artifacts import read_manifest
+from pipeline.core.config import load_config
+from pipeline.core.errors import UserError
+from pipeline.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
@@ -82,7 +82,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
-    from pipeline import layout
+    from pipeline.core import layout
 
     overrides = [
         "train.steps=12",
@@ -173,9 +173,9 @@ def test_student_trains_on_teacher_logits(logits_artifact, make_data_artifact, t
 
 
 def test_names_and_fingerprints_follow_what_changes_the_model():
-    from pipeline import layout
-    from pipeline.config import to_plain
-    from pipeline.spec import ModelSpec
+    from pipeline.core import layout
+    from pipeline.core.config import to_plain
+    from pipeline.core.spec import ModelSpec
 
     def name(config, teacher=None):
         return ModelSpec.from_config(to_plain(config), teacher and to_plain(teacher)).name

@@ -35,19 +35,13 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from pipeline import artifacts, schema
-from pipeline.artifacts import read_manifest
-from pipeline.errors import UserError
+from pipeline.core import artifacts, schema
+from pipeline.core.artifacts import read_manifest
+from pipeline.core.datasets import DATASETS
+from pipeline.core.errors import UserError
 
 MANIFEST_KEYS = ("dataset", "num_classes", "image_shape", "splits", "counts", "fingerprint")
 
-# Per-channel mean and standard deviation of the training split, pixel values in [0, 1].
-NORMALIZATION = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "fashion_mnist": ((0.2860,), (0.3530,)),
-    "imagenet2012": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-}
 CACHE_LIMIT_BYTES = 2 << 30  # decoded uint8 splits up to 2 GiB are cached in memory
 CROP_PADDING = 4  # the paper's "random crops (pad 4)"; zero padding as in TF's official CIFAR ResNet (ours)
 
@@ -67,19 +61,26 @@ def read_data_manifest(artifact_dir: str | os.PathLike, *, verify: bool = True) 
 
 def normalization(dataset: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel (mean, std) for `dataset`; unknown datasets are scaled to [0, 1]."""
-    mean, std = NORMALIZATION.get(dataset, ((0.0,) * channels, (1.0,) * channels))
+    known = DATASETS.get(dataset)
+    mean, std = (known.mean, known.std) if known else ((0.0,) * channels, (1.0,) * channels)
     if len(mean) != channels:
         mean, std = (0.0,) * channels, (1.0,) * channels
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
+# train.augment name -> whether it crops and flips images of a shape: the one list of augmentations.
+AUGMENTATIONS = {
+    "auto": lambda image_shape: tuple(image_shape) == (32, 32, 3),  # the paper's CIFAR recipe, only for CIFAR
+    "crop_flip": lambda image_shape: True,
+    "none": lambda image_shape: False,
+}
+
+
 def uses_crop_flip(augment: str, image_shape: tuple[int, ...]) -> bool:
     """Whether `augment` means random crop + flip for images of `image_shape`."""
-    if augment not in ("auto", "crop_flip", "none"):
-        raise UserError(f"train.augment must be auto, crop_flip or none, got {augment!r}")
-    if augment == "auto":
-        return tuple(image_shape) == (32, 32, 3)
-    return augment == "crop_flip"
+    if augment not in AUGMENTATIONS:
+        raise UserError(f"train.augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
+    return AUGMENTATIONS[augment](image_shape)
 
 
 def split_files(artifact_dir: str | os.PathLike, manifest: dict, split: str) -> list[str]:

@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import artifacts
-from pipeline.errors import UserError
+from pipeline.core import artifacts
+from pipeline.core.errors import UserError
 
 MODEL_FILE = "model.keras"
 LAYERS = ("pre_logits", "logits")

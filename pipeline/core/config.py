@@ -19,7 +19,7 @@ from typing import Any
 
 import ml_collections
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 
 def _import_file(path: str):

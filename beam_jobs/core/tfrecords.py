@@ -1,6 +1,6 @@
 """TFRecord bytes without TensorFlow ops: a dependency-free PNG encoder and record framing.
 
-The example schema itself is `pipeline.schema`.
+The example schema itself is `pipeline.core.schema`.
 """
 
 from __future__ import annotations

@@ -14,18 +14,13 @@ import os
 
 import numpy as np
 
-from pipeline.errors import UserError
+from pipeline.core.datasets import DATASETS
+from pipeline.core.errors import UserError
 
-DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
-SUPPORTED_DATASETS = ("cifar10", "cifar100", "fashion_mnist", "imagenet2012")
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +62,7 @@ def _read_idx(path: str) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class IdxSource:
-    """MNIST-format IDX files (Fashion-MNIST from Debian's dataset-fashion-mnist)."""
+    """MNIST-format IDX files of a dataset registered with an `idx_dir` (Fashion-MNIST from Debian)."""
 
     dataset: str
     directory: str
@@ -79,16 +74,15 @@ class IdxSource:
             label_path = _find_idx(self.directory, labels)
             if image_path is None or label_path is None:
                 raise UserError(
-                    f"Fashion-MNIST IDX files missing in {self.directory}: need {images}[.gz] and {labels}[.gz] "
-                    "(apt-get install dataset-fashion-mnist, or set data.source_dir)"
+                    f"{self.dataset} IDX files missing in {self.directory}: need {images}[.gz] and {labels}[.gz] "
+                    f"(apt-get install {DATASETS[self.dataset].idx_package}, or set data.source_dir)"
                 )
             n_images, n_labels = _read_idx(image_path).shape[0], _read_idx(label_path).shape[0]
             if n_images != n_labels:
                 raise UserError(f"{image_path} has {n_images} images but {label_path} has {n_labels} labels")
             sizes[split] = n_images
-        return SourceInfo(
-            self.dataset, 10, tuple(FASHION_MNIST_CLASSES), sizes, f"IDX files in {self.directory}"
-        )
+        names = DATASETS[self.dataset].class_names
+        return SourceInfo(self.dataset, len(names), names, sizes, f"IDX files in {self.directory}")
 
     def read(self, split: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         images_stem, labels_stem = _IDX_FILES[split]
@@ -183,22 +177,24 @@ class TfdsSource:
 def resolve_source(data_config) -> IdxSource | TfdsSource:
     """The source a config's data section names.
 
-    data.source: "auto" reads Fashion-MNIST from Debian's IDX files when present,
+    data.source: "auto" reads a dataset's IDX files (Fashion-MNIST: Debian's) when present,
     otherwise through tfds; "idx" insists on IDX files; "tfds" on tfds.
     """
     dataset = data_config.dataset
-    if dataset not in SUPPORTED_DATASETS:
-        raise UserError(f"unknown data.dataset {dataset!r}; one of {', '.join(SUPPORTED_DATASETS)}")
+    if dataset not in DATASETS:
+        raise UserError(f"unknown data.dataset {dataset!r}; one of {', '.join(DATASETS)}")
     source = data_config.source
     if source not in ("auto", "idx", "tfds"):
         raise UserError(f"unknown data.source {source!r}; one of auto, idx, tfds")
-    idx_dir = data_config.source_dir or DEBIAN_FASHION_MNIST
-    if source == "idx" or (source == "auto" and dataset == "fashion_mnist" and os.path.isdir(idx_dir)):
-        if dataset != "fashion_mnist":
-            raise UserError(f"data.source=idx reads Fashion-MNIST only, not {dataset}")
+    known = DATASETS[dataset]
+    idx_dir = data_config.source_dir or known.idx_dir
+    if source == "idx" or (source == "auto" and known.idx_dir and os.path.isdir(idx_dir)):
+        if not known.idx_dir:
+            readable = ", ".join(name for name, d in DATASETS.items() if d.idx_dir)
+            raise UserError(f"data.source=idx reads {readable} only, not {dataset}")
         if not os.path.isdir(idx_dir):
             raise UserError(
-                f"Fashion-MNIST IDX directory {idx_dir} not found: apt-get install dataset-fashion-mnist "
+                f"{dataset} IDX directory {idx_dir} not found: apt-get install {known.idx_package} "
                 "or set data.source_dir"
             )
         return IdxSource(dataset, idx_dir)

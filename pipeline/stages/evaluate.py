@@ -3,7 +3,7 @@
     smear evaluate --config configs/quickstart.py --workdir W [--model DIR] [--force]
 
 One forward pass per split gives logits and pre-logits (batches of
-config.eval.batch_size, decoded and normalised by pipeline.tfdata exactly
+config.eval.batch_size, decoded and normalised by pipeline.core.tfdata exactly
 as in training). From them:
 
 - clean test split: accuracy, NLL, top-label ECE (config.eval.num_bins bins) and
@@ -38,11 +38,11 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from pipeline import artifacts, layout, trained_model
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import to_plain
-from pipeline.errors import UserError
-from pipeline.spec import ModelSpec
+from pipeline.core import artifacts, layout, trained_model
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.config import to_plain
+from pipeline.core.errors import UserError
+from pipeline.core.spec import ModelSpec
 
 GAP_SERIES = (
     "noisy_part/true_label",
@@ -106,35 +106,6 @@ def train_breakdown(
     }
 
 
-def _merge_bins(total: dict | None, part: dict) -> dict:
-    """Adds one batch's reliability bins to the running per-bin sums."""
-    counts = np.asarray(part["counts"], dtype=np.float64)
-    sums = {
-        "counts": counts,
-        "correct": np.asarray(part["accuracy"]) * counts,
-        "confidence": np.asarray(part["confidence"]) * counts,
-    }
-    if total is None:
-        return {"edges": np.asarray(part["edges"]), **sums}
-    return {"edges": total["edges"], **{k: total[k] + v for k, v in sums.items()}}
-
-
-def _finish_bins(total: dict) -> dict:
-    counts = total["counts"]
-    nonempty = counts > 0
-    accuracy = np.divide(total["correct"], counts, out=np.zeros_like(counts), where=nonempty)
-    confidence = np.divide(total["confidence"], counts, out=np.zeros_like(counts), where=nonempty)
-    num_examples = float(counts.sum())
-    return {
-        "edges": total["edges"],
-        "counts": counts.round().astype(np.int64),
-        "accuracy": accuracy,
-        "confidence": confidence,
-        "num_examples": int(round(num_examples)),
-        "ece": float(np.sum(np.abs(total["correct"] - total["confidence"])) / num_examples),
-    }
-
-
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
@@ -144,7 +115,7 @@ def _checked(dataset, data_dir: Path, files: list[str], num_classes: int):
     """Yields `dataset`'s batches; corrupt records or labels outside [0, L) become a one-line UserError."""
     import tensorflow as tf
 
-    from pipeline import tfdata
+    from pipeline.core import tfdata
 
     iterator = iter(dataset)
     while True:
@@ -177,8 +148,8 @@ def _forward_pass(
     pre-logits only for examples whose clean label is in `keep_pre_logits_of`, so
     memory stays small on ImageNet-sized splits.
     """
-    from keras_components.metrics import reliability_bins
-    from pipeline import tfdata
+    from keras_components.metrics import ReliabilityBins
+    from pipeline.core import tfdata
 
     dataset = tfdata.make_dataset(
         data_dir, split, batch_size=batch_size, training=False, num_classes=num_classes,
@@ -187,7 +158,8 @@ def _forward_pass(
     columns: dict[str, list] = {
         k: [] for k in ("prediction", "label", "clean", "is_noisy", "nll", "gap_true", "gap_label")
     }
-    pre_logits, pre_rows, bins = [], [], None
+    pre_logits, pre_rows = [], []
+    bins = ReliabilityBins(num_bins) if num_bins else None
     offset = 0
     for batch in _checked(dataset, data_dir, tfdata.split_files(data_dir, data_manifest, split), num_classes):
         logits, features = (np.asarray(t) for t in forward(batch["image"]))
@@ -205,7 +177,7 @@ def _forward_pass(
         columns["gap_label"].append(logits[rows, label] - mean_logit)
         if num_bins:
             probs = np.exp(_log_softmax(logits))
-            bins = _merge_bins(bins, reliability_bins(probs, clean, num_bins))
+            bins.update(probs, clean)
         if keep_pre_logits_of:
             keep = np.isin(clean, keep_pre_logits_of)
             pre_logits.append(np.asarray(features, dtype=np.float32)[keep])
@@ -216,7 +188,7 @@ def _forward_pass(
     result = {k: np.concatenate(v) for k, v in columns.items()}
     result["num_examples"] = offset
     if num_bins:
-        result["bins"] = _finish_bins(bins)
+        result["bins"] = bins.result()
     if keep_pre_logits_of:
         result["pre_logits"] = np.concatenate(pre_logits)
         result["pre_logit_rows"] = np.concatenate(pre_rows)
@@ -323,7 +295,7 @@ def _figures(
     Returns:
       ({figure key: path relative to out_dir}, the projection's description).
     """
-    from pipeline import plots
+    from pipeline.core import plots
 
     bins, noisy = test["bins"], train["is_noisy"]
     plot_dir = out_dir / "plots"
@@ -402,7 +374,7 @@ def evaluate_stage(
       UserError: missing or incomplete inputs, a model whose classes or input
         shape differ from the data's, bad eval config values.
     """
-    from pipeline import tfdata
+    from pipeline.core import tfdata
 
     ModelSpec.from_description(description)  # a UserError unless the report can group by it
     e = config.eval
@@ -537,7 +509,7 @@ def run(argv=None) -> None:
     parser = stage_parser("evaluate", __doc__.splitlines()[0])
     parser.add_argument("--model", help="model artifact directory; default: the one this config trains")
     args, config, _ = parse_stage_args(parser, argv)
-    from pipeline import tfdata
+    from pipeline.core import tfdata
 
     data_dir = Path(layout.data(config, args.workdir).path)
     data_manifest = tfdata.read_data_manifest(data_dir)

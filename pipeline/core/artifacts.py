@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 MANIFEST = "manifest.json"
 PACKAGE_VERSION = __version__

@@ -30,7 +30,7 @@ from typing import Any
 import ml_collections
 
 from keras_components.losses import CE, FC, LOSSES, LS
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 TEACHER, STUDENT = "teacher", "student"
 ROLES = (TEACHER, STUDENT)
@@ -329,3 +329,17 @@ class ModelSpec:
             )  # fmt: skip
         except (UserError, ValueError, TypeError) as e:
             raise UserError(f"model description {d}: {e}") from None
+
+
+# ---------------------------------------------------------------- report keys
+def teacher_cell(method: str, alpha: float = 0.0, transition: str = SMOOTHING) -> ModelSpec:
+    """The key of a teacher's seeds: `ModelSpec.cell` of every teacher with this method, alpha and T."""
+    return ModelSpec(TEACHER, method, alpha, transition, seed=None)
+
+
+def student_cell(teacher: ModelSpec | None, method: str, alpha: float, temperature: float) -> ModelSpec:
+    """The key of a student's seeds; `teacher` a teacher cell (None: unknown)."""
+    return ModelSpec(STUDENT, method, alpha, teacher=teacher, temperature=temperature, seed=None)
+
+
+BASELINE = teacher_cell(CE)  # the cross-entropy teacher's cell

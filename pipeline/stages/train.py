@@ -37,12 +37,12 @@ import tensorflow as tf
 
 from keras_components import losses, models, noise, optimizers
 from keras_components.losses import LOSSES
-from pipeline import artifacts, layout, tfdata
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import to_plain
-from pipeline.errors import UserError
-from pipeline.spec import ModelSpec
-from pipeline.strategy import STRATEGIES, build_for_multi_worker, is_chief, make_strategy
+from pipeline.core import artifacts, layout, tfdata
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.config import to_plain
+from pipeline.core.errors import UserError
+from pipeline.core.spec import ModelSpec
+from pipeline.core.strategy import STRATEGIES, build_for_multi_worker, is_chief, make_strategy
 
 
 # ---------------------------------------------------------------- validation
@@ -79,8 +79,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"train.lr_boundaries must be increasing fractions of train.steps in (0, 1), got {tuple(bounds)}",
     )
     check(
-        t.augment in ("auto", "crop_flip", "none"),
-        f"train.augment must be auto, crop_flip or none, got {t.augment!r}",
+        t.augment in tfdata.AUGMENTATIONS,
+        f"train.augment must be one of {', '.join(tfdata.AUGMENTATIONS)}, got {t.augment!r}",
     )
     if d.enabled:
         check(bool(d.logits_dir), "distill.enabled=true needs distill.logits_dir (an export-logits artifact)")
@@ -343,6 +343,71 @@ def _write_model(
     return manifest
 
 
+def _distributed_dataset(
+    config, strategy, model, train_dir: Path, train_manifest: dict, backup_dir: Path, *, student: bool
+):  # fmt: skip
+    """The training input, one pipeline per worker under `strategy`; a resumed run reshuffles.
+
+    A resumed run folds its epoch into the shuffling seed instead of replaying epoch 1's data.
+    """
+    t = config.train
+    num_classes, image_shape = int(train_manifest["num_classes"]), tuple(train_manifest["image_shape"])
+    data_seed = t.seed + 1_000_003 * _resume_epoch(backup_dir)
+
+    def dataset_fn(input_context=None):
+        return tfdata.make_dataset(
+            train_dir, "train", batch_size=t.batch_size, training=True, augment=t.augment,
+            shuffle_buffer=t.shuffle_buffer, seed=data_seed, num_classes=num_classes,
+            with_teacher_logits=student, input_context=input_context, manifest=train_manifest,
+        )  # fmt: skip
+
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    distributed = strategy.num_replicas_in_sync > 1 or multi_worker
+    dataset = strategy.distribute_datasets_from_function(dataset_fn) if distributed else dataset_fn()
+    if multi_worker:
+        image_spec = tf.TensorSpec((None, *image_shape), tf.float32)
+        target_spec = tf.TensorSpec(
+            (None, num_classes) if student else (None,), tf.float32 if student else tf.int32
+        )
+        build_for_multi_worker(model, strategy, (image_spec, target_spec))
+    return dataset
+
+
+def _fit(
+    config, model, dataset, training_log: TrainingLog, backup_dir: Path, tensorboard_dir: Path | None,
+    train_dir: Path, train_manifest: dict,
+) -> None:  # fmt: skip
+    """model.fit for train.steps, backing up every epoch; logs to TensorBoard on the chief (`tensorboard_dir`).
+
+    Raises:
+      UserError: a corrupt record or a label outside [0, L), naming the file.
+    """
+    t = config.train
+    callbacks = [training_log, keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch")]
+    if tensorboard_dir is not None:
+        callbacks.append(
+            keras.callbacks.TensorBoard(
+                str(tensorboard_dir / "tensorboard"), write_graph=False, profile_batch=0
+            )
+        )
+    steps_per_epoch = min(t.steps_per_epoch, t.steps)
+    try:
+        model.fit(
+            dataset,
+            steps_per_epoch=steps_per_epoch,
+            epochs=math.ceil(t.steps / steps_per_epoch),
+            callbacks=callbacks,
+            shuffle=False,
+            verbose=(1 if sys.stdout.isatty() else 2) if tensorboard_dir is not None else 0,
+        )
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:  # corrupt records, bad labels
+        files = tfdata.split_files(train_dir, train_manifest, "train")
+        explained = tfdata.explain_input_error(e, train_dir, files, int(train_manifest["num_classes"]))
+        if explained is None:
+            raise
+        raise explained from e
+
+
 # ---------------------------------------------------------------- the stage
 def train_stage(
     config: ml_collections.ConfigDict,
@@ -408,55 +473,23 @@ def train_stage(
     with strategy.scope():
         model = _compiled_model(config, num_classes, image_shape, replicas, student=logits_dir is not None)
 
-    # A resumed run reshuffles with a seed folded with its epoch instead of replaying epoch 1's data.
-    data_seed = t.seed + 1_000_003 * _resume_epoch(backup_dir)
-
-    def dataset_fn(input_context=None):
-        return tfdata.make_dataset(
-            train_dir, "train", batch_size=t.batch_size, training=True, augment=t.augment,
-            shuffle_buffer=t.shuffle_buffer, seed=data_seed, num_classes=num_classes,
-            with_teacher_logits=logits_dir is not None, input_context=input_context, manifest=train_manifest,
-        )  # fmt: skip
-
-    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    dataset = (
-        strategy.distribute_datasets_from_function(dataset_fn)
-        if replicas > 1 or multi_worker
-        else dataset_fn()
+    dataset = _distributed_dataset(
+        config, strategy, model, train_dir, train_manifest, backup_dir, student=logits_dir is not None
     )
-    if multi_worker:
-        image_spec = tf.TensorSpec((None, *image_shape), tf.float32)
-        target_spec = tf.TensorSpec(
-            (None, num_classes) if logits_dir else (None,), tf.float32 if logits_dir else tf.int32
-        )
-        build_for_multi_worker(model, strategy, (image_spec, target_spec))
-
-    history_path = backup_dir / "history.json"
     training_log = TrainingLog(
-        total_steps=t.steps, global_batch=t.batch_size, history_path=history_path, log=log
+        total_steps=t.steps, global_batch=t.batch_size, history_path=backup_dir / "history.json", log=log
     )
-    callbacks = [training_log, keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch")]
-    if chief:
-        callbacks.append(
-            keras.callbacks.TensorBoard(str(out_dir / "tensorboard"), write_graph=False, profile_batch=0)
-        )
-    steps_per_epoch = min(t.steps_per_epoch, t.steps)
     started = time.time()
-    try:
-        model.fit(
-            dataset,
-            steps_per_epoch=steps_per_epoch,
-            epochs=math.ceil(t.steps / steps_per_epoch),
-            callbacks=callbacks,
-            shuffle=False,
-            verbose=(1 if sys.stdout.isatty() else 2) if chief else 0,
-        )
-    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:  # corrupt records, bad labels
-        files = tfdata.split_files(train_dir, train_manifest, "train")
-        explained = tfdata.explain_input_error(e, train_dir, files, num_classes)
-        if explained is None:
-            raise
-        raise explained from e
+    _fit(
+        config,
+        model,
+        dataset,
+        training_log,
+        backup_dir,
+        out_dir if chief else None,
+        train_dir,
+        train_manifest,
+    )
     wall_time = time.time() - started
     if not chief:
         shutil.rmtree(backup_dir, ignore_errors=True)

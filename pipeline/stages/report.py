@@ -10,7 +10,7 @@ Reads every complete evaluation (`smear evaluate`) and writes
   per method (Table 7 layout) and per alpha (Table 2 layout), the train accuracy
   breakdown (Table 3), ECE (Table 4), distilled students (Table 5), tables
   of every teacher and student, and the paper's claims 1-6 checked one by one
-  with a verdict each (holds / does not hold / inconclusive; pipeline/claims.py);
+  with a verdict each (holds / does not hold / inconclusive; pipeline/stages/claims.py);
 - `tables/*.csv`: the same tables, cell for cell, plus `summary.csv` with the
   unformatted mean, standard deviation and count of every metric;
 - `figures/`: test accuracy against alpha (Figure 2), student accuracy against
@@ -40,10 +40,20 @@ import ml_collections
 import numpy as np
 
 from keras_components.losses import CE, FC, LOSSES, LS
-from pipeline import artifacts, layout
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.errors import UserError
-from pipeline.spec import ESTIMATED, SMOOTHING, STUDENT, TEACHER, UNKNOWN, ModelSpec
+from pipeline.core import artifacts, layout
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.errors import UserError
+from pipeline.core.spec import (
+    BASELINE,
+    ESTIMATED,
+    SMOOTHING,
+    STUDENT,
+    TEACHER,
+    UNKNOWN,
+    ModelSpec,
+    student_cell,
+    teacher_cell,
+)
 
 # The methods with an alpha grid (Tables 2-4, Figure 2) and with an estimated-T column (Table 7), in LOSSES' order.
 ALPHA_METHODS = tuple(name for name, entry in LOSSES.items() if entry.uses_alpha)
@@ -69,19 +79,6 @@ MISSING = "—"
 
 
 # ---------------------------------------------------------------- keys and names
-def teacher_cell(method: str, alpha: float = 0.0, transition: str = SMOOTHING) -> ModelSpec:
-    """The key of a teacher's seeds: `ModelSpec.cell` of every teacher with this method, alpha and T."""
-    return ModelSpec(TEACHER, method, alpha, transition, seed=None)
-
-
-def student_cell(teacher: ModelSpec | None, method: str, alpha: float, temperature: float) -> ModelSpec:
-    """The key of a student's seeds; `teacher` a teacher cell (None: unknown)."""
-    return ModelSpec(STUDENT, method, alpha, teacher=teacher, temperature=temperature, seed=None)
-
-
-BASELINE = teacher_cell(CE)  # the cross-entropy teacher
-
-
 def method_column(method: str) -> str:
     """A teacher method's name in the tables: "Baseline (CE)", "LS", "FC (smoothing T)"."""
     label = LOSSES[method].label
@@ -418,8 +415,8 @@ def table5(setting: Setting) -> Table | None:
 
 
 def claims_table(setting: Setting) -> Table | None:
-    """The paper's claims 1-6 checked on this setting (rules in pipeline/claims.py)."""
-    from pipeline import claims
+    """The paper's claims 1-6 checked on this setting (rules in pipeline/stages/claims.py)."""
+    from pipeline.stages import claims
 
     found = claims.checks(setting)
     if not found:
@@ -525,7 +522,7 @@ def _panel(setting: Setting, key: ModelSpec, plot_key: str) -> Path | None:
 
 def _paper_figures(setting: Setting, out_dir: Path) -> list[tuple[str, str]]:
     """Figures 3 and 4 as montages of the per-model figures (smallest seed); [(caption, relative path)]."""
-    from pipeline import plots
+    from pipeline.core import plots
 
     figures = []
     smallest = [teacher_cell(m, alphas[0]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m))]
@@ -695,7 +692,7 @@ def render_report(
 
     per_model_figures: also copy every model's own figures (smallest seed) and list them.
     """
-    from pipeline import plots
+    from pipeline.core import plots
 
     by_setting: dict[tuple, list[Evaluation]] = defaultdict(list)
     for e in evaluations:

@@ -40,10 +40,10 @@ from matplotlib.figure import Figure
 
 from keras_components import losses
 from keras_components.losses import BC, FC, LOSSES, LS
-from pipeline import artifacts, plots
-from pipeline.cli_common import parse_stage_args, stage_parser
-from pipeline.config import to_plain
-from pipeline.errors import UserError, require
+from pipeline.core import artifacts, plots
+from pipeline.core.cli_common import parse_stage_args, stage_parser
+from pipeline.core.config import to_plain
+from pipeline.core.errors import UserError, require
 
 __all__ = [
     "disagreement_probability",

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 import tensorflow as tf
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
 _TPU_CONNECT_TIMEOUT_SECONDS = 10
 

@@ -9,9 +9,11 @@ from collections.abc import Sequence
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions, TypeOptions
 
-from pipeline.errors import UserError
+from pipeline.core.errors import UserError
 
-SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")
+SETUP_FILE = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "setup.py")
+)
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:

@@ -23,8 +23,7 @@ import dataclasses
 from collections.abc import Callable
 
 from keras_components.losses import BC, CE, FC, LOSSES, LS
-from pipeline.report import BASELINE, student_cell, teacher_cell
-from pipeline.spec import SMOOTHING, STUDENT, ModelSpec
+from pipeline.core.spec import BASELINE, SMOOTHING, STUDENT, ModelSpec, student_cell, teacher_cell
 
 HOLDS, FAILS, UNSURE, ONE_SEED = "holds", "does not hold", "inconclusive", "inconclusive (one seed)"
 RELATIONS = (">", "<", "≥", "≤")

@@ -8,8 +8,8 @@ from typing import Any
 
 import ml_collections
 
-from pipeline.config import load_config, split_config_args
-from pipeline.errors import UserError
+from pipeline.core.config import load_config, split_config_args
+from pipeline.core.errors import UserError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,7 +52,7 @@ def parse_stage_args(
       known_only: leave the flags this parser does not know in the returned list
         (Beam pipeline options, for the stages that take them).
       extra_flags: called with those flags; raises UserError on one it does not
-        know, before anything is written (e.g. `beam_jobs.runners.pipeline_options`).
+        know, before anything is written (e.g. `beam_jobs.core.runners.pipeline_options`).
       validate: called with the loaded config; raises UserError on bad values.
 
     Returns:

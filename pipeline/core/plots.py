@@ -20,7 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from pipeline import artifacts
+from pipeline.core import artifacts
 
 __all__ = [
     "accuracy_vs_alpha",

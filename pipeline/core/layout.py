@@ -24,9 +24,9 @@ from typing import Any
 
 import ml_collections
 
-from pipeline import artifacts
-from pipeline.config import to_plain
-from pipeline.spec import ModelSpec
+from pipeline.core import artifacts
+from pipeline.core.config import to_plain
+from pipeline.core.spec import ModelSpec
 
 # Stage kind -> the workdir folder of its artifacts.
 FOLDERS = {
@@ -243,7 +243,7 @@ def configured_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     A student's name carries its teacher's sweep string when the logits artifact
     leads back to the teacher's config, as `smear run` names it.
     """
-    from pipeline.tfdata import read_data_manifest, teacher_config_of
+    from pipeline.core.tfdata import read_data_manifest, teacher_config_of
 
     if config.distill.enabled:
         input_dir = Path(config.distill.logits_dir)

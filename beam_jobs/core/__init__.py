@@ -1,0 +1,1 @@
+"""Beam plumbing: pipeline options and runners, dataset sources, TFRecord bytes. No Beam job imports another."""
