@@ -27,6 +27,8 @@ import json
 import os
 import struct
 import time
+import uuid
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, PredictionResult, RunInference
 
 from beam_jobs.core.runners import make_pipeline, pipeline_options
+from beam_jobs.core.tfrecords import tfrecord_frame
 from pipeline.core import artifacts, layout, trained_model
 from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.errors import UserError
@@ -310,21 +313,46 @@ def _write_json(obj, path: str) -> None:
         f.write(json.dumps(obj).encode())
 
 
+class WriteShard(beam.DoFn):
+    """(shard number, its (id, record) pairs) -> one TFRecord shard, records in id order, written atomically.
+
+    A record's shard is a hash of its id and the order within a shard is the ids'
+    order, so every export puts the same records into the same files in the same
+    order on any runner, worker count or retry (Beam's WriteToTFRecord deals
+    records to shards in whatever order bundles finish, and a student then reads
+    them in another order). Yields the shard's file name.
+    """
+
+    def __init__(self, out_dir: str, split: str, num_shards: int):
+        self._out_dir, self._split, self._num_shards = out_dir, split, num_shards
+
+    def process(self, item):
+        shard, records = item
+        name = f"{self._split}-{shard:05d}-of-{self._num_shards:05d}.tfrecord"
+        final = FileSystems.join(self._out_dir, name)
+        temporary = FileSystems.join(self._out_dir, f".{name}.tmp-{uuid.uuid4().hex}")
+        with FileSystems.create(temporary) as f:
+            for _, record in sorted(records, key=lambda pair: pair[0]):
+                f.write(tfrecord_frame(record))
+        FileSystems.rename([temporary], [final])
+        yield name
+
+
+def shard_of(example_id: str, num_shards: int) -> int:
+    """The shard an exported record goes to: a stable hash of its id (the same in every process)."""
+    return zlib.crc32(example_id.encode()) % num_shards
+
+
 def build_pipeline(p, *, files, handler, image_shape, out_dir, split, num_shards):
-    """Wires the job: TFRecords -> check -> RunInference -> TFRecords + a summary (counts, dead letters)."""
+    """Wires the job: TFRecords -> check -> RunInference -> TFRecord shards + a summary (counts, dead letters)."""
     records = p | "Read" >> ReadTFRecordFiles(files)
     outputs = records | "Export" >> ExportLogits(handler, image_shape)
     examples = outputs["examples"]
     _ = (
         examples
-        | "Serialised" >> beam.Values()
-        | "Write"
-        >> beam.io.WriteToTFRecord(
-            os.path.join(out_dir, split),
-            file_name_suffix=".tfrecord",
-            num_shards=num_shards,
-            shard_name_template="-SSSSS-of-NNNNN",
-        )
+        | "ShardById" >> beam.Map(lambda pair: (shard_of(pair[0], num_shards), pair))
+        | "GroupShards" >> beam.GroupByKey()
+        | "WriteShards" >> beam.ParDo(WriteShard(out_dir, split, num_shards))
     )
     _ = (
         (examples, outputs[DEAD_LETTER])

@@ -491,38 +491,10 @@ def smoothing_regulariser(weights: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(per_example, axis=-1)
 
 
-def run_theorem1(section: ml_collections.ConfigDict) -> dict[str, Any]:
-    """Checks Theorem 1 numerically for Omega on x ~ N(input_mean * 1, I) in R^dim.
-
-    (a) the gradient of Omega at W = 0 (tf.GradientTape) is zero;
-    (b) Omega(W) - L log L >= 0 over `num_random` random W;
-    (c) gradient descent from a random W reaches a minimiser: Omega -> L log L and the
-        centred W - 1 mean_row(W)^T -> 0. Omega(W + 1 v^T) = Omega(W) for every v, and
-        the gradient's rows sum to zero, so descent keeps the mean row of W fixed: the
-        minimisers are the W with identical rows, and W = 0 is the one reached from a
-        start whose rows sum to zero;
-    (d) the project's LS loss equals (1 - alpha) CE + (alpha / L) Omega per example.
-    """
-    rng = np.random.default_rng(section.seed)
-    num_classes, dim = section.num_classes, section.dim
-    lower_bound = num_classes * math.log(num_classes)
-    x = tf.constant(section.input_mean + rng.normal(size=(section.num_examples, dim)), tf.float64)
-
-    zero = tf.Variable(tf.zeros((num_classes, dim), tf.float64))
-    with tf.GradientTape() as tape:
-        omega_zero = smoothing_regulariser(zero, x)
-    gradient_at_zero = float(tf.norm(tape.gradient(omega_zero, zero)))
-
-    scales = np.exp(
-        rng.uniform(
-            np.log(section.random_scale_min), np.log(section.random_scale_max), size=section.num_random
-        )
-    )
-    random_weights = scales[:, None, None] * rng.normal(size=(section.num_random, num_classes, dim))
-    gaps = smoothing_regulariser(tf.constant(random_weights, tf.float64), x).numpy() - lower_bound
-    worst = int(np.argmin(gaps))
-
-    start = rng.normal(size=(num_classes, dim))
+def _gradient_descent(
+    section: ml_collections.ConfigDict, x: tf.Tensor, start: np.ndarray, lower_bound: float
+) -> dict:
+    """Theorem 1 (c): descent on Omega from `start` and from its centred copy; where each ends."""
     weights = tf.Variable(start, dtype=tf.float64)
     learning_rate = tf.constant(section.gd_learning_rate, tf.float64)
 
@@ -555,6 +527,12 @@ def run_theorem1(section: ml_collections.ConfigDict) -> dict[str, Any]:
             "gradient_norm_end": float(gradient_end),
         }
 
+    return descent
+
+
+def _ls_identity_error(section: ml_collections.ConfigDict, x: tf.Tensor, rng: np.random.Generator) -> float:
+    """Theorem 1 (d): max |LS - ((1 - alpha) CE + (alpha / L) Omega)| per example, for random logits."""
+    num_classes, dim = section.num_classes, section.dim
     alpha = section.identity_alpha
     logits = x.numpy() @ rng.normal(size=(dim, num_classes))
     labels = rng.integers(0, num_classes, size=section.num_examples)
@@ -570,6 +548,43 @@ def run_theorem1(section: ml_collections.ConfigDict) -> dict[str, Any]:
     identity_error = float(
         np.max(np.abs(ls_values - ((1 - alpha) * cross_entropy + alpha / num_classes * omega_per_example)))
     )
+    return identity_error
+
+
+def run_theorem1(section: ml_collections.ConfigDict) -> dict[str, Any]:
+    """Checks Theorem 1 numerically for Omega on x ~ N(input_mean * 1, I) in R^dim.
+
+    (a) the gradient of Omega at W = 0 (tf.GradientTape) is zero;
+    (b) Omega(W) - L log L >= 0 over `num_random` random W;
+    (c) gradient descent from a random W reaches a minimiser: Omega -> L log L and the
+        centred W - 1 mean_row(W)^T -> 0. Omega(W + 1 v^T) = Omega(W) for every v, and
+        the gradient's rows sum to zero, so descent keeps the mean row of W fixed: the
+        minimisers are the W with identical rows, and W = 0 is the one reached from a
+        start whose rows sum to zero;
+    (d) the project's LS loss equals (1 - alpha) CE + (alpha / L) Omega per example.
+    """
+    rng = np.random.default_rng(section.seed)
+    num_classes, dim = section.num_classes, section.dim
+    lower_bound = num_classes * math.log(num_classes)
+    x = tf.constant(section.input_mean + rng.normal(size=(section.num_examples, dim)), tf.float64)
+
+    zero = tf.Variable(tf.zeros((num_classes, dim), tf.float64))
+    with tf.GradientTape() as tape:
+        omega_zero = smoothing_regulariser(zero, x)
+    gradient_at_zero = float(tf.norm(tape.gradient(omega_zero, zero)))
+
+    scales = np.exp(
+        rng.uniform(
+            np.log(section.random_scale_min), np.log(section.random_scale_max), size=section.num_random
+        )
+    )
+    random_weights = scales[:, None, None] * rng.normal(size=(section.num_random, num_classes, dim))
+    gaps = smoothing_regulariser(tf.constant(random_weights, tf.float64), x).numpy() - lower_bound
+    worst = int(np.argmin(gaps))
+
+    descent = _gradient_descent(section, x, rng.normal(size=(num_classes, dim)), lower_bound)
+    alpha = section.identity_alpha
+    identity_error = _ls_identity_error(section, x, rng)
 
     result = {
         "setup": {
