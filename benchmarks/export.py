@@ -5,7 +5,7 @@
 Generates a data artifact of random 28x28x1 PNG examples and an (untrained)
 CIFAR ResNet-8 (width 16) teacher, then times, in one process:
 
-- `predict`: `model.predict` over `keras_components.tfdata.make_dataset` (the
+- `predict`: `model.predict` over `pipeline.core.tfdata.make_dataset` (the
   evaluation tf.data pipeline: read, decode, normalise, batch) on the same
   TFRecords: the speed a plain Keras script would get;
 - `export_stage`: the whole stage end to end (launcher checks, Beam pipeline
