@@ -89,3 +89,18 @@ def test_the_checker_sees_every_module_and_imports_inside_functions():
     assert [layer(m) for m in ("keras_components.losses", "pipeline.core.layout", "beam_jobs.noisify",
                                "pipeline.stages.train", "pipeline.run")] == [1, 2, 3, 3, 4]  # fmt: skip
     assert "pipeline.core.tfdata" in imports_of("pipeline.core.layout")  # imported inside `configured_model`
+
+
+def test_loss_and_method_names_are_spelled_only_in_their_registry():
+    from keras_components.losses import LOSSES
+
+    registry = os.path.join(ROOT, "keras_components", "losses.py")
+    found = []
+    for module in package_modules():
+        path = os.path.join(ROOT, *module.split(".")) + ".py"
+        if not os.path.exists(path) or path == registry:
+            continue
+        for node in ast.walk(ast.parse(open(path).read(), path)):
+            if isinstance(node, ast.Constant) and node.value in LOSSES:
+                found.append(f"{module}:{node.lineno} {node.value!r}")
+    assert not found, found

@@ -189,25 +189,10 @@ class ModelSpec:
         return f"teacher-{self.sweep.replace(':', '-' if self.transition == ESTIMATED else '')}{seed}"
 
     @property
-    def tag(self) -> str:
-        """The noise setting's label in a multi-rate sweep (`rho0.4`), else ""."""
-        return "" if self.noise_rate is None else f"rho{self.noise_rate:g}"
-
-    @property
     def cell(self) -> ModelSpec:
         """The spec without seed and noise setting: the report averages the seeds of one cell."""
         teacher = self.teacher.cell if self.teacher is not None else None
         return dataclasses.replace(self, seed=None, noise_rate=None, teacher=teacher)
-
-    @property
-    def label(self) -> str:
-        """A short display label: `LS α=0.1`, `FC (estimated T)`, `CE`."""
-        if self.role == STUDENT:
-            return f"student {self.sweep}"
-        label = LOSSES[self.method].label
-        if self.transition == ESTIMATED:
-            return f"{label} (estimated T)"
-        return f"{label} α={self.alpha:g}" if self._uses_alpha else label
 
     # ------------------------------------------------------------ configs
     def overrides(self, *, transition_file: str = "", logits_dir: str = "") -> dict[str, Any]:
