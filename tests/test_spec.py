@@ -83,3 +83,12 @@ def test_a_bad_sweep_string_is_one_line_naming_the_entry(text, role, message):
 def test_a_bad_description_is_a_user_error(description):
     with pytest.raises(UserError, match="model description"):
         ModelSpec.from_description(description)
+
+
+def test_labels_name_the_method_as_the_claims_table_shows_it():
+    assert [ModelSpec.parse(s).label for s in ("ce", "ls:0.1", "fc:est")] == [
+        "CE",
+        "LS α=0.1",
+        "FC (estimated T)",
+    ]
+    assert ModelSpec.parse("ls:0.1>ce", role=STUDENT).label == "student ls:0.1>ce"

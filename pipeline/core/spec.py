@@ -194,6 +194,16 @@ class ModelSpec:
         teacher = self.teacher.cell if self.teacher is not None else None
         return dataclasses.replace(self, seed=None, noise_rate=None, teacher=teacher)
 
+    @property
+    def label(self) -> str:
+        """A short display label: `LS α=0.1`, `FC (estimated T)`, `CE`."""
+        if self.role == STUDENT:
+            return f"student {self.sweep}"
+        label = LOSSES[self.method].label
+        if self.transition == ESTIMATED:
+            return f"{label} (estimated T)"
+        return f"{label} α={self.alpha:g}" if self._uses_alpha else label
+
     # ------------------------------------------------------------ configs
     def overrides(self, *, transition_file: str = "", logits_dir: str = "") -> dict[str, Any]:
         """The config values that make a base config train this model (dotted key -> value).
