@@ -24,7 +24,7 @@ from typing import Any
 
 import ml_collections
 
-from pipeline.core import layout
+from pipeline.core import artifacts, layout
 from pipeline.core.errors import UserError
 from pipeline.core.spec import CE, ESTIMATED, STUDENT, TEACHER, ModelSpec
 
@@ -66,8 +66,7 @@ class Node:
 
     @property
     def label(self) -> str:
-        short = {"export": "export", "estimate": "estimate"}.get(self.kind, self.kind)
-        return f"{short} {self.name}" + (f" @{self.tag}" if self.tag else "")
+        return f"{self.kind} {self.name}" + (f" @{self.tag}" if self.tag else "")
 
     def input_of(self, kind: str) -> Node:
         return next(n for n in self.inputs if n.kind == kind)
@@ -204,7 +203,7 @@ class _Setting:
             return self.models[spec]
         if spec.transition == ESTIMATED:
             estimate = self.estimate(spec.seed, spec.noise_rate)
-            paths = {"transition_file": str(layout.artifacts.join(estimate.out_dir, layout.TRANSITION_FILE))}
+            paths = {"transition_file": str(artifacts.join(estimate.out_dir, layout.TRANSITION_FILE))}
             inputs, transition_fp = [self.data, estimate], estimate.fingerprint
         else:
             paths, inputs, transition_fp = {}, [self.data], None
