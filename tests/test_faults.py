@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import glob
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import tensorflow as tf
@@ -23,6 +19,7 @@ from pipeline.core import artifacts, layout
 from pipeline.core.config import load_config
 from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
+from tests.processes import kill_at_marker
 from tests.test_cli_errors import save_model_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,25 +59,6 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _kill_at_marker(script: str, argv: list[str]) -> None:
-    """Runs `script` with `argv`, waits for its marker line, then SIGKILLs it."""
-    process = subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, cwd=ROOT)  # fmt: skip
-    deadline, seen = time.time() + 240, False
-    try:
-        for line in process.stdout:
-            if "HANGING" in line:
-                seen = True
-                break
-            if time.time() > deadline:
-                break
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-    assert seen, "the job never reached the patched function"
-    assert process.returncode == -signal.SIGKILL
-
-
 def _records(directory, split: str) -> dict[str, bytes]:
     out = {}
     for path in sorted(glob.glob(os.path.join(directory, f"{split}-*.tfrecord"))):
@@ -93,7 +71,7 @@ def test_sigkill_during_noisify_leaves_no_manifest_and_the_rerun_matches_an_unin
     idx = write_idx_dataset(tmp_path / "idx", num_train=256, num_test=64)
     overrides = [f"--config.data.source_dir={idx}", "--config.data.source=idx", "--config.data.chunk_size=64"]
     argv = ["noisify", "--config", QUICKSTART, "--workdir", str(tmp_path / "work"), *overrides]
-    _kill_at_marker(_HANG_IN_NOISIFY, argv)
+    kill_at_marker(_HANG_IN_NOISIFY, argv, "HANGING")
     (partial,) = (tmp_path / "work" / "data").iterdir()
     assert not artifacts.is_complete(partial)  # killed mid-job: never read as input
     assert any(p.name.startswith("beam-temp-") for p in partial.iterdir())  # shards were being written
@@ -127,7 +105,7 @@ def test_sigkill_during_export_leaves_no_manifest_and_the_rerun_exports_everythi
         str(workdir),
         "--config.export.batch_size=16",
     ]
-    _kill_at_marker(_HANG_IN_EXPORT, argv)
+    kill_at_marker(_HANG_IN_EXPORT, argv, "HANGING")
     (partial,) = (workdir / "logits").iterdir()
     assert not artifacts.is_complete(partial)  # killed mid-inference: never read as input
 

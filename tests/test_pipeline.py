@@ -4,10 +4,8 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -17,6 +15,7 @@ from pipeline.core import artifacts
 from pipeline.core.config import load_config
 from pipeline.core.errors import UserError
 from tests.idx_fixture import write_idx_dataset
+from tests.processes import kill_at_marker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
@@ -187,16 +186,7 @@ sys.exit(main(sys.argv[1:]))
 def test_sigkill_during_training_resumes_from_checkpoint(tmp_path, idx_dir):
     args = _args(tmp_path, idx_dir, *SWEEP)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    first = subprocess.Popen([sys.executable, "-c", _HANG_IN_LS_TEACHER, *args], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)  # fmt: skip
-    deadline = time.time() + 300
-    try:
-        for line in first.stdout:
-            if "BACKED-UP" in line or time.time() > deadline:
-                break
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+    kill_at_marker(_HANG_IN_LS_TEACHER, args, "BACKED-UP", timeout=300)
     (partial,) = (tmp_path / "models").glob("teacher-ls*")
     assert not artifacts.is_complete(partial) and (partial / "backup").is_dir()
     (finished_teacher,) = (tmp_path / "models").glob("teacher-ce*")

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import keras
@@ -18,6 +16,7 @@ from pipeline.core.artifacts import read_manifest
 from pipeline.core.config import load_config
 from pipeline.core.errors import UserError
 from pipeline.stages import train
+from tests.processes import kill_at_marker
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
@@ -95,19 +94,10 @@ def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
     argv = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
         f"--config.{o}" for o in overrides
     ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
 
     # Run 1 stops for good after its second back-up (step 6): SIGKILL it there.
-    first = subprocess.Popen([sys.executable, "-c", _HANG_AFTER_SECOND_BACKUP, *argv], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)  # fmt: skip
-    deadline = time.time() + 240
-    try:
-        for line in first.stdout:
-            if "BACKED-UP" in line or time.time() > deadline:
-                break
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    kill_at_marker(_HANG_AFTER_SECOND_BACKUP, argv, "BACKED-UP")
     (model_dir,) = (tmp_path / "models").iterdir()
     assert (model_dir / "backup" / "training_metadata.json").is_file()
     assert not (model_dir / "manifest.json").exists()  # partial: never read as input
