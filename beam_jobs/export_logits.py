@@ -498,19 +498,20 @@ def run(argv=None) -> None:
     )
     from pipeline.core import tfdata
 
+    # Paths and fingerprints only: export_stage verifies both artifacts' checksums when it reads them.
     data_dir = Path(layout.data(config, args.workdir).path)
     if args.model:
         model_dir = Path(args.model)
-        trained_model.read(model_dir)  # a missing model is reported before anything else
-        data_manifest = tfdata.read_data_manifest(data_dir)
+        model_manifest = artifacts.read_manifest(model_dir, what="model artifact", verify=False)
+        data_manifest = tfdata.read_data_manifest(data_dir, verify=False)
     else:
-        data_manifest = tfdata.read_data_manifest(data_dir)
+        data_manifest = tfdata.read_data_manifest(data_dir, verify=False)
         model_dir = Path(layout.configured_model(config, args.workdir)[0].path)
         if not artifacts.is_complete(model_dir):
             raise UserError(
                 f"no trained model at {model_dir}; run `smear train` with this config or pass --model"
             )
-    model_manifest, _ = trained_model.read(model_dir)
+        model_manifest = artifacts.read_manifest(model_dir, what="model artifact", verify=False)
     out_dir = layout.logits(
         config, args.workdir, layout.base_name(model_dir), model_manifest["fingerprint"],
         data_manifest["fingerprint"], args.split,

@@ -24,9 +24,10 @@ from typing import Any
 
 import ml_collections
 
+from keras_components.losses import CE
 from pipeline.core import artifacts, layout
 from pipeline.core.errors import UserError
-from pipeline.core.spec import CE, ESTIMATED, STUDENT, TEACHER, ModelSpec
+from pipeline.core.spec import ESTIMATED, STUDENT, TEACHER, ModelSpec
 
 # Node kind -> its `smear` subcommand.
 COMMANDS = {
@@ -155,13 +156,8 @@ class _Setting:
     """Builds one noise setting's nodes; each artifact is planned once and shared by its users."""
 
     def __init__(self, config, workdir: Path, nodes: list[Node], tag: str, overrides: dict):
-        self.config, self.workdir, self.nodes, self.tag, self.overrides = (
-            config,
-            workdir,
-            nodes,
-            tag,
-            overrides,
-        )
+        self.config, self.workdir, self.nodes = config, workdir, nodes
+        self.tag, self.overrides = tag, overrides  # the setting's label and its config values
         self.models: dict[ModelSpec, Node] = {}
         self.exports: dict[ModelSpec, Node] = {}
         self.estimates: dict[int | None, Node] = {}
@@ -227,7 +223,7 @@ class _Setting:
     def evaluations(self) -> list[Node]:
         """One evaluation per model, teachers added only as dependencies (the baseline behind a T) included."""
         out = []
-        for model in list(self.models.values()):
+        for model in self.models.values():
             output = layout.evaluation(
                 self.config, self.workdir, model.name, model.fingerprint, self.data.fingerprint
             )
@@ -251,11 +247,11 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
     rates, student_rates = noise_settings(config)
     nodes: list[Node] = []
     evaluations: list[Node] = []
+    several = len(rates) > 1  # then each setting is tagged and sets noise.rate in its commands
     for rate in rates:
         setting = copy.deepcopy(config)
         setting.noise.rate = rate
         validate_config(setting)
-        several = len(rates) > 1
         tag_rate = rate if several else None
         teachers, students = sweep_specs(setting, tag_rate)
         builder = _Setting(

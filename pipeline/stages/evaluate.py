@@ -511,12 +511,13 @@ def run(argv=None) -> None:
     args, config, _ = parse_stage_args(parser, argv)
     from pipeline.core import tfdata
 
+    # Paths and fingerprints only: evaluate_stage verifies both artifacts' checksums when it reads them.
     data_dir = Path(layout.data(config, args.workdir).path)
-    data_manifest = tfdata.read_data_manifest(data_dir)
+    data_manifest = tfdata.read_data_manifest(data_dir, verify=False)
     model_dir = (
         Path(args.model) if args.model else Path(layout.configured_model(config, args.workdir)[0].path)
     )
-    model_manifest = artifacts.read_manifest(model_dir, what="model artifact")
+    model_manifest = artifacts.read_manifest(model_dir, what="model artifact", verify=False)
     trained_on = (model_manifest.get("inputs") or {}).get("data", {}).get("fingerprint")
     if trained_on and trained_on != data_manifest["fingerprint"]:
         print(

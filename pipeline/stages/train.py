@@ -518,7 +518,8 @@ def run(argv=None) -> None:
     logits_dir = input_dir if config.distill.enabled else None
     data_dir = input_dir
     if logits_dir is not None:  # the data the teacher's logits were exported from, as `smear run` passes it
-        data_ref = (tfdata.read_data_manifest(logits_dir, verify=False).get("inputs") or {}).get("data") or {}
+        logits_manifest = tfdata.read_data_manifest(logits_dir)  # verified before its records lead anywhere
+        data_ref = (logits_manifest.get("inputs") or {}).get("data") or {}
         data_dir = Path(data_ref.get("path") or logits_dir)
     out_dir = Path(model.path)
     print(f"train: input {input_dir}")
