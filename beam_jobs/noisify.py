@@ -4,9 +4,12 @@
 
 Reads the source's train and test splits in slices on the workers, keeps the
 test split clean, draws each training example's noisy label as a pure function
-of (seed, id, clean label, T) (keras_components.noise), writes sharded
-TFRecords in the DESIGN.md schema, the realised noise in `noise_report.json`,
-and the manifest last. Any Beam runner flag is passed through, e.g.
+of (seed, id, clean label, T) (keras_components.noise), holds out a validation
+split of the noisy training examples (data.validation_fraction, chosen by a
+hash of the example id: the same examples whatever the noise seed, rate or
+runner; its labels are noisy, as a practitioner would have them, and the clean
+labels are kept), writes sharded TFRecords in the DESIGN.md schema, the
+realised noise per split in `noise_report.json`, and the manifest last. Any Beam runner flag is passed through, e.g.
 `--direct_num_workers=2 --direct_running_mode=multi_processing`, or
 `--runner=DataflowRunner --project=P --region=R --temp_location=gs://...`
 (the package is shipped to Dataflow workers with `--setup_file`).
@@ -34,8 +37,18 @@ from pipeline.core.config import to_plain
 from pipeline.core.errors import UserError
 from pipeline.core.schema import make_example
 
-SPLITS = ("train", "test")
+SOURCE_SPLITS = ("train", "test")  # read from the source
+SPLITS = ("train", "validation", "test")  # written: validation is held out of the source's train split
 DEAD_LETTER = "dead_letter"
+# The key of the validation hold-out's hash: fixed, so the validation examples do not change with noise.seed.
+VALIDATION_KEY = 0x56414C4944  # "VALID"
+
+
+def validation_mask(ids, fraction: float) -> np.ndarray:
+    """Which training examples are held out for validation: a keyed hash of the id below `fraction`."""
+    if fraction <= 0:
+        return np.zeros(len(ids), bool)
+    return noise.example_uniforms(ids, VALIDATION_KEY) < fraction
 
 
 # ---------------------------------------------------------------- transforms
@@ -46,8 +59,19 @@ class NoisifyChunk(beam.DoFn):
     `dead_letter` output as "id<TAB>reason" and increment a counter.
     """
 
-    def __init__(self, source, dataset, num_classes, image_shape, transition, noisy_labels, seed):
+    def __init__(
+        self,
+        source,
+        dataset,
+        num_classes,
+        image_shape,
+        transition,
+        noisy_labels,
+        seed,
+        validation_fraction=0.0,
+    ):
         self._source = source
+        self._validation_fraction = validation_fraction
         self._dataset = dataset
         self._num_classes = num_classes
         self._image_shape = tuple(image_shape)
@@ -74,7 +98,12 @@ class NoisifyChunk(beam.DoFn):
             )
         else:
             labels = clean
-        counts = np.zeros((self._num_classes, self._num_classes), np.int64)
+        held_out = (
+            validation_mask(ids, self._validation_fraction) if split == "train" else np.zeros(len(ids), bool)
+        )
+        counts = {
+            s: np.zeros((self._num_classes, self._num_classes), np.int64) for s in (split, "validation")
+        }
         for i, example_id in enumerate(ids):
             if not valid[i]:
                 self._bad.inc()
@@ -85,20 +114,24 @@ class NoisifyChunk(beam.DoFn):
                 )
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, f"{example_id}\t{reason}")
                 continue
-            counts[clean[i], labels[i]] += 1
-            yield split, make_example(example_id, encode_png(images[i]), labels[i], clean[i])
+            out_split = "validation" if held_out[i] else split
+            counts[out_split][clean[i], labels[i]] += 1
+            yield out_split, make_example(example_id, encode_png(images[i]), labels[i], clean[i])
         self._examples.inc(int(valid.sum()))
         self._flipped.inc(int((labels[valid] != clean[valid]).sum()))
-        yield beam.pvalue.TaggedOutput("counts", (split, counts))
+        for out_split, matrix in counts.items():
+            yield beam.pvalue.TaggedOutput("counts", (out_split, matrix))
 
 
 class NoisifyChunkToShard(NoisifyChunk):
-    """NoisifyChunk that writes its chunk's records straight to one TFRecord shard.
+    """NoisifyChunk that writes its chunk's records straight to TFRecord shards.
 
-    Shard i of a split holds chunk i (`train-00003-of-00024.tfrecord`), so no
-    record is shuffled between workers and memory stays flat in the dataset size.
-    The shard is written under a temporary name and renamed: a retried bundle
-    writes the same bytes again. Yields the shard's name.
+    Shard i of a split holds chunk i of its source split (`train-00003-of-00024.tfrecord`;
+    the validation examples of training chunk 3 go to `validation-00003-of-00024.tfrecord`),
+    so no record is shuffled between workers and memory stays flat in the dataset size.
+    A chunk without examples of a split writes no shard of it. Each shard is written under a
+    temporary name and renamed: a retried bundle writes the same bytes again. Yields the
+    shards' names.
     """
 
     def __init__(self, out_dir, chunk_size, num_chunks, **kwargs):
@@ -107,17 +140,21 @@ class NoisifyChunkToShard(NoisifyChunk):
 
     def process(self, chunk):
         split, start, _ = chunk
-        name = f"{split}-{start // self._chunk_size:05d}-of-{self._num_chunks[split]:05d}.tfrecord"
-        final = FileSystems.join(self._out_dir, name)
-        temporary = FileSystems.join(self._out_dir, f".{name}.tmp-{uuid.uuid4().hex}")
-        with FileSystems.create(temporary) as f:
-            for output in super().process(chunk):
-                if isinstance(output, beam.pvalue.TaggedOutput):
-                    yield output
-                else:
-                    f.write(tfrecord_frame(output[1]))
-        FileSystems.rename([temporary], [final])
-        yield name
+        records: dict[str, list[bytes]] = {}
+        for output in super().process(chunk):
+            if isinstance(output, beam.pvalue.TaggedOutput):
+                yield output
+            else:
+                records.setdefault(output[0], []).append(output[1])
+        for out_split, serialised in records.items():
+            name = f"{out_split}-{start // self._chunk_size:05d}-of-{self._num_chunks[split]:05d}.tfrecord"
+            final = FileSystems.join(self._out_dir, name)
+            temporary = FileSystems.join(self._out_dir, f".{name}.tmp-{uuid.uuid4().hex}")
+            with FileSystems.create(temporary) as f:
+                for record in serialised:
+                    f.write(tfrecord_frame(record))
+            FileSystems.rename([temporary], [final])
+            yield name
 
 
 def _write_counts(item, out_dir):
@@ -128,7 +165,7 @@ def _write_counts(item, out_dir):
 
 def build_pipeline(p, *, chunks, out_dir, chunk_size, **dofn_args):
     """Wires the job: chunks -> one noisy TFRecord shard per chunk + count matrices + dead letters."""
-    num_chunks = {split: sum(c[0] == split for c in chunks) for split in SPLITS}
+    num_chunks = {split: sum(c[0] == split for c in chunks) for split in SOURCE_SPLITS}
     outputs = (
         p
         | "Chunks" >> beam.Create(chunks)
@@ -161,6 +198,8 @@ def validate_config(config) -> None:
     for key in ("max_train_examples", "max_test_examples"):
         if config.data[key] < 0:
             raise UserError(f"data.{key} must be >= 0 (0 = all), got {config.data[key]}")
+    if not 0.0 <= config.data.validation_fraction < 1.0:
+        raise UserError(f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}")
 
 
 def noise_report(counts: np.ndarray, transition: np.ndarray | None) -> dict:
@@ -192,11 +231,16 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
     source = resolve_source(config.data)
     info = source.info()
     sizes = dict(info.split_sizes)
-    for split, key in (("train", "max_train_examples"), ("test", "max_test_examples")):
+    for split, key in (("train", "max_train_examples"), ("test", "max_test_examples")):  # SOURCE_SPLITS
         if config.data[key]:
             sizes[split] = min(sizes[split], config.data[key])
         if sizes[split] == 0:
             raise UserError(f"the {split} split of {info.dataset} ({info.origin}) is empty")
+    if 0 < config.data.validation_fraction * sizes["train"] < 1:
+        raise UserError(
+            f"data.validation_fraction={config.data.validation_fraction} of {sizes['train']} training examples "
+            "holds out less than one example; raise it, or set 0 for no validation split"
+        )
     try:
         transition = noise.make_transition(
             config.noise.model, info.num_classes, config.noise.rate, config.noise.transition_file
@@ -219,12 +263,13 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
 
     out_dir = artifacts.prepare_output(out_dir, force=force)
     size = config.data.chunk_size
-    chunks = [(s, a, min(a + size, sizes[s])) for s in SPLITS for a in range(0, sizes[s], size)]
+    chunks = [(s, a, min(a + size, sizes[s])) for s in SOURCE_SPLITS for a in range(0, sizes[s], size)]
     with make_pipeline(list(beam_args)) as p:
         build_pipeline(
             p, chunks=chunks, out_dir=str(out_dir), chunk_size=config.data.chunk_size,
             source=source, dataset=info.dataset, num_classes=info.num_classes, image_shape=image_shape,
             transition=transition, noisy_labels=noisy_labels, seed=config.noise.seed,
+            validation_fraction=float(config.data.validation_fraction),
         )  # fmt: skip
 
     # Read back through Beam's FileSystems: out_dir may be local or a URL (gs://...).
@@ -238,7 +283,13 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
     if dead == 0 and artifacts.exists(dead_path):
         scratch.append(dead_path)
     FileSystems.delete(scratch)
-    report = {"train": noise_report(counts["train"], transition), "test": noise_report(counts["test"], None)}
+    written = [s for s in SPLITS if s != "validation" or config.data.validation_fraction > 0]
+    for split in written:
+        if not counts[split].sum():
+            raise UserError(
+                f"the {split} split of {info.dataset} holds no example after the validation hold-out"
+            )
+    report = {s: noise_report(counts[s], transition if s != "test" else None) for s in written}
     report["noise"] = to_plain(config.noise)
     report["dead_letter_records"] = dead
     artifacts.atomic_write_json(artifacts.join(out_dir, "noise_report.json"), report)
@@ -251,7 +302,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             ),
             "num_examples": int(counts[s].sum()),
         }
-        for s in SPLITS
+        for s in written
     }
     elapsed = time.time() - started
     total = sum(v["num_examples"] for v in splits.values())
@@ -273,7 +324,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
     )
     train = report["train"]
     log(
-        f"noisify: wrote {splits['train']['num_examples']} train + {splits['test']['num_examples']} test records "
+        "noisify: wrote " + " + ".join(f"{v['num_examples']} {s}" for s, v in splits.items()) + " records "
         f"in {elapsed:.1f} s ({total / elapsed:.0f} examples/s); realised flip rate "
         f"{train['realised_flip_rate']:.4f} (expected {train.get('expected_flip_rate', float('nan')):.4f}, "
         f"z = {train.get('flip_rate_z', float('nan')):+.2f})"

@@ -51,6 +51,7 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.data.max_test_examples = 128 if smoke else 0  # the first N test examples; 0 = the whole split
     c.data.chunk_size = 128 if smoke else 2500  # examples per TFRecord shard (one unit of Beam work); ours
     c.data.image_size = 0  # 0 = the source's size; N > 0 = resize the shorter side to N, centre-crop N x N
+    c.data.validation_fraction = 0.1  # [0, 1): noisy train share held out (by id) to choose alpha on; ours
 
     c.noise = ml_collections.ConfigDict()
     c.noise.model = "symmetric"  # symmetric | uniform | pair_flip | matrix | labels | none; the paper's
@@ -77,6 +78,7 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.train.batch_size = 32 if smoke else 128  # global batch (split over replicas); the paper's 128
     c.train.steps = 4 if smoke else 64_000  # optimiser steps; the paper's 64k
     c.train.optimizer = "sgd"  # sgd | lars; the paper's SGD for CIFAR
+    c.train.lars_trust_ratio = "you2017"  # LARS: you2017 (You et al., TF's LARS) | simclr; the paper's
     c.train.schedule = "step"  # step | cosine | polynomial (power 2), after the warm-up; the paper's step
     c.train.learning_rate = 0.1  # peak learning rate; the paper's
     c.train.momentum = 0.9  # the paper's
@@ -90,6 +92,8 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.train.seed = 0  # initialisation and shuffling (the sweep sets it per seed)
     c.train.deterministic = False  # op determinism (slower); tests turn it on
     c.train.jit_compile = False  # XLA: 4x slower on CPU here; worth trying on GPU/TPU
+    c.train.curve_examples = 300 if smoke else 1000  # learning curves on N examples per split; 0 = off; ours
+    c.train.divergence_logit_limit = 1000.0  # a |logit| past this marks a run diverged (as loss < 0); ours
 
     c.distill = ml_collections.ConfigDict()
     c.distill.enabled = False  # train a student on a teacher's logits (the pipeline sets it for students)
@@ -97,6 +101,10 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.distill.temperature = 2.0  # > 0, softens the teacher's logits; ours: the paper's is not recoverable
     c.distill.smoothing = 0.0  # "LS on student": smooth the teacher's soft targets, in [0, 1]; 0 = off
     c.distill.fc_alpha = 0.0  # "FC on student": forward-correct with T_alpha, in [0, 1]; 0 = off
+    c.distill.temperature_squared = False  # loss times temperature^2 (Hinton et al.); off: the paper's
+    # The student's targets: exported = the logits export-logits computed once on un-augmented images;
+    # online = the frozen teacher's logits on the student's own (augmented) batch; ours
+    c.distill.teacher_view = "auto"  # auto | exported | online; auto: online iff train.augment crops
 
     c.export = ml_collections.ConfigDict()
     c.export.batch_size = 256  # export-logits inference batch
@@ -120,4 +128,5 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.sweep.seeds = (0,) if smoke else (0, 1, 2, 3, 4)  # the paper's five repeats
     c.sweep.noise_rates = ()  # one setting per noise rate, each its own data and models; () = noise.rate only
     c.sweep.student_noise_rates = ()  # the noise rates whose students run; () = every rate
+    c.sweep.redraw_noise = True  # seed s draws its own noise too (noise.seed + s); False = one draw; ours
     return c

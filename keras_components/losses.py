@@ -446,7 +446,7 @@ class ForwardCorrectedCrossEntropy(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="smear")
 class DistillationCrossEntropy(keras.losses.Loss):
-    """Distillation cross-entropy against a teacher's tempered softmax (no T^2 factor).
+    """Distillation cross-entropy against a teacher's tempered softmax, optionally times T^2.
 
     `y_true` holds the teacher's logits (B, L); `y_pred` the student's logits.
 
@@ -457,18 +457,21 @@ class DistillationCrossEntropy(keras.losses.Loss):
     s = softmax(student_logits / temperature)            # transition is None
     s = T^T softmax(student_logits / temperature)        # forward correction on student
     loss = -sum_y q_y log s_y
+    loss = temperature^2 * (-sum_y q_y log s_y)          # temperature_squared
     ```
 
-    The customary temperature^2 gradient rescaling (Hinton et al.) is NOT applied;
-    the paper's student trains "only with the cross-entropy objective against the
-    teacher's logits". `smoothing` is the paper's "LS on student", `transition` its
-    "FC on student" (Table 5).
+    The temperature^2 factor (Hinton et al.) keeps the gradients' magnitude from
+    shrinking as 1 / temperature^2; it is off by default, as the paper's student
+    trains "only with the cross-entropy objective against the teacher's logits".
+    `smoothing` is the paper's "LS on student", `transition` its "FC on student"
+    (Table 5).
 
     Args:
         temperature: > 0, divides both teacher and student logits.
         smoothing: label smoothing of the soft targets, in [0, 1]. Defaults to 0.
         transition: optional (L, L) row-stochastic T for forward correction on the
             student. Defaults to None (no correction).
+        temperature_squared: multiply the loss by temperature^2. Defaults to False.
         reduction: batch reduction, as in `keras.losses.Loss`.
         name: loss name.
 
@@ -476,6 +479,8 @@ class DistillationCrossEntropy(keras.losses.Loss):
 
     >>> loss = DistillationCrossEntropy(temperature=2.0)
     >>> loss([[2.0, 0.0]], [[0.0, 0.0]])  # q = softmax([1, 0]) = [0.731, 0.269]; -sum q log 0.5 = 0.693
+    >>> loss = DistillationCrossEntropy(temperature=2.0, temperature_squared=True)
+    >>> loss([[2.0, 0.0]], [[0.0, 0.0]])  # 2^2 * 0.693 = 2.773
 
     References:
         Hinton et al., "Distilling the knowledge in a neural network", 2015;
@@ -487,6 +492,7 @@ class DistillationCrossEntropy(keras.losses.Loss):
         temperature: float,
         smoothing: float = 0.0,
         transition=None,
+        temperature_squared: bool = False,
         reduction="sum_over_batch_size",
         name="distillation",
     ):
@@ -497,11 +503,13 @@ class DistillationCrossEntropy(keras.losses.Loss):
         self.temperature = temperature
         self.smoothing = check_probability(smoothing, "smoothing")
         self.transition = None if transition is None else _check_transition(transition)
+        self.temperature_squared = bool(temperature_squared)
 
     def call(self, y_true, y_pred):
-        return distillation_cross_entropy(
+        loss = distillation_cross_entropy(
             y_true, y_pred, self.temperature, smoothing=self.smoothing, transition=self.transition
         )
+        return loss * self.temperature**2 if self.temperature_squared else loss
 
     def get_config(self):
         transition = None if self.transition is None else _matrix_config(self.transition)
@@ -510,6 +518,7 @@ class DistillationCrossEntropy(keras.losses.Loss):
             "temperature": self.temperature,
             "smoothing": self.smoothing,
             "transition": transition,
+            "temperature_squared": self.temperature_squared,
         }
 
 

@@ -18,23 +18,35 @@ from keras import ops
 # (e.g. "batch_normalization/gamma", "stage1_block1_bn1/beta", "dense/bias").
 DEFAULT_EXCLUSIONS: tuple[str, ...] = ("batch_normalization", "bn", "gamma", "beta", "bias")
 
+# LARS trust-ratio forms (see `LARS`); the first is the default.
+TRUST_RATIOS: tuple[str, ...] = ("you2017", "simclr")
+
 
 def _variable_path(variable) -> str:
     return str(getattr(variable, "path", None) or variable.name)
+
+
+def _l2_norm(x):
+    return ops.sqrt(ops.sum(ops.square(x)))
 
 
 @keras.saving.register_keras_serializable(package="smear")
 class LARS(keras.optimizers.Optimizer):
     """Layer-wise adaptive rate scaling, classic-momentum form (You et al. 2017).
 
-    For each variable w with gradient g:
+    For each variable w with gradient `grad` (wd = weight_decay, 0 if w is excluded
+    from weight decay; eta = trust_coefficient):
 
     ```
-    g = grad + weight_decay * w                  # unless excluded from weight decay
-    ratio = trust_coefficient * ||w|| / ||g||    # if both norms > 0, else 1;
-                                                 # 1 if excluded from layer adaptation
-    v = momentum * v + learning_rate * ratio * g
-    w = w - v                                    # nesterov: w - (momentum * v + lr * ratio * g)
+    trust_ratio="you2017" (default; You et al. 2017, TensorFlow's tf.contrib LARSOptimizer):
+        ratio = eta * ||w|| / (||grad|| + wd * ||w|| + epsilon)   # if ||w|| > 0 and ||grad|| > 0, else 1
+        g = grad + wd * w
+    trust_ratio="simclr" (the SimCLR LARSOptimizer; epsilon unused):
+        g = grad + wd * w
+        ratio = eta * ||w|| / ||g||                                # if ||w|| > 0 and ||g|| > 0, else 1
+    then, with ratio = 1 if w is excluded from layer adaptation:
+        v = momentum * v + learning_rate * ratio * g
+        w = w - v                                # nesterov: w - (momentum * v + lr * ratio * g)
     ```
 
     Weight decay is folded into the gradient here; Keras' own decoupled
@@ -51,6 +63,9 @@ class LARS(keras.optimizers.Optimizer):
             (batch-norm parameters and biases); [] excludes nothing.
         exclude_from_layer_adaptation: likewise for the trust ratio (ratio 1). None
             means the weight-decay exclusions.
+        trust_ratio: one of `TRUST_RATIOS`: "you2017" (the decay-free gradient norm plus
+            wd * ||w|| in the denominator) or "simclr" (the norm of the decayed gradient).
+        epsilon: >= 0, added to the "you2017" denominator (tf.contrib's default 0).
         name: optimizer name.
         **kwargs: other `keras.optimizers.Optimizer` arguments (clipnorm, ...).
 
@@ -59,8 +74,10 @@ class LARS(keras.optimizers.Optimizer):
     >>> optimizer = LARS(WarmupCosineDecay(1.0, total_steps=1000, warmup_steps=50), weight_decay=1e-4)
 
     References:
-        You, Gitman, Ginsburg, "Large batch training of convolutional networks", 2017;
-        the TensorFlow TPU / SimCLR `LARSOptimizer` (classic momentum).
+        You, Gitman, Ginsburg, "Large batch training of convolutional networks", 2017
+        (arXiv:1708.03888); TensorFlow's `tf.contrib.opt.LARSOptimizer`, used by the TPU
+        ResNet-50 reference ("you2017"); Chen et al., "A simple framework for contrastive
+        learning of visual representations" (SimCLR), 2020, its `LARSOptimizer` ("simclr").
     """
 
     def __init__(
@@ -72,6 +89,8 @@ class LARS(keras.optimizers.Optimizer):
         nesterov: bool = False,
         exclude_from_weight_decay: Sequence[str] | None = None,
         exclude_from_layer_adaptation: Sequence[str] | None = None,
+        trust_ratio: str = "you2017",
+        epsilon: float = 0.0,
         name: str = "LARS",
         **kwargs,
     ):
@@ -82,10 +101,16 @@ class LARS(keras.optimizers.Optimizer):
             raise ValueError(f"`weight_decay` must be >= 0, got {weight_decay}.")
         if not trust_coefficient > 0:
             raise ValueError(f"`trust_coefficient` must be > 0, got {trust_coefficient}.")
+        if trust_ratio not in TRUST_RATIOS:
+            raise ValueError(f"Unknown `trust_ratio` {trust_ratio!r}; one of: {', '.join(TRUST_RATIOS)}.")
+        if epsilon is None or not epsilon >= 0:
+            raise ValueError(f"`epsilon` must be >= 0, got {epsilon}.")
         self.momentum = float(momentum)
         self.weight_decay_rate = float(weight_decay)
         self.trust_coefficient = float(trust_coefficient)
         self.nesterov = bool(nesterov)
+        self.trust_ratio = trust_ratio
+        self.epsilon = float(epsilon)
         if exclude_from_weight_decay is None:
             exclude_from_weight_decay = DEFAULT_EXCLUSIONS
         if exclude_from_layer_adaptation is None:
@@ -123,22 +148,29 @@ class LARS(keras.optimizers.Optimizer):
         gradient = ops.cast(gradient, dtype)
         velocity = self.momentums[index]
 
-        if self._use_weight_decay_flags[index] and self.weight_decay_rate > 0:
-            gradient = gradient + ops.cast(self.weight_decay_rate, dtype) * variable
+        decays = self._use_weight_decay_flags[index] and self.weight_decay_rate > 0
+        weight_decay = ops.cast(self.weight_decay_rate if decays else 0.0, dtype)
+        decayed_gradient = gradient + weight_decay * variable if decays else gradient
         if self._use_adaptation_flags[index]:
-            weight_norm = ops.sqrt(ops.sum(ops.square(variable)))
-            gradient_norm = ops.sqrt(ops.sum(ops.square(gradient)))
+            weight_norm = _l2_norm(variable)
+            if self.trust_ratio == "simclr":
+                gradient_norm = _l2_norm(decayed_gradient)
+                denominator = gradient_norm
+            else:  # you2017
+                gradient_norm = _l2_norm(gradient)
+                denominator = gradient_norm + weight_decay * weight_norm + ops.cast(self.epsilon, dtype)
             both_positive = ops.logical_and(weight_norm > 0, gradient_norm > 0)
             ratio = ops.where(
                 both_positive,
                 ops.cast(self.trust_coefficient, dtype)
                 * weight_norm
-                / ops.where(both_positive, gradient_norm, 1),
+                / ops.where(both_positive, denominator, 1),
                 ops.ones_like(weight_norm),
             )
             scaled_learning_rate = learning_rate * ratio
         else:
             scaled_learning_rate = learning_rate
+        gradient = decayed_gradient
 
         momentum = ops.cast(self.momentum, dtype)
         new_velocity = momentum * velocity + scaled_learning_rate * gradient
@@ -156,6 +188,8 @@ class LARS(keras.optimizers.Optimizer):
                 "weight_decay": self.weight_decay_rate,
                 "trust_coefficient": self.trust_coefficient,
                 "nesterov": self.nesterov,
+                "trust_ratio": self.trust_ratio,
+                "epsilon": self.epsilon,
                 "exclude_from_weight_decay": list(self.exclude_from_weight_decay_patterns),
                 "exclude_from_layer_adaptation": list(self.exclude_from_layer_adaptation_patterns),
             }
@@ -309,6 +343,7 @@ def build_optimizer(
     momentum: float = 0.9,
     nesterov: bool = False,
     weight_decay: float = 0.0,
+    trust_ratio: str = "you2017",
 ) -> keras.optimizers.Optimizer:
     """Builds an optimizer by name.
 
@@ -320,6 +355,8 @@ def build_optimizer(
         momentum: momentum coefficient.
         nesterov: Nesterov momentum.
         weight_decay: L2 coefficient for LARS.
+        trust_ratio: LARS's trust-ratio form, one of `TRUST_RATIOS` (see `LARS`);
+            IGNORED for "sgd".
 
     Returns:
         A Keras optimizer.
@@ -329,5 +366,11 @@ def build_optimizer(
             learning_rate=learning_rate_schedule, momentum=float(momentum), nesterov=nesterov
         )
     if name == "lars":
-        return LARS(learning_rate_schedule, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+        return LARS(
+            learning_rate_schedule,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            trust_ratio=trust_ratio,
+        )
     raise ValueError(f"Unknown optimizer name {name!r}; known names: {', '.join(OPTIMIZER_NAMES)}.")

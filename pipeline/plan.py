@@ -13,6 +13,8 @@ Optional noise-rate sweep (configs/fmnist_paper.py):
   sweep.noise_rates          e.g. (0.2, 0.4): the whole sweep once per rate, each its own
                              setting in the report; () = noise.rate only
   sweep.student_noise_rates  the rates whose students run; () = every rate
+  sweep.redraw_noise         each training seed s draws its own noise too (noise.seed + s),
+                             so the spread over seeds includes the noise draw's
 """
 
 from __future__ import annotations
@@ -161,7 +163,7 @@ class _Setting:
         self.models: dict[ModelSpec, Node] = {}
         self.exports: dict[ModelSpec, Node] = {}
         self.estimates: dict[int | None, Node] = {}
-        self.data = self._add("noisify", layout.data(config, workdir), [])
+        self.datas: dict[int | None, Node] = {}
 
     def _add(self, kind, output, inputs, spec=None, *, overrides=None, flags=(), config=None) -> Node:
         node = Node(
@@ -171,15 +173,28 @@ class _Setting:
         self.nodes.append(node)
         return node
 
+    def data(self, seed: int | None) -> Node:
+        """The noisy data a seed trains on: its own noise draw (noise.seed + seed) with sweep.redraw_noise."""
+        key = seed if self.config.sweep.redraw_noise else None
+        if key not in self.datas:
+            config, overrides = self.config, {}
+            if key is not None:
+                config = copy.deepcopy(self.config)
+                config.noise.seed = int(self.config.noise.seed) + int(key)
+                overrides = {"noise.seed": config.noise.seed}
+            self.datas[key] = self._add(
+                "noisify", layout.data(config, self.workdir), [], overrides=overrides, config=config
+            )
+        return self.datas[key]
+
     def export(self, spec: ModelSpec) -> Node:
         """The train-split logit export of a teacher."""
         if spec not in self.exports:
             model = self.teacher(spec)
-            output = layout.logits(
-                self.config, self.workdir, model.name, model.fingerprint, self.data.fingerprint
-            )
+            data = self.data(spec.seed)
+            output = layout.logits(self.config, self.workdir, model.name, model.fingerprint, data.fingerprint)
             self.exports[spec] = self._add(
-                "export", output, [model, self.data], spec, overrides=model.overrides, config=model.config
+                "export", output, [model, data], spec, overrides=model.overrides, config=model.config
             )
         return self.exports[spec]
 
@@ -197,26 +212,27 @@ class _Setting:
     def teacher(self, spec: ModelSpec) -> Node:
         if spec in self.models:
             return self.models[spec]
+        data = self.data(spec.seed)
         if spec.transition == ESTIMATED:
             estimate = self.estimate(spec.seed, spec.noise_rate)
             paths = {"transition_file": str(artifacts.join(estimate.out_dir, layout.TRANSITION_FILE))}
-            inputs, transition_fp = [self.data, estimate], estimate.fingerprint
+            inputs, transition_fp = [data, estimate], estimate.fingerprint
         else:
-            paths, inputs, transition_fp = {}, [self.data], None
-        config = spec.apply(self.config, **paths)
-        output = layout.model(config, self.workdir, spec, self.data.fingerprint, transition_fp)
-        node = self._add("train", output, inputs, spec, overrides=spec.overrides(**paths), config=config)
+            paths, inputs, transition_fp = {}, [data], None
+        config = spec.apply(data.config, **paths)
+        output = layout.model(config, self.workdir, spec, data.fingerprint, transition_fp)
+        overrides = {**data.overrides, **spec.overrides(**paths)}
+        node = self._add("train", output, inputs, spec, overrides=overrides, config=config)
         self.models[spec] = node
         return node
 
     def student(self, spec: ModelSpec) -> Node:
-        logits = self.export(spec.teacher)
+        logits, data = self.export(spec.teacher), self.data(spec.seed)
         paths = {"logits_dir": str(logits.out_dir)}
-        config = spec.apply(self.config, **paths)
+        config = spec.apply(data.config, **paths)
         output = layout.model(config, self.workdir, spec, logits.fingerprint)
-        node = self._add(
-            "train", output, [self.data, logits], spec, overrides=spec.overrides(**paths), config=config
-        )
+        overrides = {**data.overrides, **spec.overrides(**paths)}
+        node = self._add("train", output, [data, logits], spec, overrides=overrides, config=config)
         self.models[spec] = node
         return node
 
@@ -224,13 +240,20 @@ class _Setting:
         """One evaluation per model, teachers added only as dependencies (the baseline behind a T) included."""
         out = []
         for model in self.models.values():
+            data = self.data(model.spec.seed)
             output = layout.evaluation(
-                self.config, self.workdir, model.name, model.fingerprint, self.data.fingerprint
+                self.config, self.workdir, model.name, model.fingerprint, data.fingerprint
             )
             out.append(
                 self._add(
-                    "evaluate", output, [model, self.data], model.spec, flags=["--model", str(model.out_dir)]
-                )
+                    "evaluate",
+                    output,
+                    [model, data],
+                    model.spec,
+                    overrides=data.overrides,
+                    flags=["--model", str(model.out_dir)],
+                    config=data.config,
+                )  # fmt: skip
             )
         return out
 
@@ -259,7 +282,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
             workdir,
             nodes,
             f"rho{rate:g}" if several else "",
-            {"noise.rate": rate} if several else {},
+            {"noise.rate": rate} if several or rate != config.noise.rate else {},
         )
         for spec in teachers:
             builder.teacher(spec)

@@ -46,6 +46,7 @@ def write_data_artifact(
     num_classes: int = 10,
     num_train: int = 64,
     num_test: int = 32,
+    num_validation: int = 0,
     num_shards: int = 2,
     noise_rate: float = 0.2,
     seed: int = 0,
@@ -58,6 +59,7 @@ def write_data_artifact(
     Args:
       root: the workdir; the artifact goes to root/data/<name>-<fp10> unless
         `directory` is given.
+      num_validation: examples of a noisy `validation` split (0 = none, as before).
       teacher_logits: add `teacher_logits` (width num_classes) and `pre_logits` (8).
       drop_feature: leave this feature out of every record (to test checks).
       directory: write exactly here instead.
@@ -74,6 +76,7 @@ def write_data_artifact(
         "num_classes": num_classes,
         "num_train": num_train,
         "num_test": num_test,
+        "num_validation": num_validation,
         "noise_rate": noise_rate,
         "seed": seed,
         "teacher_logits": teacher_logits,
@@ -83,11 +86,14 @@ def write_data_artifact(
     out = Path(directory) if directory else artifacts.artifact_dir(root, "data", name, fp)
     out.mkdir(parents=True, exist_ok=True)
     splits, noisy_counts = {}, {}
-    for split, count in (("train", num_train), ("test", num_test)):
+    sizes = (("train", num_train), ("test", num_test)) + (
+        (("validation", num_validation),) if num_validation else ()
+    )
+    for split, count in sizes:
         images = rng.integers(0, 256, size=(count, *image_shape), dtype=np.uint8)
         clean = rng.integers(0, num_classes, size=count)
         noisy = clean.copy()
-        if split == "train":
+        if split != "test":
             flip = rng.random(count) < noise_rate
             noisy[flip] = (clean[flip] + rng.integers(1, num_classes, size=flip.sum())) % num_classes
         files = [f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
@@ -117,7 +123,7 @@ def write_data_artifact(
         stage="export_logits" if teacher_logits else "noisify",
         fingerprint=fp,
         config=description,
-        counts={"train": num_train, "test": num_test},
+        counts={split: count for split, count in sizes},
         extra={
             "dataset": dataset,
             "num_classes": num_classes,

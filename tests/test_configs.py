@@ -23,7 +23,8 @@ QUICKSTART = str(CONFIGS / "quickstart.py")
 # Every experiment config with every argument its docstring and the tests use.
 CIFAR_ARGS = [",".join(p) for p in itertools.product(("cifar10", "cifar100"), ("resnet32", "resnet56"))]
 SPECS = (
-    [f"{name}.py{arg}" for name in ("quickstart", "fmnist_paper") for arg in ("", ":smoke")]
+    [f"{name}.py{arg}" for name in ("quickstart", "fmnist_paper", "fmnist_length") for arg in ("", ":smoke")]
+    + [f"fmnist_paper.py:{rate}{s}" for rate in ("rho0.2", "rho0.4") for s in ("", ",smoke")]
     + [f"cifar.py:{a},{m}{s}" for a in CIFAR_ARGS for m in ("ce", "ls", "fc", "bc") for s in ("", ",smoke")]
     + [f"cifar_distill.py:{a}{s}" for a in CIFAR_ARGS for s in ("", ",smoke")]
     + [f"imagenet.py{a}" for a in ("", ":smoke", ":ce", ":bc,smoke")]

@@ -225,6 +225,22 @@ def test_distillation_matches_numpy(data):
     )
 
 
+def test_temperature_squared_multiplies_the_distillation_loss_by_temperature_squared(data):
+    rng, student, _, _ = data
+    teacher = rng.normal(scale=3.0, size=(BATCH, NUM_CLASSES)).astype(np.float32)
+    temperature = 3.0
+    # -sum_y softmax(z_t / 3)_y log softmax(z_s / 3)_y, times 3^2 = 9.
+    unscaled = -(np_softmax(teacher / temperature) * np_log_softmax(student / temperature)).sum(axis=1)
+    plain = losses.DistillationCrossEntropy(temperature=temperature)
+    scaled = losses.DistillationCrossEntropy(temperature=temperature, temperature_squared=True)
+    np.testing.assert_allclose(per_example(plain, teacher, student), unscaled, rtol=1e-5)
+    np.testing.assert_allclose(per_example(scaled, teacher, student), 9.0 * unscaled, rtol=1e-5)
+    # Hand-computed: temperature 2, q = softmax([1, 0]), student uniform: 2^2 * -log 0.5 = 2.772589.
+    hand = losses.DistillationCrossEntropy(temperature=2.0, temperature_squared=True)
+    value = hand(np.array([[2.0, 0.0]], np.float32), np.array([[0.0, 0.0]], np.float32))
+    np.testing.assert_allclose(float(value), 2.772589, atol=1e-5)
+
+
 def test_distillation_hand_computed_and_teacher_gets_no_gradient():
     # temperature 2: q = softmax([1, 0]) = [0.731059, 0.268941]; student uniform: -log 0.5 = 0.693147.
     loss = losses.DistillationCrossEntropy(temperature=2.0)
@@ -273,7 +289,7 @@ def loss_instances():
         losses.LabelSmoothingCrossEntropy(0.3, NUM_CLASSES),
         losses.ForwardCorrectedCrossEntropy(transition),
         losses.BackwardCorrectedCrossEntropy(transition),
-        losses.DistillationCrossEntropy(3.0, smoothing=0.1, transition=transition),
+        losses.DistillationCrossEntropy(3.0, smoothing=0.1, transition=transition, temperature_squared=True),
     ]
 
 

@@ -111,24 +111,67 @@ def test_cli_writes_schema_report_and_manifest(tmp_path, idx_dir):
     assert _noisify(tmp_path, idx_dir) == 0
     artifact = _artifact(tmp_path)
     manifest = json.load(open(os.path.join(artifact, "manifest.json")))
-    assert manifest["counts"] == {"train": 2000, "test": 200, "dead_letter": 0}
+    counts = manifest["counts"]
+    assert (
+        counts["train"] + counts["validation"] == 2000
+        and counts["test"] == 200
+        and counts["dead_letter"] == 0
+    )
     assert manifest["image_shape"] == [28, 28, 1] and manifest["num_classes"] == 10
     assert set(manifest["files"]) >= {"noise_report.json", *manifest["splits"]["train"]["files"]}
     train, test = _read_records(artifact, "train"), _read_records(artifact, "test")
-    assert len(train) == 2000 and len(test) == 200
+    validation = _read_records(artifact, "validation")
+    assert len(train) == counts["train"] and len(validation) == counts["validation"] and len(test) == 200
     assert sum(v[2] for v in test.values()) == 0 and all(v[0] == v[1] for v in test.values())
-    assert all(v[2] == int(v[0] != v[1]) for v in train.values())
-    report = json.load(open(os.path.join(artifact, "noise_report.json")))["train"]
-    flips = sum(v[2] for v in train.values())
-    assert report["realised_flip_rate"] == flips / 2000
-    assert abs(report["flip_rate_z"]) < 3  # realised within 3 standard errors of rho = 0.2
-    assert np.array(report["realised_counts"]).sum() == 2000
+    assert all(v[2] == int(v[0] != v[1]) for v in (*train.values(), *validation.values()))
+    reports = json.load(open(os.path.join(artifact, "noise_report.json")))
+    for split, records in (("train", train), ("validation", validation)):
+        report = reports[split]
+        flips = sum(v[2] for v in records.values())
+        assert report["realised_flip_rate"] == flips / len(records)
+        assert abs(report["flip_rate_z"]) < 3  # realised within 3 standard errors of rho = 0.2
+        assert np.array(report["realised_counts"]).sum() == len(records)
     # The image round-trips through PNG exactly.
     raw = next(iter(train.values()))[3]
     f = tf.train.Example.FromString(raw).features.feature
     index = int(f["id"].bytes_list.value[0].decode().rsplit("/", 1)[1])
     images, _ = IdxSource("fashion_mnist", idx_dir).read("train", index, index + 1)
     np.testing.assert_array_equal(tf.io.decode_png(f["image"].bytes_list.value[0]).numpy(), images[0])
+
+
+def test_validation_split_is_disjoint_by_id_noisy_and_fixed_across_noise_seeds(tmp_path, idx_dir):
+    assert _noisify(tmp_path / "a", idx_dir) == 0
+    assert _noisify(tmp_path / "b", idx_dir, "--config.noise.seed=3") == 0
+    splits = {s: _read_records(_artifact(tmp_path / "a"), s) for s in ("train", "validation", "test")}
+    ids = {s: set(records) for s, records in splits.items()}
+    assert not ids["train"] & ids["validation"] and not ids["validation"] & ids["test"]
+    assert not ids["train"] & ids["test"]
+    # About 10% held out (binomial: 200 +- 3 standard errors of 13.4), all from the source's train split.
+    assert abs(len(ids["validation"]) - 200) < 41 and all("/train/" in i for i in ids["validation"])
+    # Each id's side is the hash's, whatever the chunking, noise seed or rate.
+    expected = noisify.validation_mask(sorted(ids["train"] | ids["validation"]), 0.1)
+    assert {i for i, held in zip(sorted(ids["train"] | ids["validation"]), expected) if held} == ids[
+        "validation"
+    ]
+    other = _read_records(_artifact(tmp_path / "b"), "validation")
+    assert set(other) == ids["validation"]
+    # Noisy labels, as a practitioner would have them, with the clean ones kept beside them.
+    validation = splits["validation"]
+    assert 0.1 < sum(v[2] for v in validation.values()) / len(validation) < 0.3
+    assert sum(other[k][0] != v[0] for k, v in validation.items()) > 0  # a new noise draw, same examples
+
+
+def test_no_validation_split_with_fraction_zero_and_a_too_small_fraction_is_refused(
+    tmp_path, idx_dir, capsys
+):
+    assert _noisify(tmp_path / "a", idx_dir, "--config.data.validation_fraction=0") == 0
+    manifest = json.load(open(os.path.join(_artifact(tmp_path / "a"), "manifest.json")))
+    assert "validation" not in manifest["splits"] and manifest["counts"]["train"] == 2000
+    capsys.readouterr()
+    assert _noisify(tmp_path / "b", idx_dir, "--config.data.validation_fraction=0.0001") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "less than one example" in err[0], err
+    assert not glob.glob(str(tmp_path / "b" / "data" / "*"))
 
 
 def test_same_labels_with_one_and_two_workers_and_across_runs(tmp_path, idx_dir):
@@ -180,7 +223,8 @@ def test_tfds_source_with_mock_data(tmp_path):
         ])  # fmt: skip
     assert code == 0
     manifest = json.load(open(os.path.join(_artifact(tmp_path), "manifest.json")))
-    assert manifest["counts"]["train"] == 48 and manifest["image_shape"] == [32, 32, 3]
+    assert manifest["counts"]["train"] + manifest["counts"]["validation"] == 48
+    assert manifest["image_shape"] == [32, 32, 3]
     assert len(manifest["class_names"]) == 10
 
 
@@ -197,6 +241,7 @@ def _corrupt_idx(tmp_path, idx_dir):
     "case, extra, message",
     [
         ("rate", ["--config.noise.rate=1.5"], "noise.rate must be in [0, 1]"),
+        ("validation", ["--config.data.validation_fraction=1"], "data.validation_fraction must be in [0, 1)"),
         ("unknown key", ["--config.noise.rho=0.1"], "unknown config key: noise.rho"),
         ("dataset", ["--config.data.dataset=mnist"], "unknown data.dataset 'mnist'"),
         ("missing source", ["--config.data.source_dir={tmp}/nowhere"], "not found"),
@@ -266,9 +311,8 @@ def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
     out_dir = layout.data(config, f"{object_store}/work").path
     assert str(out_dir).startswith("fakegs://bucket/work/data/")
     manifest = noisify.noisify_stage(config, out_dir, log=lambda _: None)
-    assert manifest["counts"]["train"] == 512 and manifest["splits"]["train"]["files"] == [
-        f"train-{i:05d}-of-00004.tfrecord" for i in range(4)
-    ]
+    assert manifest["counts"]["train"] + manifest["counts"]["validation"] == 512
+    assert manifest["splits"]["train"]["files"] == [f"train-{i:05d}-of-00004.tfrecord" for i in range(4)]
     assert artifacts.read_manifest(out_dir)["fingerprint"] == layout.data_fingerprint(config)
     from pipeline.core.errors import UserError
 

@@ -15,17 +15,51 @@ from keras_components import losses, optimizers
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
 
 
-def lars_reference(weights, gradients, learning_rate, momentum, weight_decay, trust, nesterov, adapted):
-    """NumPy LARS, classic momentum, for one variable over several steps."""
+def lars_reference(
+    weights,
+    gradients,
+    learning_rate,
+    momentum,
+    weight_decay,
+    trust,
+    nesterov,
+    adapted,
+    decayed=None,
+    trust_ratio="you2017",
+    epsilon=0.0,
+):
+    """NumPy LARS, classic momentum, for one variable over several steps.
+
+    `adapted`: the variable gets the trust ratio; `decayed`: it gets weight decay (None: `adapted`).
+    """
+    decay = weight_decay if (adapted if decayed is None else decayed) else 0.0  # excluded: wd = 0
     w = weights.astype(np.float64).copy()
     v = np.zeros_like(w)
     for grad in gradients:
-        g = grad + weight_decay * w if adapted else grad.copy()  # g = grad + wd w (not if excluded)
-        w_norm, g_norm = np.linalg.norm(w), np.linalg.norm(g)
-        ratio = trust * w_norm / g_norm if adapted and w_norm > 0 and g_norm > 0 else 1.0
+        grad = grad.astype(np.float64)
+        g = grad + decay * w  # both forms update with the decayed gradient
+        w_norm = np.linalg.norm(w)
+        if trust_ratio == "you2017":  # eta ||w|| / (||grad|| + wd ||w|| + eps), grad without decay
+            g_norm = np.linalg.norm(grad)
+            denominator = g_norm + decay * w_norm + epsilon
+        else:  # simclr: eta ||w|| / ||grad + wd w||
+            g_norm = denominator = np.linalg.norm(g)
+        ratio = trust * w_norm / denominator if adapted and w_norm > 0 and g_norm > 0 else 1.0
         v = momentum * v + learning_rate * ratio * g  # v = m v + lr ratio g
         w = w - (momentum * v + learning_rate * ratio * g if nesterov else v)
     return w
+
+
+def run_steps(optimizer, variables, gradients):
+    """Applies each list of `gradients` in turn (in a tf.function under TensorFlow, as in training)."""
+    optimizer.build(variables)
+    step = lambda grads: optimizer.apply_gradients(zip(grads, variables))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        step = tf.function(step)
+    for grads in gradients:
+        step([keras.ops.convert_to_tensor(g) for g in grads])
 
 
 def small_model():
@@ -51,8 +85,9 @@ def test_default_exclusions_cover_batch_norm_and_biases_not_kernels():
     assert not optimizer.uses_weight_decay(conv_bn.gamma)
 
 
+@pytest.mark.parametrize("trust_ratio", optimizers.TRUST_RATIOS)
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_lars_two_steps_match_numpy(nesterov):
+def test_lars_two_steps_match_numpy(nesterov, trust_ratio):
     keras.utils.set_random_seed(0)
     model = small_model()
     rng = np.random.default_rng(0)
@@ -70,19 +105,15 @@ def test_lars_two_steps_match_numpy(nesterov):
         weight_decay=hyper["weight_decay"],
         trust_coefficient=hyper["trust"],
         nesterov=nesterov,
+        trust_ratio=trust_ratio,
     )
-    optimizer.build(variables)
-    step = lambda grads: optimizer.apply_gradients(zip(grads, variables))
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        step = tf.function(step)  # graph mode, as in training
-    for grads in gradients:
-        step([keras.ops.convert_to_tensor(g) for g in grads])
+    run_steps(optimizer, variables, gradients)
 
     for index, variable in enumerate(variables):
         adapted = not variable.path.endswith(("bias", "gamma", "beta"))
-        expected = lars_reference(initial[index], [g[index] for g in gradients], adapted=adapted, **hyper)
+        expected = lars_reference(
+            initial[index], [g[index] for g in gradients], adapted=adapted, trust_ratio=trust_ratio, **hyper
+        )
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6, err_msg=variable.path
         )
@@ -92,6 +123,70 @@ def test_lars_two_steps_match_numpy(nesterov):
         initial[0], [g[0] for g in gradients], **{**hyper, "trust": 1.0, "weight_decay": 0.0}, adapted=False
     )
     assert not np.allclose(keras.ops.convert_to_numpy(variables[0]), plain, atol=1e-3)
+
+
+@pytest.mark.parametrize("trust_ratio", optimizers.TRUST_RATIOS)
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("weight_decay, epsilon", [(0.05, 0.0), (0.0, 0.0), (0.05, 0.1)])
+def test_lars_exclusions_and_zero_norms_match_numpy(trust_ratio, nesterov, weight_decay, epsilon):
+    rng = np.random.default_rng(3)
+    # name: (initial weights, gradient scale) -- 0 means ||w|| = 0 or ||grad|| = 0 at every step
+    cases = {
+        "kernel": (rng.normal(size=(3, 2)), 1.0),  # decay and trust ratio
+        "no_decay_kernel": (rng.normal(size=(3, 2)), 1.0),  # trust ratio only
+        "no_adapt_kernel": (rng.normal(size=4), 1.0),  # decay only, ratio 1
+        "zero_kernel": (np.zeros(3), 1.0),  # ||w|| = 0 at step 1: ratio 1
+        "zero_grad_kernel": (rng.normal(size=3), 0.0),  # ||grad|| = 0 (simclr: ||g|| = wd ||w|| may not be)
+        "zero_both_kernel": (np.zeros(2), 0.0),  # stays 0, no NaN
+    }
+    variables = [keras.Variable(w.astype(np.float32), name=name) for name, (w, _) in cases.items()]
+    gradients = [
+        [(scale * rng.normal(size=w.shape)).astype(np.float32) for w, scale in cases.values()]
+        for _ in range(4)
+    ]
+    hyper = dict(learning_rate=0.1, momentum=0.9, weight_decay=weight_decay, trust=0.5, nesterov=nesterov)
+    optimizer = optimizers.LARS(
+        hyper["learning_rate"],
+        momentum=hyper["momentum"],
+        weight_decay=weight_decay,
+        trust_coefficient=hyper["trust"],
+        nesterov=nesterov,
+        exclude_from_weight_decay=["no_decay"],
+        exclude_from_layer_adaptation=["no_adapt"],
+        trust_ratio=trust_ratio,
+        epsilon=epsilon,
+    )
+    run_steps(optimizer, variables, gradients)
+
+    for index, (name, (initial, _)) in enumerate(cases.items()):
+        expected = lars_reference(
+            initial,
+            [g[index] for g in gradients],
+            adapted=not name.startswith("no_adapt"),
+            decayed=not name.startswith("no_decay"),
+            trust_ratio=trust_ratio,
+            epsilon=epsilon,
+            **hyper,
+        )
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(variables[index]), expected, rtol=1e-5, atol=1e-6, err_msg=name
+        )
+
+
+def test_default_trust_ratio_is_you2017_and_differs_from_simclr():
+    assert optimizers.LARS(0.1).get_config()["trust_ratio"] == "you2017"
+    assert optimizers.build_optimizer("lars", 0.1).trust_ratio == "you2017"
+    # w = (3, 4), grad = (1, 0), wd = 0.1, eta = 1, lr = 1, no momentum; g = grad + wd w = (1.3, 0.4)
+    # you2017: ratio = 5 / (1 + 0.1 * 5) = 10/3;          w - ratio g = (3 - 13/3, 4 - 4/3)
+    # simclr:  ratio = 5 / ||g|| = 5 / sqrt(1.85) = 3.676073; w - ratio g = (-1.778895, 2.529571)
+    you2017 = [3 - 13 / 3, 4 - 4 / 3]
+    simclr = [3 - 1.3 * 5 / math.sqrt(1.85), 4 - 0.4 * 5 / math.sqrt(1.85)]
+    for form, expected in [({}, you2017), ({"trust_ratio": "simclr"}, simclr)]:
+        optimizer = optimizers.LARS(1.0, momentum=0.0, weight_decay=0.1, trust_coefficient=1.0, **form)
+        kernel = keras.Variable(np.array([3.0, 4.0], np.float32), name="kernel")
+        run_steps(optimizer, [kernel], [[np.array([1.0, 0.0], np.float32)]])
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(kernel), expected, rtol=1e-6)
+    assert not np.allclose(you2017, simclr, atol=0.1)
 
 
 @tensorflow_only
@@ -140,10 +235,13 @@ def test_lars_config_round_trip_with_schedule():
         trust_coefficient=0.02,
         nesterov=True,
         exclude_from_weight_decay=["bias"],
+        trust_ratio="simclr",
+        epsilon=1e-6,
     )
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(optimizer))
     assert isinstance(restored, optimizers.LARS)
     config, restored_config = optimizer.get_config(), restored.get_config()
+    assert (restored_config["trust_ratio"], restored_config["epsilon"]) == ("simclr", 1e-6)
     for key in ("momentum", "weight_decay", "trust_coefficient", "nesterov", "exclude_from_weight_decay"):
         assert restored_config[key] == config[key], key
     assert restored.weight_decay is None  # Keras' decoupled decay stays off.
@@ -157,6 +255,9 @@ def test_lars_config_round_trip_with_schedule():
         ({"momentum": 1.5}, "momentum"),
         ({"weight_decay": -1.0}, "weight_decay"),
         ({"trust_coefficient": 0.0}, "trust_coefficient"),
+        ({"trust_ratio": "lamb"}, "trust_ratio.*you2017, simclr"),
+        ({"epsilon": -1e-8}, "epsilon"),
+        ({"epsilon": float("nan")}, "epsilon"),
     ],
 )
 def test_lars_rejects_bad_arguments(kwargs, message):
@@ -234,6 +335,11 @@ def test_build_optimizer_passes_hyperparameters():
     sgd = optimizers.build_optimizer("sgd", schedule, momentum=0.9, nesterov=True, weight_decay=1e-4)
     assert isinstance(sgd, keras.optimizers.SGD)
     assert (sgd.momentum, sgd.nesterov, sgd.weight_decay) == (0.9, True, None)  # decay lives in the model
-    lars = optimizers.build_optimizer("lars", schedule, momentum=0.9, nesterov=False, weight_decay=1e-4)
+    lars = optimizers.build_optimizer(
+        "lars", schedule, momentum=0.9, nesterov=False, weight_decay=1e-4, trust_ratio="simclr"
+    )
     assert isinstance(lars, optimizers.LARS)
     assert (lars.momentum, lars.nesterov, lars.weight_decay_rate) == (0.9, False, 1e-4)
+    assert lars.trust_ratio == "simclr"
+    sgd = optimizers.build_optimizer("sgd", schedule, trust_ratio="simclr")  # ignored for sgd
+    assert isinstance(sgd, keras.optimizers.SGD)

@@ -78,7 +78,8 @@ def test_csv_tables_hold_the_same_cells(fixture_report):
     summary = (tables / "summary.csv").read_text().splitlines()
     ce_accuracy = [row for row in summary if ",teacher,ce," in row and ",test/accuracy," in row]
     assert len(ce_accuracy) == 1
-    *_, seeds, _, n, mean, std = ce_accuracy[0].split(",")
+    *_, seeds, _, n, mean, std, diverged = ce_accuracy[0].split(",")
+    assert diverged == ""
     # 80.10 and 80.50: mean 80.3, sample std 0.4 / sqrt(2) = 0.282842712...
     assert (
         (seeds, n) == ("0 1", "2")
@@ -231,3 +232,48 @@ def test_figure4_montage_and_no_per_model_copies_when_configured_off(tmp_path):
     assert image.shape[1] == 2 * 4 * 150  # two panels of 4 inches per row at 150 dpi (two rows for three)
     assert not (tmp_path / "report" / "figures" / "models").exists()
     assert "Per-model figures" not in text
+
+
+def _with_validation(workdir: Path, noisy: dict, clean: dict, diverged: dict) -> list[Path]:
+    """The fixture evaluations plus validation accuracies (by directory-name prefix) and divergences."""
+    dirs = []
+    for src in sorted((FIXTURES / "evaluations").iterdir()):
+        metrics = json.loads((src / "metrics.json").read_text())
+        cell = src.name.rsplit("-s", 1)[0]
+        metrics["validation"] = {
+            "accuracy_noisy": noisy.get(cell, 50.0),
+            "accuracy_clean": clean.get(cell, 60.0),
+        }
+        if src.name in diverged:
+            metrics["training"] = {"diverged": {"step": diverged[src.name], "epoch": 2, "reason": "test"}}
+        dirs.append(_eval_artifact(workdir / "eval" / src.name, metrics))
+    return dirs
+
+
+def test_alpha_is_chosen_on_noisy_validation_labels_and_the_report_says_so(tmp_path):
+    # On noisy validation labels LS alpha 0.1 wins (71 > 70); on clean ones 0.2 wins; test prefers 0.2.
+    noisy = {"teacher-ls0.1": 71.0, "teacher-ls0.2": 70.0, "teacher-fc0.1": 65.0, "teacher-fc0.2": 66.0}
+    clean = {"teacher-ls0.1": 80.0, "teacher-ls0.2": 81.0, "teacher-fc0.1": 75.0, "teacher-fc0.2": 76.0}
+    dirs = _with_validation(tmp_path, noisy, clean, {})
+    report_stage(load_config(CONFIG), dirs, tmp_path / "report", log=lambda _: None)
+    text = (tmp_path / "report" / "report.md").read_text()
+    tables = tmp_path / "report" / "tables"
+    # Table 7 reports test accuracy at the validation choice: LS alpha 0.1 (83.50 ± 0.71), not test's 0.2.
+    table7 = (tables / "table7.csv").read_text().splitlines()
+    assert "83.50 ± 0.71 (α = 0.1)" in table7[1], table7
+    assert "at the α chosen on validation" in text and "the test set plays no part in the choice" in text
+    selection = (tables / "alpha_selection.csv").read_text().splitlines()
+    assert selection[1].startswith("1,LS,0.1,0.2,0.2,83.50 ± 0.71,83.90 ± 0.42"), selection
+    assert "would differ for 1 of 2 methods" in text
+    # Claims 1 and 2 use the validation choice.
+    assert "| 1 | test accuracy (%), α chosen on validation: LS α=0.1 > CE | 83.50 ± 0.71 |" in text
+
+
+def test_a_diverged_run_is_marked_not_averaged_and_the_claims_say_so(tmp_path):
+    dirs = _with_validation(tmp_path, {}, {}, {"teacher-ls0.1-s1": 40})
+    report_stage(load_config(CONFIG), dirs, tmp_path / "report", log=lambda _: None)
+    table2 = (tmp_path / "report" / "tables" / "table2.csv").read_text()
+    assert "diverged (1 of 2 runs: seed 1 at step 40)" in table2
+    claims = (tmp_path / "report" / "tables" / "claims.csv").read_text().splitlines()
+    marked = [row for row in claims if "LS α=0.1" in row]
+    assert marked and all("rests on a diverged cell: LS α=0.1" in row for row in marked), marked

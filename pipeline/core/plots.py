@@ -477,6 +477,63 @@ def student_vs_teacher_alpha(
 # ---------------------------------------------------------------------------
 
 
+# Learning-curve panels: (curve key, y label); the last panel also draws `noisy_part_fit_true` dashed.
+CURVE_PANELS = (
+    ("test_accuracy", "test accuracy (%)"),
+    ("test_ece", "test ECE"),
+    ("validation_accuracy_noisy", "validation accuracy, noisy labels (%)"),
+    ("noisy_part_fit_noisy", "mislabelled train examples fit (%)"),
+)
+
+
+def learning_curves(
+    series: Mapping[str, Mapping[str, Sequence[float]]], path: str | os.PathLike, title: str
+) -> list[Path]:
+    """Per-epoch curves against the training step, one line (± std band over seeds) per model.
+
+    Args:
+        series: Model name (e.g. "CE", "LS α=0.1") -> {"step": [...], "<key>": mean [...], "<key>_std": [...]}
+            for the keys of `CURVE_PANELS` (and "noisy_part_fit_true"); a missing key leaves its panel empty.
+        path: Output stem or `.png` path.
+        title: Figure title.
+
+    Returns:
+        The written PNG and SVG paths.
+
+    Raises:
+        ValueError: If `series` is empty or a series has no "step".
+    """
+    if not series:
+        raise ValueError("series must name at least one model")
+    figure = new_figure(figsize=(11.0, 7.5))
+    panels = figure.subplots(2, 2, sharex=True).ravel()
+    for index, (name, values) in enumerate(series.items()):
+        if "step" not in values:
+            raise ValueError(f"series {name!r} needs 'step'")
+        step = np.asarray(values["step"], dtype=np.float64)
+        color = f"C{index % 10}"
+        for axes, (key, _) in zip(panels, CURVE_PANELS):
+            drawn = [(key, "-", name)]
+            if key == "noisy_part_fit_noisy":
+                drawn.append(("noisy_part_fit_true", "--", None))
+            for curve, style, label in drawn:
+                if curve not in values:
+                    continue
+                mean = np.asarray(values[curve], dtype=np.float64)
+                std = np.asarray(values.get(f"{curve}_std", np.zeros_like(mean)), dtype=np.float64)
+                axes.plot(step, mean, style, color=color, linewidth=2, label=label)
+                axes.fill_between(step, mean - std, mean + std, color=color, alpha=0.15)
+    for axes, (_, ylabel) in zip(panels, CURVE_PANELS):
+        axes.set_ylabel(ylabel)
+        axes.grid(alpha=0.3)
+    panels[3].set_title("solid: predicts the noisy label; dashed: the true label", fontsize=9)
+    for axes in panels[2:]:
+        axes.set_xlabel("training step")
+    panels[0].legend(loc="best", fontsize=8)
+    figure.suptitle(title)
+    return save(figure, path)
+
+
 def montage(
     panels: Sequence[tuple[str | os.PathLike, str]],
     path: str | os.PathLike,

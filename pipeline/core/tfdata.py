@@ -1,7 +1,8 @@
 """Input pipeline: tf.data over a data artifact's TFRecords.
 
 A data artifact (made by `smear noisify`, or `smear export-logits` for
-distillation) is a directory of `train-*.tfrecord` / `test-*.tfrecord` shards of
+distillation) is a directory of `train-*.tfrecord` / `test-*.tfrecord` (and, held
+out of the noisy training examples, `validation-*.tfrecord`) shards of
 `tf.train.Example` with the features `id`, `image` (PNG), `label`, `clean_label`,
 `is_noisy` (exported logits add `teacher_logits` and `pre_logits`) and a
 `manifest.json` that lists the shards, the image shape and the class count.

@@ -8,6 +8,9 @@ as in training). From them:
 
 - clean test split: accuracy, NLL, top-label ECE (config.eval.num_bins bins) and
   a reliability diagram;
+- validation split (held out of the noisy training split by noisify, when the
+  data have one): accuracy against its noisy labels (what a practitioner can
+  measure, and what the report chooses alpha on) and against its clean labels;
 - noisy training split, with each record's clean_label and is_noisy: the paper's
   Table 3 breakdown (full / clean part / noisy part against the true labels, and
   the noisy part against its noisy labels);
@@ -254,6 +257,16 @@ def _forward_function(model, image_shape: tuple[int, ...]) -> Callable:
     return forward
 
 
+def validation_numbers(passed: dict) -> dict:
+    """Validation accuracy (%) against the split's noisy labels and against its clean labels."""
+    return {
+        "num_examples": passed["num_examples"],
+        "noise_rate": float(passed["is_noisy"].mean()),
+        "accuracy_noisy": float(100.0 * np.mean(passed["prediction"] == passed["label"])),
+        "accuracy_clean": float(100.0 * np.mean(passed["prediction"] == passed["clean"])),
+    }
+
+
 def _numbers(test: dict, train: dict, num_bins: int) -> tuple[dict, dict, dict]:
     """(test metrics, train metrics, logit gaps by series) from the two forward passes."""
     bins = test["bins"]
@@ -408,6 +421,11 @@ def evaluate_stage(
         forward, data_dir, data_manifest, "train", num_bins=0, keep_pre_logits_of=classes, **common
     )
     test_metrics, train_metrics, gaps = _numbers(test, train, int(e.num_bins))
+    validation_metrics = None
+    if "validation" in data_manifest["splits"]:
+        validation_metrics = validation_numbers(
+            _forward_pass(forward, data_dir, data_manifest, "validation", num_bins=0, **common)
+        )
 
     # Draw.
     class_names = list(data_manifest.get("class_names") or [str(i) for i in range(num_classes)])
@@ -418,7 +436,7 @@ def evaluate_stage(
     # Write: metrics.json, TensorBoard, the manifest last.
     manifest = _write(
         config, out_dir, fp, description, model_dir, model_manifest, data_dir, data_manifest,
-        test_metrics, train_metrics, gaps, projection, written,
+        test_metrics, train_metrics, validation_metrics, gaps, projection, written,
     )  # fmt: skip
     acc = train_metrics["accuracy"]
 
@@ -429,13 +447,20 @@ def evaluate_stage(
         f"evaluate: test accuracy {test_metrics['accuracy']:.2f}%, NLL {test_metrics['nll']:.4f}, "
         f"ECE {test_metrics['ece']:.4f}; train (true labels) full {pct(acc['full_true'])}%, clean "
         f"{pct(acc['clean_true'])}%, noisy {pct(acc['noisy_true'])}%; noisy part vs noisy labels {pct(acc['noisy_noisy'])}%"
+        + (
+            f"; validation {validation_metrics['accuracy_noisy']:.2f}% (noisy labels), "
+            f"{validation_metrics['accuracy_clean']:.2f}% (clean labels)"
+            if validation_metrics
+            else ""
+        )
     )
     return manifest
 
 
 def _write(
     config, out_dir: Path, fp: str, description: dict, model_dir: Path, model_manifest: dict, data_dir: Path,
-    data_manifest: dict, test_metrics: dict, train_metrics: dict, gaps: dict, projection: dict, written: dict,
+    data_manifest: dict, test_metrics: dict, train_metrics: dict, validation_metrics: dict | None, gaps: dict,
+    projection: dict, written: dict,
 ) -> dict:  # fmt: skip
     """metrics.json, the TensorBoard summaries and, last, the manifest; returns the manifest."""
     name = str(model_manifest.get("model_name") or model_dir.name)
@@ -447,6 +472,10 @@ def _write(
         "train/nll_true": train_metrics["nll_true"],
     }
     scalars.update({f"train/accuracy_{k}": v for k, v in train_metrics["accuracy"].items() if v is not None})
+    if validation_metrics:
+        scalars.update(
+            {f"validation/{k}": validation_metrics[k] for k in ("accuracy_noisy", "accuracy_clean")}
+        )
     metrics = {
         "description": dict(description),
         "units": UNITS,
@@ -463,8 +492,10 @@ def _write(
             "num_classes": num_classes,
         },
         "setting": _setting(model_manifest, data_manifest),
+        "training": _training(model_dir, model_manifest),
         "test": test_metrics,
         "train": train_metrics,
+        "validation": validation_metrics,
         "projection": projection,
         "scalars": scalars,
         "plots": written,
@@ -480,11 +511,23 @@ def _write(
             "model": artifacts.input_ref(model_dir, model_manifest),
             "data": artifacts.input_ref(data_dir, data_manifest),
         },
-        counts={"test": test_metrics["num_examples"], "train": train_metrics["num_examples"]},
+        counts={"test": test_metrics["num_examples"], "train": train_metrics["num_examples"]}
+        | ({"validation": validation_metrics["num_examples"]} if validation_metrics else {}),
         exclude=("tensorboard",),
         extra={"model_name": name, "description": dict(description), "scalars": scalars},
     )
     return manifest
+
+
+def _training(model_dir: Path, model_manifest: dict) -> dict:
+    """What the model's training recorded: whether (and where) it diverged, and its per-epoch curves."""
+    from pipeline.core.curves import curves_of
+
+    try:
+        history = json.loads((model_dir / "history.json").read_text())
+    except (OSError, ValueError):
+        history = {}
+    return {"diverged": model_manifest.get("diverged"), "curves": curves_of(history.get("epochs") or [])}
 
 
 def _write_tensorboard(out_dir: Path, scalars: dict, gaps: dict, plot_files: dict, *, step: int) -> None:

@@ -6,17 +6,22 @@ Reads every complete evaluation (`smear evaluate`) and writes
 `<workdir>/report/<config name>-<fp10>/` with
 
 - `report.md`: per experimental setting (data and noise, architecture,
-  training schedule) the tables of the paper: test accuracy with the best alpha
-  per method (Table 7 layout) and per alpha (Table 2 layout), the train accuracy
-  breakdown (Table 3), ECE (Table 4), distilled students (Table 5), tables
-  of every teacher and student, and the paper's claims 1-6 checked one by one
-  with a verdict each (holds / does not hold / inconclusive; pipeline/stages/claims.py);
+  training schedule) the tables of the paper: test accuracy at the alpha each
+  method chooses on noisy-label validation accuracy (Table 7 layout; the
+  validation protocol, `Setting.selection`) and how that choice compares with
+  the clean-label and the test (oracle) choice, test accuracy per alpha
+  (Table 2 layout), the train accuracy breakdown (Table 3), ECE (Table 4),
+  distilled students (Table 5), tables of every teacher and student, and the
+  paper's claims 1-6 checked one by one with a verdict each (holds / does not
+  hold / inconclusive; pipeline/stages/claims.py). A cell with a diverged
+  training run reads "diverged" with the step, never a silent average;
 - `tables/*.csv`: the same tables, cell for cell, plus `summary.csv` with the
-  unformatted mean, standard deviation and count of every metric;
+  unformatted mean, standard deviation and count of every metric (and the
+  seeds that diverged, as seed@step);
 - `figures/`: test accuracy against alpha (Figure 2), student accuracy against
-  the teacher's alpha (Figure 6) and, per model, the reliability diagram,
-  logit-gap densities and pre-logit projection of one representative seed
-  (the smallest);
+  the teacher's alpha (Figure 6), the learning curves of CE and each method at
+  its smallest alpha and, per model, the reliability diagram, logit-gap
+  densities and pre-logit projection of one representative seed (the smallest);
 - `tensorboard/`: a TensorBoard HParams summary with one run per evaluation.
 
 Numbers over seeds are mean ± sample standard deviation (ddof = 1). A cell with
@@ -74,6 +79,9 @@ PER_MODEL_PLOTS = (
     ("projection", "pre-logit projection"),
 )
 DIGITS = {"accuracy": 2, "ece": 3, "nll": 3}
+TEST_ACCURACY = ("test", "accuracy")
+VALIDATION_NOISY = ("validation", "accuracy_noisy")  # what a practitioner can measure: the report's choice
+VALIDATION_CLEAN = ("validation", "accuracy_clean")
 NO_STD = "—"  # one seed: the standard deviation is undefined
 MISSING = "—"
 
@@ -116,17 +124,25 @@ def _listing_order(key: ModelSpec) -> str:
 
 # ---------------------------------------------------------------- statistics
 class Stat:
-    """Mean, sample standard deviation (None for one value) and count of a list of values."""
+    """Mean, sample standard deviation (None for one value) and count of a list of values.
 
-    def __init__(self, values: Sequence[float]):
+    `diverged` lists the (seed, step) of runs whose training diverged (train stage's
+    divergence check): such a cell is shown as "diverged", never silently averaged.
+    """
+
+    def __init__(self, values: Sequence[float], diverged: Sequence[tuple[int, int]] = ()):
         values = [float(v) for v in values if v is not None]
         self.n = len(values)
         self.mean = float(np.mean(values)) if values else None
         self.std = float(np.std(values, ddof=1)) if self.n >= 2 else None
+        self.diverged = sorted(diverged)
 
     def format(self, digits: int) -> str:
         if self.n == 0:
             return MISSING
+        if self.diverged:
+            steps = ", ".join(f"seed {seed} at step {step}" for seed, step in self.diverged)
+            return f"diverged ({len(self.diverged)} of {self.n} runs: {steps})"
         std = NO_STD if self.std is None else f"{self.std:.{digits}f}"
         return f"{self.mean:.{digits}f} ± {std}"
 
@@ -153,6 +169,8 @@ class Evaluation:
         setting = metrics.get("setting") or {}
         self.setting = tuple(sorted((str(k), str(v)) for k, v in setting.items()))
         self.created = str(manifest.get("created", ""))
+        diverged = (metrics.get("training") or {}).get("diverged")
+        self.diverged_at: int | None = int(diverged["step"]) if diverged else None
 
     def value(self, *path: str) -> float | None:
         node: Any = self.metrics
@@ -242,7 +260,38 @@ class Setting:
 
     # -- look-ups
     def stat(self, key: ModelSpec, *path: str) -> Stat:
-        return Stat([e.value(*path) for e in self.groups.get(key, [])])
+        runs = self.groups.get(key, [])
+        values = [e.value(*path) for e in runs]
+        diverged = [
+            (e.seed, e.diverged_at)
+            for e, v in zip(runs, values)
+            if v is not None and e.diverged_at is not None
+        ]
+        return Stat(values, diverged)
+
+    @property
+    def selection(self) -> tuple[tuple[str, ...], str]:
+        """(metric path, its description) that alpha is chosen on: noisy-label validation accuracy,
+        or test accuracy when some evaluation of the setting has no validation split (older data)."""
+        if all(e.value(*VALIDATION_NOISY) is not None for runs in self.groups.values() for e in runs):
+            return VALIDATION_NOISY, "validation accuracy on the noisy validation labels"
+        return TEST_ACCURACY, "test accuracy (the data have no validation split: an optimistic choice)"
+
+    def choose(self, keys: Iterable[tuple[float, ModelSpec]], path: Sequence[str] | None = None):
+        """Of (alpha, key) pairs, the one with the highest mean of `path` (default: `selection`), the
+        smaller alpha on ties; None if none has a value. Returns (alpha, key)."""
+        path = tuple(path or self.selection[0])
+        best = None
+        for alpha, key in sorted(keys, key=lambda pair: pair[0]):
+            stat = self.stat(key, *path)
+            if stat.n and (best is None or stat.mean > best[0]):
+                best = (stat.mean, alpha, key)
+        return None if best is None else best[1:]
+
+    def chosen(self, method: str, path: Sequence[str] | None = None) -> ModelSpec | None:
+        """The method's teacher cell (smoothing T) at the alpha chosen on `path` (default: `selection`)."""
+        found = self.choose([(a, teacher_cell(method, a)) for a in self.teacher_alphas(method)], path)
+        return None if found is None else found[1]
 
     def teacher_alphas(self, method: str) -> list[float]:
         """The alphas of the method's teachers with a smoothing T."""
@@ -295,36 +344,55 @@ def _cell(stat: Stat, digits: int, baseline: bool = False, alpha: float | None =
     return text
 
 
-def _best_alpha(
-    setting: Setting, keys: Iterable[tuple[float, ModelSpec]], *path: str
-) -> tuple[float, Stat] | None:
-    """Of (alpha, key) pairs, the alpha with the highest mean (the smaller alpha on ties)."""
-    best = None
-    for alpha, key in sorted(keys, key=lambda pair: pair[0]):
-        stat = setting.stat(key, *path)
-        if stat.n and (best is None or stat.mean > best[1].mean):
-            best = (alpha, stat)
-    return best
-
-
 def table7(setting: Setting) -> Table | None:
     header, row = [], []
     if setting.has(BASELINE):
         header.append(method_column(CE))
-        row.append(_cell(setting.stat(BASELINE, "test", "accuracy"), 2))
+        row.append(_cell(setting.stat(BASELINE, *TEST_ACCURACY), 2))
     for method, name in setting.alpha_methods():
-        keys = [(a, teacher_cell(method, a)) for a in setting.teacher_alphas(method)]
-        best = _best_alpha(setting, keys, "test", "accuracy")
+        chosen = setting.chosen(method)
         header.append(name)
-        row.append(_cell(best[1], 2, alpha=best[0]))
+        row.append(_cell(setting.stat(chosen, *TEST_ACCURACY), 2, alpha=chosen.alpha))
     for method in ESTIMATED_METHODS:
         key = teacher_cell(method, transition=ESTIMATED)
         if setting.has(key):
             header.append(_method_name(key))
-            row.append(_cell(setting.stat(key, "test", "accuracy"), 2))
+            row.append(_cell(setting.stat(key, *TEST_ACCURACY), 2))
     if not header:
         return None
-    return Table("table7", "Test accuracy (%), best α per method (Table 7 layout)", header, [row])
+    path, on = setting.selection
+    where = "validation" if path == VALIDATION_NOISY else "test"
+    note = (
+        f"Each method's α is chosen on the mean {on} over seeds (the smaller α on ties), and its test "
+        "accuracy is reported at that α"
+        + ("; the test set plays no part in the choice." if where == "validation" else ".")
+        + " CE has no α."
+    )
+    title = f"Test accuracy (%) at the α chosen on {where} (Table 7 layout)"
+    return Table("table7", title, header, [row], note)
+
+
+def alpha_selection_table(setting: Setting) -> Table | None:
+    """Per method, the α chosen on noisy and on clean validation labels and on test (the oracle)."""
+    methods = setting.alpha_methods()
+    path, _ = setting.selection
+    if not methods or path != VALIDATION_NOISY:
+        return None
+    rows, differ = [], 0
+    for method, name in methods:
+        picks = [setting.chosen(method, p) for p in (VALIDATION_NOISY, VALIDATION_CLEAN, TEST_ACCURACY)]
+        differ += picks[0] != picks[1]
+        rows.append([
+            name, *(_alpha_text(k.alpha) for k in picks),
+            _cell(setting.stat(picks[0], *TEST_ACCURACY), 2), _cell(setting.stat(picks[2], *TEST_ACCURACY), 2),
+        ])  # fmt: skip
+    header = ["method", "α (noisy val.)", "α (clean val.)", "α (test, oracle)", "test acc. at chosen α",
+              "test acc. at oracle α"]  # fmt: skip
+    note = (
+        f"The report uses the first column. Chosen on the clean validation labels instead, the α would differ "
+        f"for {differ} of {len(methods)} methods; the oracle column shows what choosing on test would have gained."
+    )
+    return Table("alpha_selection", "How α was chosen", header, rows, note)
 
 
 def table2(setting: Setting) -> Table | None:
@@ -388,8 +456,8 @@ def _table5_cell(
         return _cell(setting.stat(keys[0], "test", "accuracy"), 2) if keys else MISSING
     # The tuned alpha: the teacher's for a CE student, else the student's.
     tuned = [(k.teacher.alpha if student == CE else k.alpha, k) for k in keys]
-    found = _best_alpha(setting, [(a, k) for a, k in tuned if a > 0], "test", "accuracy")
-    return _cell(found[1], 2, alpha=found[0]) if found else MISSING
+    found = setting.choose([(a, k) for a, k in tuned if a > 0])
+    return _cell(setting.stat(found[1], *TEST_ACCURACY), 2, alpha=found[0]) if found else MISSING
 
 
 def _table5_header(teacher: str, student: str) -> str:
@@ -408,8 +476,9 @@ def table5(setting: Setting) -> Table | None:
     ]
     header = ["temperature", *(_table5_header(*column) for column in TABLE5_COLUMNS)]
     note = (
-        "Vanilla: CE teacher, CE student. LS / FC teacher: the teacher trained with LS / FC (best α), "
-        "CE student. LS / FC student: CE teacher, the student's soft targets smoothed / forward-corrected (best α)."
+        "Vanilla: CE teacher, CE student. LS / FC teacher: the teacher trained with LS / FC, CE student. "
+        "LS / FC student: CE teacher, the student's soft targets smoothed / forward-corrected. The α of each "
+        f"column is chosen on the students' {setting.selection[1]}."
     )
     return Table("table5", "Distilled students: test accuracy (%) (Table 5 layout)", header, rows, note)
 
@@ -481,6 +550,34 @@ def _figure_series(setting: Setting) -> tuple[dict, tuple[float, float] | None]:
         }
     ce = setting.stat(BASELINE, "test", "accuracy")
     return series, (ce.band() if ce.n else None)
+
+
+def _curve_series(setting: Setting) -> dict:
+    """CE and each alpha method at its smallest alpha: per-epoch curves, mean and std over seeds."""
+    from pipeline.core.curves import CURVE_KEYS
+
+    keys = [BASELINE] + [
+        teacher_cell(m, alphas[0]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m))
+    ]
+    series = {}
+    for key in keys:
+        runs = [e.metrics.get("training", {}).get("curves") or [] for e in setting.groups.get(key, [])]
+        runs = [r for r in runs if r]
+        if not runs:
+            continue
+        steps = sorted(set.intersection(*(set(point["step"] for point in run) for run in runs)))
+        if not steps:
+            continue
+        values: dict[str, list[float]] = {"step": steps}
+        for curve in CURVE_KEYS:
+            by_step = [
+                [p[curve] for run in runs for p in run if p["step"] == step and curve in p] for step in steps
+            ]
+            if all(len(v) == len(runs) for v in by_step):
+                values[curve] = [float(np.mean(v)) for v in by_step]
+                values[f"{curve}_std"] = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in by_step]
+        series[_method_name(key)] = values
+    return series
 
 
 def _student_series(setting: Setting) -> dict:
@@ -655,6 +752,8 @@ def _summary_rows(settings: list[Setting]) -> list[list[str]]:
         ("test/accuracy", ("test", "accuracy")),
         ("test/nll", ("test", "nll")),
         ("test/ece", ("test", "ece")),
+        ("validation/accuracy_noisy", VALIDATION_NOISY),
+        ("validation/accuracy_clean", VALIDATION_CLEAN),
     ]
     metrics += [(f"train/accuracy_{f}", ("train", "accuracy", f)) for f, _ in TABLE3_ROWS]
     for setting in settings:
@@ -677,7 +776,8 @@ def _summary_rows(settings: list[Setting]) -> list[list[str]]:
                 if stat.n:
                     std = "" if stat.std is None else repr(stat.std)
                     rows.append([setting.title, *map(lambda x: "" if x is None else str(x), fields), seeds, name,
-                                 str(stat.n), repr(stat.mean), std])  # fmt: skip
+                                 str(stat.n), repr(stat.mean), std,
+                                 " ".join(f"{seed}@{step}" for seed, step in stat.diverged)])  # fmt: skip
     return rows
 
 
@@ -726,6 +826,15 @@ def render_report(
             plots.accuracy_vs_alpha(
                 series, baseline, out_dir / figure2, f"Test accuracy against α: {setting.short_title}"
             )
+        curves_figure = None
+        curve_series = _curve_series(setting)
+        if curve_series:
+            curves_figure = f"figures/learning_curves{setting.suffix()}.png"
+            plots.learning_curves(
+                curve_series,
+                out_dir / curves_figure,
+                f"Learning curves (mean ± std over seeds): {setting.short_title}",
+            )
         student_series = _student_series(setting)
         if student_series:
             figure6 = f"figures/student_vs_teacher_alpha{setting.suffix()}.png"
@@ -734,8 +843,9 @@ def render_report(
                 out_dir / figure6,
                 f"CE students against the teacher's α: {setting.short_title}",
             )
-        tables = [claims_table(setting), table7(setting), table2(setting), *table3(setting), table4(setting),
-                  table5(setting), teachers_table(setting), students_table(setting)]  # fmt: skip
+        tables = [claims_table(setting), table7(setting), alpha_selection_table(setting), table2(setting),
+                  *table3(setting), table4(setting), table5(setting), teachers_table(setting),
+                  students_table(setting)]  # fmt: skip
         for table in tables:
             if table is None:
                 continue
@@ -747,6 +857,15 @@ def render_report(
             if table.name == "table4":
                 for caption, rel in _paper_figures(setting, out_dir):
                     lines += [f"![{caption}]({rel})", ""]
+                if curves_figure:
+                    lines += [
+                        "Learning curves, measured after every epoch on fixed subsamples (train.curve_examples): "
+                        "how accuracy, calibration and the fit of the mislabelled examples move as training "
+                        "gets longer.",
+                        "",
+                        f"![Learning curves]({curves_figure})",
+                        "",
+                    ]
             header, rows = csv_tables.setdefault(table.name, (["setting", *table.header], []))
             rows += [[str(setting.index), *row] for row in table.rows]
         if figure2 and not table2(setting):
@@ -759,7 +878,8 @@ def render_report(
             ).markdown()
     csv_files = {f"{name}.csv": _csv_text(header, rows) for name, (header, rows) in csv_tables.items()}
     summary_header = ["setting", "role", "method", "transition", "alpha", "teacher_method", "teacher_transition",
-                      "teacher_alpha", "student_alpha", "temperature", "seeds", "metric", "n", "mean", "std"]  # fmt: skip
+                      "teacher_alpha", "student_alpha", "temperature", "seeds", "metric", "n", "mean", "std",
+                      "diverged"]  # fmt: skip
     csv_files["summary.csv"] = _csv_text(summary_header, _summary_rows(settings))
     return "\n".join(lines).rstrip() + "\n", csv_files
 

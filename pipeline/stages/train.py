@@ -11,7 +11,11 @@ artifact (`smear export-logits`); writes `models/<name>-<fp10>/` with
 `history.json`, `tensorboard/` and, last, `manifest.json`.
 
 Training is step-based (config.train.steps); a Keras "epoch" is
-train.steps_per_epoch steps and is the unit of logging and back-up. A killed run
+train.steps_per_epoch steps and is the unit of logging, learning curves and
+back-up. After every epoch the learning curves (test accuracy and ECE,
+validation accuracy, the fit of the mislabelled examples) are measured on fixed
+subsamples, and a run whose loss or logits run away is recorded as diverged
+(pipeline/core/curves.py); history.json keeps both. A killed run
 resumes from its last back-up (`backup/`) when rerun with the same config.
 Batch-norm statistics are synchronised across replicas (ours), so the model
 trained does not depend on the number of devices.
@@ -37,7 +41,7 @@ import tensorflow as tf
 
 from keras_components import losses, models, noise, optimizers
 from keras_components.losses import LOSSES
-from pipeline.core import artifacts, layout, tfdata
+from pipeline.core import artifacts, curves, layout, tfdata, trained_model
 from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.config import to_plain
 from pipeline.core.errors import UserError
@@ -62,6 +66,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     check(t.strategy in STRATEGIES, f"unknown train.strategy {t.strategy!r}; one of: {', '.join(STRATEGIES)}")
     names = optimizers.OPTIMIZER_NAMES
     check(t.optimizer in names, f"unknown train.optimizer {t.optimizer!r}; one of: {', '.join(names)}")
+    ratios = optimizers.TRUST_RATIOS
+    check(
+        t.lars_trust_ratio in ratios,
+        f"unknown train.lars_trust_ratio {t.lars_trust_ratio!r}; one of: {', '.join(ratios)}",
+    )
     schedule = t.schedule
     check(schedule in SCHEDULES, f"unknown train.schedule {schedule!r}; one of: {', '.join(SCHEDULES)}")
     check(t.steps > 0, f"train.steps must be > 0, got {t.steps}")
@@ -72,6 +81,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         0 <= t.warmup_steps < t.steps, f"train.warmup_steps must be in [0, train.steps), got {t.warmup_steps}"
     )
     check(t.shuffle_buffer > 0, f"train.shuffle_buffer must be > 0, got {t.shuffle_buffer}")
+    check(t.curve_examples >= 0, f"train.curve_examples must be >= 0 (0 = no curves), got {t.curve_examples}")
+    check(
+        t.divergence_logit_limit > 0,
+        f"train.divergence_logit_limit must be > 0, got {t.divergence_logit_limit}",
+    )
     check(0 < t.lr_decay <= 1, f"train.lr_decay must be in (0, 1], got {t.lr_decay}")
     bounds = list(t.lr_boundaries)
     check(
@@ -87,6 +101,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         check(d.temperature > 0, f"distill.temperature must be > 0, got {d.temperature}")
         check(0 <= d.smoothing <= 1, f"distill.smoothing must be in [0, 1], got {d.smoothing}")
         check(0 <= d.fc_alpha <= 1, f"distill.fc_alpha must be in [0, 1], got {d.fc_alpha}")
+        check(
+            d.teacher_view in TEACHER_VIEWS,
+            f"unknown distill.teacher_view {d.teacher_view!r}; one of: {', '.join(TEACHER_VIEWS)}",
+        )
+        if d.teacher_view == "online":
+            teacher_model_dir(d.logits_dir)
         return
     check(loss.name in LOSSES, f"unknown loss.name {loss.name!r}; one of: {', '.join(LOSSES)}")
     check(0 <= loss.alpha <= 1, f"loss.alpha must be in [0, 1], got {loss.alpha}")
@@ -101,6 +121,40 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     elif LOSSES[loss.name].invertible:
         check(loss.alpha < 1, f"loss.alpha must be < 1 for {loss.name} (T_1 is singular)")
+
+
+# distill.teacher_view: a student's targets are the exported logits or the teacher's on each batch.
+TEACHER_VIEWS = ("auto", "exported", "online")
+
+
+def teacher_view(config: ml_collections.ConfigDict, image_shape) -> str:
+    """distill.teacher_view resolved: "auto" is "online" when training crops and flips the images."""
+    view = config.distill.teacher_view
+    if view != "auto":
+        return view
+    return "online" if tfdata.uses_crop_flip(config.train.augment, tuple(image_shape)) else "exported"
+
+
+def teacher_model_dir(logits_dir: str | os.PathLike) -> Path:
+    """The model artifact an exported-logits artifact was exported from (its inputs.model): the online teacher.
+
+    Raises:
+      UserError: one line naming the path: the logits artifact, or the model artifact its
+        manifest names, is missing or incomplete, or has no model.keras.
+    """
+    try:
+        manifest = artifacts.read_manifest(logits_dir, what="teacher logits", verify=False)
+        path = ((manifest.get("inputs") or {}).get("model") or {}).get("path")
+        if not path:
+            raise UserError("its manifest names no teacher model (inputs.model.path)")
+        artifacts.read_manifest(path, what="teacher model artifact", verify=False)
+        if not (Path(path) / trained_model.MODEL_FILE).is_file():
+            raise UserError(f"teacher model artifact {path} has no {trained_model.MODEL_FILE}")
+    except UserError as e:
+        raise UserError(
+            f"the online teacher (distill.teacher_view) of the logits {logits_dir}: {e}"
+        ) from None
+    return Path(path)
 
 
 # ---------------------------------------------------------------- components
@@ -149,7 +203,10 @@ def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.los
         d = config.distill
         transition = noise.smoothing_matrix(num_classes, d.fc_alpha) if d.fc_alpha > 0 else None
         return losses.DistillationCrossEntropy(
-            temperature=d.temperature, smoothing=d.smoothing, transition=transition
+            temperature=d.temperature,
+            smoothing=d.smoothing,
+            transition=transition,
+            temperature_squared=d.temperature_squared,
         )
     transition = None
     if layout.uses_transition_file(config):
@@ -272,8 +329,56 @@ def _read_inputs(data_dir, logits_dir) -> tuple[Path, dict, dict]:
     return train_dir, train_manifest, inputs
 
 
-def _compiled_model(config, num_classes: int, image_shape, replicas: int, *, student: bool) -> keras.Model:
-    """The network with its optimizer, loss and accuracy metric; call it inside `strategy.scope()`."""
+class OnlineTeacher(keras.Model):
+    """A student beside its frozen teacher: images -> [student logits | teacher logits], (B, 2L).
+
+    The teacher is not trainable, always runs in inference mode (batch norm with its
+    moving statistics, whatever `training` fit passes) and passes no gradient, so it
+    never changes; `student` is the network that trains and is saved.
+    """
+
+    def __init__(self, student: keras.Model, teacher: keras.Model, **kwargs):
+        super().__init__(**kwargs)
+        teacher.trainable = False
+        self.student, self.teacher = student, teacher
+        self.built = True  # both networks hold their weights already (BackupAndRestore needs a built model)
+
+    def call(self, images, training=None):
+        teacher_logits = keras.ops.stop_gradient(self.teacher(images, training=False))
+        return keras.ops.concatenate([self.student(images, training=training), teacher_logits], axis=-1)
+
+
+def network_of(model: keras.Model) -> keras.Model:
+    """The network that trains and is saved: an OnlineTeacher's student, else the model itself."""
+    return model.student if isinstance(model, OnlineTeacher) else model
+
+
+class AgainstOnlineTeacher(keras.losses.Loss):
+    """`loss(teacher logits, student logits)` on an OnlineTeacher's output; y_true (the exported logits) is unused."""
+
+    def __init__(self, loss: keras.losses.Loss):
+        super().__init__(name=loss.name, reduction=loss.reduction)
+        self.loss = loss
+
+    def call(self, y_true, y_pred):
+        student_logits, teacher_logits = keras.ops.split(y_pred, 2, axis=-1)
+        return self.loss.call(teacher_logits, student_logits)
+
+
+def _online_teacher_agreement(y_true, y_pred):
+    """Whether the student's top label is the online teacher's, per example."""
+    student_logits, teacher_logits = keras.ops.split(y_pred, 2, axis=-1)
+    return keras.metrics.categorical_accuracy(teacher_logits, student_logits)
+
+
+def _compiled_model(
+    config, num_classes: int, image_shape, replicas: int, *, student: bool, teacher_dir: Path | None = None
+) -> keras.Model:
+    """The network with its optimizer, loss and accuracy metric; call it inside `strategy.scope()`.
+
+    With `teacher_dir` (distill.teacher_view online) the model is an `OnlineTeacher`: the
+    network beside the frozen teacher loaded from there, whose logits are the targets.
+    """
     t = config.train
     model = build_model(config, num_classes, image_shape)
     _set_batch_norm_sync(model, replicas > 1)
@@ -283,15 +388,17 @@ def _compiled_model(config, num_classes: int, image_shape, replicas: int, *, stu
         momentum=t.momentum,
         nesterov=t.nesterov,
         weight_decay=config.model.weight_decay,
+        trust_ratio=t.lars_trust_ratio,
     )
     # Teachers: accuracy on the (noisy) training labels; students: agreement with the teacher's top label.
     accuracy_class = keras.metrics.CategoricalAccuracy if student else keras.metrics.SparseCategoricalAccuracy
-    model.compile(
-        optimizer=optimizer,
-        loss=build_loss(config, num_classes),
-        metrics=[accuracy_class(name="accuracy")],
-        jit_compile=bool(t.jit_compile),
-    )
+    loss, accuracy = build_loss(config, num_classes), accuracy_class(name="accuracy")
+    if teacher_dir is not None:  # built after the student, so that the student's initialisation is the same
+        teacher = trained_model.load(trained_model.read(teacher_dir)[1])
+        model = OnlineTeacher(model, teacher, name=f"{model.name}_with_online_teacher")
+        loss = AgainstOnlineTeacher(loss)
+        accuracy = keras.metrics.MeanMetricWrapper(_online_teacher_agreement, name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=bool(t.jit_compile))
     return model
 
 
@@ -302,13 +409,15 @@ def _write_model(
     """model.keras (uncompiled, plain Keras), config.json, history.json and, last, the manifest."""
     replicas = strategy.num_replicas_in_sync
     # An uncompiled copy of the network (no optimizer state or custom objects needed to load it).
-    inference = models.plain_copy(model)
+    inference = models.plain_copy(network_of(model))
     _set_batch_norm_sync(inference, False)
     inference.save(str(out_dir / "model.keras"))
     artifacts.atomic_write_json(out_dir / "config.json", to_plain(config))
     epochs, images_per_second = training_log.epochs, training_log.images_per_second()
+    diverged = curves.first_divergence(epochs, config.train.divergence_logit_limit)
     history = {
         "epochs": epochs,
+        "diverged": diverged,
         "steps": int(model.optimizer.iterations.numpy()),
         "resumed_from_step": training_log.resumed_from_step or 0,
         "wall_time_seconds": round(wall_time, 2),
@@ -336,6 +445,7 @@ def _write_model(
             "image_shape": list(image_shape),
             "class_names": train_manifest.get("class_names", []),
             "final": {k: last[k] for k in ("loss", "accuracy") if k in last},
+            "diverged": diverged,
             "images_per_second": history["images_per_second"],
             "seconds": history["wall_time_seconds"],
         },
@@ -375,15 +485,21 @@ def _distributed_dataset(
 
 def _fit(
     config, model, dataset, training_log: TrainingLog, backup_dir: Path, tensorboard_dir: Path | None,
-    train_dir: Path, train_manifest: dict,
+    train_dir: Path, train_manifest: dict, learning_curves: curves.LearningCurves,
 ) -> None:  # fmt: skip
     """model.fit for train.steps, backing up every epoch; logs to TensorBoard on the chief (`tensorboard_dir`).
+
+    The learning curves run first at each epoch's end, so the training log and TensorBoard record them.
 
     Raises:
       UserError: a corrupt record or a label outside [0, L), naming the file.
     """
     t = config.train
-    callbacks = [training_log, keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch")]
+    callbacks = [
+        learning_curves,
+        training_log,
+        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch"),
+    ]
     if tensorboard_dir is not None:
         callbacks.append(
             keras.callbacks.TensorBoard(
@@ -443,6 +559,8 @@ def train_stage(
     t = config.train
     train_dir, train_manifest, inputs = _read_inputs(data_dir, logits_dir)
     num_classes, image_shape = int(train_manifest["num_classes"]), tuple(train_manifest["image_shape"])
+    view = teacher_view(config, image_shape) if logits_dir is not None else None
+    teacher_dir = teacher_model_dir(logits_dir) if view == "online" else None
     fingerprint = fingerprint or layout.model_fingerprint(config, train_manifest["fingerprint"])
     out_dir = Path(out_dir)
     if name is None:
@@ -469,9 +587,23 @@ def train_stage(
         f"train: {name}: {config.model.name} on {tfdata.describe(train_manifest)}; "
         f"{t.steps} steps of batch {t.batch_size} on {replicas} replica(s) ({type(strategy).__name__})"
     )
+    if view is not None:
+        targets = (
+            f"the frozen teacher {teacher_dir} on each training batch"
+            if teacher_dir
+            else "the logits exported from un-augmented images"
+        )
+        log(f"train: teacher view {view} (distill.teacher_view={config.distill.teacher_view}): {targets}")
 
     with strategy.scope():
-        model = _compiled_model(config, num_classes, image_shape, replicas, student=logits_dir is not None)
+        model = _compiled_model(
+            config,
+            num_classes,
+            image_shape,
+            replicas,
+            student=logits_dir is not None,
+            teacher_dir=teacher_dir,
+        )
 
     dataset = _distributed_dataset(
         config, strategy, model, train_dir, train_manifest, backup_dir, student=logits_dir is not None
@@ -479,6 +611,12 @@ def train_stage(
     training_log = TrainingLog(
         total_steps=t.steps, global_batch=t.batch_size, history_path=backup_dir / "history.json", log=log
     )
+    learning_curves = curves.LearningCurves(
+        network_of(model), data_dir, tfdata.read_data_manifest(data_dir, verify=False),
+        num_examples=0 if isinstance(strategy, tf.distribute.TPUStrategy) else t.curve_examples,
+        num_bins=config.eval.num_bins, batch_size=config.eval.batch_size, logit_limit=t.divergence_logit_limit,
+        log=log,
+    )  # fmt: skip
     started = time.time()
     _fit(
         config,
@@ -489,6 +627,7 @@ def train_stage(
         out_dir if chief else None,
         train_dir,
         train_manifest,
+        learning_curves,
     )
     wall_time = time.time() - started
     if not chief:
@@ -503,6 +642,9 @@ def train_stage(
         backup_dir=backup_dir,
     )  # fmt: skip
     last, images_per_second = manifest["final"], manifest["images_per_second"]
+    if manifest["diverged"]:
+        d = manifest["diverged"]
+        log(f"train: this run diverged at step {d['step']} ({d['reason']}); the report marks it")
     log(
         f"train: done in {wall_time:.1f} s ({images_per_second:.0f} images/s); final loss "
         f"{last.get('loss', float('nan')):.4f}, accuracy {last.get('accuracy', float('nan')):.4f}"
