@@ -79,7 +79,8 @@ def test_sigkill_during_noisify_leaves_no_manifest_and_the_rerun_matches_an_unin
     assert cli.main(argv) == 0
     manifest = artifacts.read_manifest(partial)  # complete now, and its checksums verify
     counts = manifest["counts"]
-    assert counts["train"] + counts["validation"] == 256 and (counts["test"], counts["dead_letter"]) == (64, 0)
+    assert counts["train"] + counts["validation"] == 256
+    assert (counts["test"], counts["dead_letter"]) == (64, 0)
     assert sorted(p.name for p in partial.iterdir() if not p.name.endswith(".tfrecord")) == [
         "manifest.json",
         "noise_report.json",
