@@ -4,7 +4,8 @@
 
 Reads the source's train and test splits in slices on the workers, keeps the
 test split clean, draws each training example's noisy label as a pure function
-of (seed, id, clean label, T) (keras_components.noise), holds out a validation
+of (seed, id, clean label, T), or of (seed, id, image, clean label) for
+instance-dependent noise (keras_components.noise), holds out a validation
 split of the noisy training examples (data.validation_fraction, chosen by a
 hash of the example id: the same examples whatever the noise seed, rate or
 runner; its labels are noisy, as a practitioner would have them, and the clean
@@ -69,8 +70,10 @@ class NoisifyChunk(beam.DoFn):
         noisy_labels,
         seed,
         validation_fraction=0.0,
+        instance_rate=None,
     ):
         self._source = source
+        self._instance_rate = instance_rate  # instance-dependent noise at this rate; None: T or labels
         self._validation_fraction = validation_fraction
         self._dataset = dataset
         self._num_classes = num_classes
@@ -91,6 +94,12 @@ class NoisifyChunk(beam.DoFn):
             valid[:] = False
         if split == "train" and self._noisy_labels is not None:
             labels = self._noisy_labels[start : start + len(clean)]
+        elif split == "train" and self._instance_rate is not None:
+            labels = clean.copy()
+            labels[valid] = noise.instance_noisy_labels(
+                [ids[i] for i in np.flatnonzero(valid)], images[valid], clean[valid], self._num_classes,
+                self._instance_rate, self._seed,
+            )  # fmt: skip
         elif split == "train":
             labels = clean.copy()
             labels[valid] = noise.assign_noisy_labels(
@@ -202,19 +211,30 @@ def validate_config(config) -> None:
         raise UserError(f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}")
 
 
-def noise_report(counts: np.ndarray, transition: np.ndarray | None) -> dict:
-    """Realised L x L counts, flip rate and its expected value under T with a z-score."""
+def noise_report(counts: np.ndarray, transition: np.ndarray | None, expected_rate: float | None = None) -> dict:
+    """Realised L x L counts and class-to-class matrix, flip rate and its expected value with a z-score.
+
+    The expected rate is T's (for the split's class frequencies), or `expected_rate` for a noise
+    model without T (instance-dependent: the mean flip rate).
+    """
     n = int(counts.sum())
     flipped = n - int(np.trace(counts))
+    rows = counts.sum(axis=1, keepdims=True)
     report = {
         "num_examples": n,
         "realised_counts": counts.tolist(),
+        # row i: the share of class i's examples that carry each noisy label (an empty class: zeros)
+        "realised_transition": np.divide(counts, rows, out=np.zeros(counts.shape), where=rows > 0).tolist(),
         "realised_flip_rate": flipped / n if n else 0.0,
         "expected_transition": transition.tolist() if transition is not None else None,
     }
+    expected = None
     if transition is not None and n:
         class_freq = counts.sum(axis=1) / n
         expected = float(np.sum(class_freq * (1.0 - np.diag(transition))))
+    elif expected_rate is not None and n:
+        expected = float(expected_rate)
+    if expected is not None:
         stderr = math.sqrt(max(expected * (1 - expected), 1e-300) / n)
         report.update(
             expected_flip_rate=expected,
@@ -222,6 +242,16 @@ def noise_report(counts: np.ndarray, transition: np.ndarray | None) -> dict:
             flip_rate_z=(report["realised_flip_rate"] - expected) / stderr if expected > 0 else 0.0,
         )
     return report
+
+
+def _check_images_vary(source, dataset: str, n: int) -> None:
+    """Instance-dependent noise reads the image: refuse data whose first training images carry none."""
+    images = np.asarray(source.read("train", 0, n)[0]).reshape(n, -1)
+    if images.shape[1] < 2 or not np.any(images.std(axis=1) > 0):
+        raise UserError(
+            f"noise.model=instance needs images: the first {n} training images of {dataset} are blank "
+            f"(shape {images.shape[1:]}, every pixel equal), so no flip could depend on the image"
+        )
 
 
 def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=print) -> dict:
@@ -255,6 +285,9 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
     except ValueError as e:
         raise UserError(str(e)) from e
     image_shape = source.read("test", 0, 1)[0].shape[1:]
+    model = noise.NOISE_MODELS[config.noise.model]
+    if model.instance:
+        _check_images_vary(source, info.dataset, min(sizes["train"], 256))
     log(
         f"noisify: {info.origin}: {sizes['train']} train, {sizes['test']} test examples, "
         f"{info.num_classes} classes, images {tuple(image_shape)}"
@@ -270,6 +303,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             source=source, dataset=info.dataset, num_classes=info.num_classes, image_shape=image_shape,
             transition=transition, noisy_labels=noisy_labels, seed=config.noise.seed,
             validation_fraction=float(config.data.validation_fraction),
+            instance_rate=float(config.noise.rate) if model.instance else None,
         )  # fmt: skip
 
     # Read back through Beam's FileSystems: out_dir may be local or a URL (gs://...).
@@ -289,7 +323,11 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             raise UserError(
                 f"the {split} split of {info.dataset} holds no example after the validation hold-out"
             )
-    report = {s: noise_report(counts[s], transition if s != "test" else None) for s in written}
+    expected_rate = noise.instance_expected_rate(config.noise.rate) if model.instance else None
+    report = {
+        s: noise_report(counts[s], *((transition, expected_rate) if s != "test" else (None, None)))
+        for s in written
+    }
     report["noise"] = to_plain(config.noise)
     report["dead_letter_records"] = dead
     artifacts.atomic_write_json(artifacts.join(out_dir, "noise_report.json"), report)

@@ -54,7 +54,9 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.data.validation_fraction = 0.1  # [0, 1): noisy train share held out (by id) to choose alpha on; ours
 
     c.noise = ml_collections.ConfigDict()
-    c.noise.model = "symmetric"  # symmetric | uniform | pair_flip | matrix | labels | none; the paper's
+    # symmetric | uniform | pair_flip | matrix (noise.transition_file) | labels (noise.labels_file) | none |
+    # instance (Xia et al. 2020: flips depend on the image) | human (CIFAR-N's annotators: noise.annotation)
+    c.noise.model = "symmetric"  # one of the above; the paper's: symmetric
     c.noise.rate = 0.2  # rho, the probability a train label is flipped; the paper's 20%
     c.noise.transition_file = ""  # model=matrix: a .npy or .json L x L row-stochastic T
     c.noise.labels_file = ""  # model=labels: per-example noisy labels (.npy/.csv) in source order
@@ -68,9 +70,10 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "ce"  # ce | ls | fc | bc (the sweep sets it per teacher)
-    c.loss.alpha = 0.0  # ls: smoothing weight; fc, bc: alpha of T_alpha; in [0, 1] (< 1 for bc)
+    c.loss.alpha = 0.0  # ls: smoothing in [-1, 1) (< 0: negative LS); fc, bc: T_alpha's, [0, 1] (bc: < 1)
     c.loss.transition = "smoothing"  # fc, bc: smoothing (T_alpha, the paper's Sec. 4.1) | file
     c.loss.transition_file = ""  # loss.transition=file: .npy/.json T (e.g. estimate-transition's output)
+    c.loss.ce_warmup_steps = 0  # >= 0: plain CE for the first N steps, then the loss; Wei et al.'s warm-up
 
     c.train = ml_collections.ConfigDict()
     c.train.strategy = "auto"  # auto | default | mirrored | multi_worker | tpu; auto never picks tpu
@@ -123,7 +126,7 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.report.per_model_figures = True  # also copy every model's own figures into the report; ours
 
     c.sweep = ml_collections.ConfigDict()
-    c.sweep.teachers = ("ce",)  # METHOD[:ALPHA], METHOD ce | ls | fc | bc; fc:est / bc:est = T estimated
+    c.sweep.teachers = ("ce",)  # METHOD[:ALPHA], METHOD ce | ls | fc | bc; ls:-0.2 negative LS; fc:est est. T
     c.sweep.students = ()  # TEACHER>STUDENT, STUDENT ce | ls:A | fc:A; () = no distillation
     c.sweep.seeds = (0,) if smoke else (0, 1, 2, 3, 4)  # the paper's five repeats
     c.sweep.noise_rates = ()  # one setting per noise rate, each its own data and models; () = noise.rate only

@@ -24,6 +24,7 @@ on any Keras 3 backend (TensorFlow, JAX).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +42,38 @@ _STOCHASTIC_ATOL = 1e-6
 _MAX_CONDITION_NUMBER = 1e8
 
 ArrayLike = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class AlphaRange:
+    """The alphas a loss accepts: [low, high], or [low, high) when `high_open`."""
+
+    low: float = 0.0
+    high: float = 1.0
+    high_open: bool = False
+
+    def __str__(self) -> str:
+        return f"[{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+    def __contains__(self, alpha: float) -> bool:
+        alpha = float(alpha)
+        return self.low <= alpha and (alpha < self.high if self.high_open else alpha <= self.high)
+
+    def check(self, alpha: float, argument: str = "alpha") -> float:
+        """`alpha` as a float; raises ValueError naming `argument` and the range unless it is inside."""
+        alpha = float(alpha)
+        if alpha not in self:
+            raise ValueError(f"`{argument}` must be in {self}, got {alpha}.")
+        return alpha
+
+
+PROBABILITY = AlphaRange(0.0, 1.0)  # CE (ignored), FC's T_alpha
+NON_SINGULAR = AlphaRange(0.0, 1.0, high_open=True)  # BC: T_1 = J / L is singular
+# LS, generalised (Wei et al., ICML 2022): alpha < 0 is negative label smoothing. The target
+# (1 - alpha) onehot(y) + alpha / L then puts a negative weight alpha / L on every other class, and
+# the loss is unbounded below: pushing those classes' logits to -inf lowers it without end. -1 caps
+# that weight at the size of a uniform target's; alpha = 1 would make the target ignore the label.
+SMOOTHING_ALPHAS = AlphaRange(-1.0, 1.0, high_open=True)
 
 
 # ----------------------------------------------------------------------------------
@@ -152,7 +185,7 @@ def label_smoothing_cross_entropy(y_true, logits, alpha: float):
     Args:
         y_true: int labels (B,) / (B, 1), or targets (B, L).
         logits: (B, L) logits.
-        alpha: smoothing in [0, 1].
+        alpha: smoothing in [-1, 1) (< 0: negative label smoothing).
 
     Returns:
         (B,) per-example losses.
@@ -322,10 +355,12 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
     ```
 
     i.e. cross-entropy against (1 - alpha) onehot(y) + alpha / L. With alpha = 0 it
-    is plain softmax cross-entropy.
+    is plain softmax cross-entropy; with alpha < 0 it is negative label smoothing
+    (Wei et al. 2022), whose target gives the other classes negative weight, so the
+    loss is unbounded below (`SMOOTHING_ALPHAS`).
 
     Args:
-        alpha: smoothing in [0, 1].
+        alpha: smoothing in [-1, 1).
         num_classes: L >= 2.
         reduction: batch reduction, as in `keras.losses.Loss`.
         name: loss name.
@@ -337,14 +372,15 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
 
     References:
         Szegedy et al., "Rethinking the Inception architecture", CVPR 2016;
-        Lukasik et al., ICML 2020, Table 1.
+        Lukasik et al., ICML 2020, Table 1;
+        Wei et al., "To Smooth or Not? When Label Smoothing Meets Noisy Labels", ICML 2022.
     """
 
     def __init__(
         self, alpha: float, num_classes: int, reduction="sum_over_batch_size", name="label_smoothing"
     ):
         super().__init__(name=name, reduction=reduction)
-        self.alpha = check_probability(alpha, "alpha")
+        self.alpha = SMOOTHING_ALPHAS.check(alpha)
         self.num_classes = check_num_classes(num_classes)
 
     @property
@@ -356,6 +392,50 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "num_classes": self.num_classes}
+
+
+@keras.saving.register_keras_serializable(package="smear")
+class CrossEntropyWarmup(keras.losses.Loss):
+    """Plain cross-entropy for the first `warmup_steps` optimiser steps, then `loss`.
+
+    Wei et al. (ICML 2022) warm the network up with CE before smoothing at high noise
+    rates, and negative smoothing needs it here: from a random start its unbounded loss
+    can make the logits run away (ls:-0.4 from scratch at 40% noise: a logit of 1,335
+    after 100 steps). `step` is a scalar variable read at every call, the optimizer's
+    `iterations`, so the switch happens inside the compiled train step. Its config
+    leaves the variable out: a copy made from it (Keras' `clone_model` of a compiled
+    model) can be compiled but not trained until `step` is set.
+
+    Args:
+        loss: the loss after the warm-up.
+        warmup_steps: >= 0.
+        step: a scalar integer variable (e.g. `optimizer.iterations`).
+    """
+
+    def __init__(self, loss: keras.losses.Loss, warmup_steps: int, step=None, name=None, reduction=None):
+        super().__init__(name=name or loss.name, reduction=reduction or loss.reduction)
+        warmup_steps = int(warmup_steps)
+        if warmup_steps < 0:
+            raise ValueError(f"`warmup_steps` must be >= 0, got {warmup_steps}.")
+        self.loss, self.warmup_steps, self.step = loss, warmup_steps, step
+
+    def call(self, y_true, y_pred):
+        if self.step is None:
+            raise ValueError("CrossEntropyWarmup needs `step` (the optimizer's iterations) to train")
+        plain = label_smoothing_cross_entropy(y_true, y_pred, 0.0)
+        warm = ops.convert_to_tensor(self.step) < self.warmup_steps
+        return ops.where(warm, plain, self.loss.call(y_true, y_pred))
+
+    def get_config(self):
+        return {
+            **super().get_config(), "loss": keras.saving.serialize_keras_object(self.loss),
+            "warmup_steps": self.warmup_steps,
+        }  # fmt: skip
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        return cls(keras.saving.deserialize_keras_object(config.pop("loss")), **config)
 
 
 @keras.saving.register_keras_serializable(package="smear")
@@ -541,7 +621,7 @@ class LossEntry:
         uses_alpha: whether `alpha` changes the loss (False for CE).
         uses_transition: whether it may take a transition matrix (e.g. an estimated T)
             instead of the smoothing form T_alpha.
-        invertible: whether it needs a non-singular matrix, so alpha < 1 for T_alpha.
+        alphas: the alphas it accepts (BC: < 1, as T_1 is singular; LS: also < 0).
         build: build(num_classes, alpha=0.0, transition=None) -> `keras.losses.Loss`;
             validates its arguments and raises ValueError naming the bad one.
     """
@@ -550,19 +630,30 @@ class LossEntry:
     label: str
     uses_alpha: bool
     uses_transition: bool
-    invertible: bool
+    alphas: AlphaRange
     build: Callable[..., keras.losses.Loss]
 
+    def loss_floor(self, alpha: float) -> float:
+        """The lower bound of the mean training loss, below which a training has diverged.
 
-def _transition_or_smoothing_form(num_classes: int, alpha: float, transition) -> ArrayLike:
+        0, the clean cross-entropy's bound, which every loss of the family estimates
+        (BC's too, though BC alone can cross it); none (-inf) for alpha < 0, whose
+        negative targets make the loss unbounded below by design.
+        """
+        return -math.inf if alpha < 0 else 0.0
+
+
+def _transition_or_smoothing_form(
+    num_classes: int, alpha: float, transition, alphas: AlphaRange = PROBABILITY
+) -> ArrayLike:
     """`transition`, or T_alpha = (1 - alpha) I + alpha/L J if it is None (paper Section 4.1)."""
     num_classes = check_num_classes(num_classes)
-    check_probability(alpha, "alpha")
+    alphas.check(alpha)
     return smoothing_matrix(num_classes, alpha) if transition is None else transition
 
 
 def _build_ce(num_classes: int, alpha: float = 0.0, transition=None) -> keras.losses.Loss:
-    check_probability(alpha, "alpha")  # accepted and ignored, like `transition`
+    PROBABILITY.check(alpha)  # accepted and ignored, like `transition`
     return LabelSmoothingCrossEntropy(alpha=0.0, num_classes=num_classes, name="cross_entropy")
 
 
@@ -575,18 +666,18 @@ def _build_fc(num_classes: int, alpha: float = 0.0, transition=None) -> keras.lo
 
 
 def _build_bc(num_classes: int, alpha: float = 0.0, transition=None) -> keras.losses.Loss:
-    if transition is None and check_probability(alpha, "alpha") == 1.0:
-        raise ValueError(f"`alpha` = 1 makes the smoothing-form transition singular; use alpha < 1 for {BC}.")
-    return BackwardCorrectedCrossEntropy(_transition_or_smoothing_form(num_classes, alpha, transition))
+    # T_1 = J / L is singular: alpha < 1 unless a transition is given.
+    alphas = NON_SINGULAR if transition is None else PROBABILITY
+    return BackwardCorrectedCrossEntropy(_transition_or_smoothing_form(num_classes, alpha, transition, alphas))
 
 
 LOSSES: dict[str, LossEntry] = {
     entry.name: entry
     for entry in (
-        LossEntry(CE, "CE", uses_alpha=False, uses_transition=False, invertible=False, build=_build_ce),
-        LossEntry(LS, "LS", uses_alpha=True, uses_transition=False, invertible=False, build=_build_ls),
-        LossEntry(FC, "FC", uses_alpha=True, uses_transition=True, invertible=False, build=_build_fc),
-        LossEntry(BC, "BC", uses_alpha=True, uses_transition=True, invertible=True, build=_build_bc),
+        LossEntry(CE, "CE", uses_alpha=False, uses_transition=False, alphas=PROBABILITY, build=_build_ce),
+        LossEntry(LS, "LS", uses_alpha=True, uses_transition=False, alphas=SMOOTHING_ALPHAS, build=_build_ls),
+        LossEntry(FC, "FC", uses_alpha=True, uses_transition=True, alphas=PROBABILITY, build=_build_fc),
+        LossEntry(BC, "BC", uses_alpha=True, uses_transition=True, alphas=NON_SINGULAR, build=_build_bc),
     )
 }  # fmt: skip
 
@@ -606,7 +697,7 @@ def get_loss(
     Args:
         name: one of `LOSS_NAMES`:
             "ce": plain softmax cross-entropy (`alpha`, `transition` ignored);
-            "ls": label smoothing with `alpha`;
+            "ls": label smoothing with `alpha` in [-1, 1) (< 0: negative smoothing);
             "fc" / "bc": forward / backward correction with `transition`, or, if it is
                 None, the smoothing-form T_alpha = (1 - alpha) I + alpha/L J (paper
                 Section 4.1; "bc" with alpha = 1 is singular and raises);
@@ -616,7 +707,8 @@ def get_loss(
             "distill_fc": distillation with forward correction on the student by
                 `transition`, or T_alpha if it is None ("FC on student"), no smoothing.
         num_classes: L.
-        alpha: smoothing / noise-model parameter in [0, 1].
+        alpha: smoothing / noise-model parameter, in the loss's `LossEntry.alphas` (in
+            [0, 1] for the distillation losses).
         transition: optional (L, L) row-stochastic matrix.
         temperature: distillation temperature (> 0); ignored by the other losses.
 
@@ -624,11 +716,10 @@ def get_loss(
         A `keras.losses.Loss` that takes logits.
     """
     num_classes = check_num_classes(num_classes)
-    alpha = check_probability(alpha, "alpha")
     if name in LOSSES:
         return LOSSES[name].build(num_classes, alpha=alpha, transition=transition)
     if name == DISTILL:
-        return DistillationCrossEntropy(temperature, smoothing=alpha, transition=transition)
+        return DistillationCrossEntropy(temperature, smoothing=PROBABILITY.check(alpha), transition=transition)
     if name == DISTILL_FC:
         transition = _transition_or_smoothing_form(num_classes, alpha, transition)
         return DistillationCrossEntropy(temperature, transition=transition)

@@ -6,6 +6,10 @@ The noisy label of an example is a pure function of (seed, example id, clean
 label, T): a keyed BLAKE2b hash of (seed, id) gives a uniform u in [0, 1), and
 the noisy label is the inverse CDF of row T[clean] at u. Nothing depends on
 sharding, worker count, retries or runner (DESIGN.md).
+
+Instance-dependent noise (`instance`, Xia et al., NeurIPS 2020) has no T: each
+example gets its own row, a pure function of (seed, id, image, clean label)
+(`instance_noisy_labels`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from scipy import special
 
 _ROW_SUM_TOLERANCE = 1e-6
 
@@ -42,9 +47,15 @@ def check_probability(value: float, argument: str) -> float:
 
 
 def smoothing_matrix(num_classes: int, alpha: float) -> np.ndarray:
-    """T_alpha = (1 - alpha) I + (alpha / L) J: label smoothing's M, and "resample" noise."""
+    """T_alpha = (1 - alpha) I + (alpha / L) J: label smoothing's M, and "resample" noise.
+
+    Defined for alpha in [-1, 1]; it is a transition matrix (non-negative) only for alpha
+    in [0, 1]. Negative alpha is negative label smoothing's M.
+    """
     num_classes = check_num_classes(num_classes)
-    check_probability(alpha, "alpha")
+    alpha = float(alpha)
+    if not -1.0 <= alpha <= 1.0:
+        raise ValueError(f"`alpha` must be in [-1, 1], got {alpha}.")
     return (1.0 - alpha) * np.eye(num_classes) + alpha / num_classes * np.ones((num_classes, num_classes))
 
 
@@ -221,6 +232,88 @@ def assign_noisy_labels(ids: Sequence[str | bytes], clean_labels, transition, se
     return np.argmax(u[:, None] < cdf[clean], axis=1).astype(np.int64)
 
 
+# ---------------------------------------------------------------- instance-dependent noise
+INSTANCE_RATE_STD = 0.1  # the per-example flip rate's standard deviation around rho; Xia et al.'s
+_RATE_TAG = b"flip-rate/"  # the flip rate's uniform hashes this prefix + id: independent of the label's
+_PROJECTION_TAG = 0x494E5354  # "INST": the projections' seed stream, apart from any other use of the seed
+
+
+def instance_flip_rates(ids: Sequence[str | bytes], rate: float, seed: int, std: float = INSTANCE_RATE_STD):
+    """Each example's flip rate: a normal around `rate` truncated to [0, 1], at a keyed uniform of its id.
+
+    Its mean is slightly above `rate` when `rate` is near 0 (0.2055 for rate 0.2, std 0.1):
+    `instance_expected_rate`.
+    """
+    rate = check_probability(rate, "rate")
+    if std <= 0 or rate in (0.0, 1.0):
+        return np.full(len(ids), rate)
+    keyed = [_RATE_TAG + (i.encode() if isinstance(i, str) else i) for i in ids]
+    u = example_uniforms(keyed, seed)
+    low, high = special.ndtr((0.0 - rate) / std), special.ndtr((1.0 - rate) / std)
+    return np.clip(rate + std * special.ndtri(low + u * (high - low)), 0.0, 1.0)
+
+
+def instance_expected_rate(rate: float, std: float = INSTANCE_RATE_STD) -> float:
+    """The mean of `instance_flip_rates`: the truncated normal's mean, the realised rate's expectation."""
+    if std <= 0 or rate in (0.0, 1.0):
+        return float(rate)
+    a, b = (0.0 - rate) / std, (1.0 - rate) / std
+    pdf = lambda x: np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)  # noqa: E731
+    return float(rate + std * (pdf(a) - pdf(b)) / (special.ndtr(b) - special.ndtr(a)))
+
+
+def instance_projection(num_features: int, num_classes: int, seed: int, label: int) -> np.ndarray:
+    """Class `label`'s random projection W_y (num_features x L, standard normal) for noise seed `seed`."""
+    entropy = [int(seed) & 0xFFFFFFFFFFFFFFFF, int(label), _PROJECTION_TAG]
+    return np.random.default_rng(np.random.SeedSequence(entropy)).standard_normal((num_features, num_classes))
+
+
+def normalised_images(images) -> np.ndarray:
+    """(N, D) float64: each image flattened, scaled to [0, 1] and standardised (mean 0, std 1; blank: 0)."""
+    x = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
+    x = x - x.mean(axis=1, keepdims=True)
+    std = x.std(axis=1, keepdims=True)
+    return np.divide(x, std, out=np.zeros_like(x), where=std > 0)
+
+
+def instance_noisy_labels(
+    ids: Sequence[str | bytes], images, clean_labels, num_classes: int, rate: float, seed: int
+) -> np.ndarray:
+    """Instance-dependent noisy labels (Xia et al., NeurIPS 2020, their Algorithm 2).
+
+    For an example (x, y): its flip rate q is drawn from a normal around `rate`
+    (std `INSTANCE_RATE_STD`) truncated to [0, 1]; its scores are x W_y, x the
+    standardised image and W_y class y's random projection; the noisy-label
+    distribution is (1 - q) on y and q times the softmax of the scores over the
+    other classes. The label is its inverse CDF at the example's uniform, as for a
+    T. So the flip probability is q, and where a flip goes depends on the image.
+    Ours: the image is standardised per image (Xia et al.: per channel over the
+    dataset), so that the label is a function of the example alone.
+    """
+    clean = np.asarray(clean_labels, dtype=np.int64).reshape(-1)
+    x = normalised_images(images)
+    if len(x) != len(ids) or clean.shape[0] != len(ids):
+        raise ValueError(f"{len(ids)} ids, {len(x)} images and {clean.shape[0]} labels")
+    if clean.size and (clean.min() < 0 or clean.max() >= num_classes):
+        raise ValueError(f"clean labels outside [0, {num_classes})")
+    q = instance_flip_rates(ids, rate, seed)
+    u = example_uniforms(ids, seed)
+    out = clean.copy()
+    for label in np.unique(clean):
+        rows = np.flatnonzero(clean == label)
+        scores = x[rows] @ instance_projection(x.shape[1], num_classes, seed, label)
+        scores[:, label] = -np.inf
+        scores -= scores.max(axis=1, keepdims=True)
+        flip = np.exp(scores)
+        flip /= flip.sum(axis=1, keepdims=True)
+        p = q[rows, None] * flip
+        p[:, label] += 1.0 - q[rows]
+        cdf = np.cumsum(p, axis=1)
+        cdf[:, -1] = np.inf
+        out[rows] = np.argmax(u[rows, None] < cdf, axis=1)
+    return out
+
+
 def _matrix_from_file(num_classes: int, rate: float, transition_file: str) -> np.ndarray:
     if not transition_file:
         raise ValueError(f"noise.model={MATRIX} needs noise.transition_file")
@@ -238,6 +331,7 @@ class NoiseModel:
         uses_rate: whether `noise.rate` changes the noise (and so names the data).
         label: the data artifact's noise label when the rate does not name it.
         per_example: the noisy labels come from `noise.labels_file`, one per training example.
+        instance: the noisy label depends on the image (`instance_noisy_labels`); no T.
     """
 
     name: str
@@ -245,19 +339,21 @@ class NoiseModel:
     uses_rate: bool = True
     label: str = ""
     per_example: bool = False
+    instance: bool = False
 
     def data_label(self, rate: float) -> str:
         """The noise part of a data artifact's name: `symmetric0.2`, `labels`, `clean`."""
         return f"{self.name}{rate:g}" if self.uses_rate else self.label
 
 
-SYMMETRIC, UNIFORM, PAIR_FLIP, MATRIX, LABELS, NONE = (
+SYMMETRIC, UNIFORM, PAIR_FLIP, MATRIX, LABELS, NONE, INSTANCE = (
     "symmetric",
     "uniform",
     "pair_flip",
     "matrix",
     "labels",
     "none",
+    "instance",
 )
 NOISE_MODELS: dict[str, NoiseModel] = {
     model.name: model
@@ -268,6 +364,7 @@ NOISE_MODELS: dict[str, NoiseModel] = {
         NoiseModel(MATRIX, _matrix_from_file),
         NoiseModel(LABELS, lambda num_classes, rate, _: None, uses_rate=False, label=LABELS, per_example=True),
         NoiseModel(NONE, lambda num_classes, rate, _: np.eye(num_classes), uses_rate=False, label="clean"),
+        NoiseModel(INSTANCE, lambda num_classes, rate, _: None, instance=True),
     )
 }  # fmt: skip
 
@@ -275,7 +372,7 @@ NOISE_MODELS: dict[str, NoiseModel] = {
 def make_transition(
     model: str, num_classes: int, rate: float, transition_file: str = ""
 ) -> np.ndarray | None:
-    """The T a noise config names; None for per-example noisy labels (`noise.labels_file`)."""
+    """The T a noise config names; None for per-example noisy labels (`noise.labels_file`) and instance noise."""
     if model not in NOISE_MODELS:
         raise ValueError(f"unknown noise.model {model!r}; one of {', '.join(NOISE_MODELS)}")
     return NOISE_MODELS[model].transition(num_classes, rate, transition_file)

@@ -102,7 +102,7 @@ def test_smeared_hand_computed():
 # --------------------------------------------------------------------------- label smoothing
 
 
-@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5, 1.0])
+@pytest.mark.parametrize("alpha", [0.0, 0.1, 0.5, 0.9])
 def test_label_smoothing_equals_keras_categorical_crossentropy(data, alpha):
     _, logits, labels, _ = data
     keras_loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=alpha)
@@ -123,6 +123,65 @@ def test_label_smoothing_soft_targets_match_numpy(data):
     expected = ((soft @ matrix) * ell).sum(axis=1)  # q^T M ell
     got = per_example(losses.LabelSmoothingCrossEntropy(alpha, NUM_CLASSES), soft, logits)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [-1.0, -0.4, -0.1])
+def test_negative_label_smoothing_matches_numpy(data, alpha):
+    # Wei et al. 2022: the target (1 - alpha) onehot(y) + alpha / L, with negative weight on the other classes.
+    _, logits, labels, soft = data
+    ell = -np_log_softmax(logits.astype(np.float64))
+    target = (1 - alpha) * np.eye(NUM_CLASSES)[labels] + alpha / NUM_CLASSES
+    assert np.all(target[np.eye(NUM_CLASSES, dtype=bool)[labels] == 0] < 0)
+    loss = losses.LabelSmoothingCrossEntropy(alpha, NUM_CLASSES)
+    np.testing.assert_allclose(
+        per_example(loss, labels, logits), (target * ell).sum(axis=1), rtol=1e-5, atol=1e-5
+    )
+    matrix = (1 - alpha) * np.eye(NUM_CLASSES) + alpha / NUM_CLASSES
+    np.testing.assert_allclose(
+        per_example(loss, soft, logits), ((soft @ matrix) * ell).sum(axis=1), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_allclose(loss.matrix, matrix)
+    np.testing.assert_allclose(
+        per_example(losses.get_loss("ls", NUM_CLASSES, alpha=alpha), labels, logits), (target * ell).sum(axis=1),
+        rtol=1e-5, atol=1e-5,
+    )  # fmt: skip
+
+
+def test_negative_label_smoothing_is_unbounded_below_for_confident_wrong_predictions():
+    # Label 0; the prediction is class 1 (p = 0.88), the true class keeps p = 0.12, and the other
+    # classes' logits go to -t. The negative target weight rewards that without end.
+    def loss_at(alpha, t):
+        logits = np.full((1, NUM_CLASSES), -t, np.float32)
+        logits[0, 1] = 0.0  # the (wrong) predicted class
+        logits[0, 0] = -2.0  # the true class
+        return float(losses.LabelSmoothingCrossEntropy(alpha, NUM_CLASSES)(np.array([0]), logits))
+
+    ts = [10.0, 100.0, 1000.0]
+    for alpha in (-0.2, -1.0):
+        values = [loss_at(alpha, t) for t in ts]
+        assert values[0] > values[1] > values[2] and values[2] < -50, (alpha, values)  # no floor
+    for alpha in (0.0, 0.2):  # the target is a distribution: the loss stays >= 0 (CE's -log 0.12 = 2.13)
+        values = [loss_at(alpha, t) for t in ts]
+        assert min(values) >= 2.1, (alpha, values)
+    # The divergence check knows: negative smoothing has no loss floor, the others 0.
+    assert losses.LOSSES["ls"].loss_floor(-0.2) == -np.inf
+    assert losses.LOSSES["ls"].loss_floor(0.2) == losses.LOSSES["bc"].loss_floor(0.1) == 0.0
+
+
+@pytest.mark.parametrize("alpha", [-1.5, -1.0001, 1.0, 2.0])
+def test_label_smoothing_refuses_alpha_outside_minus_one_to_one(alpha):
+    with pytest.raises(ValueError, match=r"`alpha` must be in \[-1, 1\), got"):
+        losses.LabelSmoothingCrossEntropy(alpha, NUM_CLASSES)
+    with pytest.raises(ValueError, match=r"must be in \[-1, 1\)"):
+        losses.get_loss("ls", NUM_CLASSES, alpha=alpha)
+
+
+def test_only_label_smoothing_takes_a_negative_alpha():
+    for name, entry in losses.LOSSES.items():
+        assert (-0.2 in entry.alphas) == (name == "ls")
+        if name != "ls":
+            with pytest.raises(ValueError, match="alpha"):
+                losses.get_loss(name, NUM_CLASSES, alpha=-0.2)
 
 
 def test_label_smoothing_hand_computed():
@@ -312,7 +371,7 @@ def test_serialisation_round_trip_gives_equal_outputs(data, loss):
     "build, message",
     [
         (lambda: losses.LabelSmoothingCrossEntropy(1.5, NUM_CLASSES), "alpha"),
-        (lambda: losses.LabelSmoothingCrossEntropy(-0.1, NUM_CLASSES), "alpha"),
+        (lambda: losses.LabelSmoothingCrossEntropy(-1.1, NUM_CLASSES), "alpha"),
         (lambda: losses.ForwardCorrectedCrossEntropy([[0.5, 0.6], [0.5, 0.5]]), "sum to 1"),
         (lambda: losses.BackwardCorrectedCrossEntropy([[1.2, -0.2], [0.0, 1.0]]), "non-negative"),
         (lambda: losses.BackwardCorrectedCrossEntropy(np.ones((3, 2)) / 2), "square"),
@@ -333,10 +392,6 @@ def test_losses_and_noise_models_share_their_argument_checks():
     for loss_side, noise_side in [
         (lambda: losses.LabelSmoothingCrossEntropy(0.1, 2.5), lambda: noise.smoothing_matrix(2.5, 0.1)),
         (lambda: losses.get_loss("ls", 1), lambda: noise.symmetric_transition(1, 0.1)),
-        (
-            lambda: losses.get_loss("fc", NUM_CLASSES, alpha=1.5),
-            lambda: noise.smoothing_matrix(NUM_CLASSES, 1.5),
-        ),
     ]:
         messages = []
         for build in (loss_side, noise_side):
@@ -396,12 +451,14 @@ def test_registry_flags_describe_what_each_builder_does(data, name):
     alpha_matters = not np.allclose(values(alpha=0.0), values(alpha=0.3))
     transition_matters = not np.allclose(values(alpha=0.3), values(alpha=0.3, transition=transition))
     assert (alpha_matters, transition_matters) == (entry.uses_alpha, entry.uses_transition)
-    # invertible: T_1 = J / L is singular, so alpha = 1 is refused.
-    if entry.invertible:
-        with pytest.raises(ValueError, match="alpha"):
-            entry.build(NUM_CLASSES, alpha=1.0)
-    else:
-        assert np.all(np.isfinite(values(alpha=1.0)))
+    # alphas: the range it accepts; BC's T_1 = J / L is singular, so BC refuses alpha = 1.
+    assert (1.0 in entry.alphas) == (name in ("ce", "fc"))
+    for alpha in (entry.alphas.low, entry.alphas.high):
+        if alpha in entry.alphas:
+            assert np.all(np.isfinite(values(alpha=alpha)))
+        else:
+            with pytest.raises(ValueError, match="alpha"):
+                entry.build(NUM_CLASSES, alpha=alpha)
     np.testing.assert_allclose(
         per_example(losses.get_loss(name, NUM_CLASSES, alpha=0.3, transition=transition), labels, logits),
         values(alpha=0.3, transition=transition),
@@ -414,10 +471,33 @@ def test_registry_flags_describe_what_each_builder_does(data, name):
         lambda entry: entry.build(1),
         lambda entry: entry.build(2.5, alpha=0.1),
         lambda entry: entry.build(NUM_CLASSES, alpha=1.5),
-        lambda entry: entry.build(NUM_CLASSES, alpha=-0.1),
+        lambda entry: entry.build(NUM_CLASSES, alpha=-1.5),
     ],
 )
 @pytest.mark.parametrize("name", ["ce", "ls", "fc", "bc"])
 def test_registry_builders_validate_num_classes_and_alpha(name, build):
     with pytest.raises(ValueError, match="num_classes|alpha"):
         build(losses.LOSSES[name])
+
+
+def test_cross_entropy_warmup_is_plain_ce_until_its_step_then_the_loss(data):
+    _, logits, labels, _ = data
+    step = keras.Variable(0, dtype="int64")
+    after = losses.get_loss("ls", NUM_CLASSES, alpha=-0.4)
+    warmup = losses.CrossEntropyWarmup(after, 3, step)
+    ce = float(losses.get_loss("ce", NUM_CLASSES)(labels, logits))
+    for value, expected in (
+        (0, ce),
+        (2, ce),
+        (3, float(after(labels, logits))),
+        (100, float(after(labels, logits))),
+    ):
+        step.assign(value)
+        np.testing.assert_allclose(float(warmup(labels, logits)), expected, rtol=1e-6)
+    # Its config round-trips without the variable; such a copy compiles but cannot train.
+    copy = losses.CrossEntropyWarmup.from_config(warmup.get_config())
+    assert (copy.warmup_steps, copy.loss.alpha, copy.step) == (3, -0.4, None)
+    with pytest.raises(ValueError, match="needs `step`"):
+        copy(labels, logits)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        losses.CrossEntropyWarmup(after, -1, step)

@@ -158,3 +158,105 @@ def test_statistical_check_rejects_a_wrong_t():
 def test_make_transition_names_unknown_model():
     with pytest.raises(ValueError, match="unknown noise.model 'flipflop'"):
         noise.make_transition("flipflop", 10, 0.2)
+
+
+# --------------------------------------------------------------------------- instance-dependent noise
+def _instance_data(n, num_classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 8, 8, 1))
+    clean = rng.integers(0, num_classes, n)
+    ids = [f"toy/train/{i}" for i in range(n)]
+    return ids, images, clean
+
+
+def _reference_instance_labels(ids, images, clean, num_classes, rate, seed):
+    """Xia et al.'s Algorithm 2, one example at a time, with the module's random draws as its dice."""
+    out = []
+    for i, example_id in enumerate(ids):
+        x = images[i].astype(np.float64).ravel() / 255.0
+        x = (x - x.mean()) / x.std()
+        u_rate = noise.example_uniforms([b"flip-rate/" + example_id.encode()], seed)[0]
+        a, b = (0 - rate) / noise.INSTANCE_RATE_STD, (1 - rate) / noise.INSTANCE_RATE_STD
+        q = stats.truncnorm.ppf(u_rate, a, b, loc=rate, scale=noise.INSTANCE_RATE_STD)
+        y = int(clean[i])
+        scores = x @ noise.instance_projection(x.size, num_classes, seed, y)
+        scores[y] = -np.inf
+        p = q * np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+        p[y] = 1 - q
+        u = noise.example_uniforms([example_id], seed)[0]
+        out.append(min(int(np.searchsorted(np.cumsum(p), u, side="right")), num_classes - 1))
+    return np.array(out)
+
+
+def test_instance_noise_agrees_label_for_label_with_a_per_example_reimplementation():
+    ids, images, clean = _instance_data(300)
+    got = noise.instance_noisy_labels(ids, images, clean, 10, 0.4, seed=7)
+    np.testing.assert_array_equal(got, _reference_instance_labels(ids, images, clean, 10, 0.4, 7))
+    assert 0 < np.mean(got != clean) < 1
+
+
+def test_instance_noise_is_a_pure_function_of_each_example():
+    ids, images, clean = _instance_data(200)
+    labels = noise.instance_noisy_labels(ids, images, clean, 10, 0.3, seed=1)
+    order = np.random.default_rng(0).permutation(200)
+    shuffled = noise.instance_noisy_labels(
+        [ids[i] for i in order], images[order], clean[order], 10, 0.3, seed=1
+    )
+    np.testing.assert_array_equal(shuffled, labels[order])
+    halves = [
+        noise.instance_noisy_labels(ids[s], images[s], clean[s], 10, 0.3, seed=1)
+        for s in (slice(0, 77), slice(77, None))
+    ]
+    np.testing.assert_array_equal(np.concatenate(halves), labels)
+    assert not np.array_equal(noise.instance_noisy_labels(ids, images, clean, 10, 0.3, seed=2), labels)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.4])
+def test_instance_noise_realised_rate_is_within_binomial_error_of_rho(rate):
+    n = 4000
+    ids, images, clean = _instance_data(n, seed=3)
+    realised = np.mean(noise.instance_noisy_labels(ids, images, clean, 10, rate, seed=0) != clean)
+    stderr = np.sqrt(rate * (1 - rate) / n)
+    assert abs(realised - rate) < 3 * stderr, (realised, rate)
+    # The flip rates' truncated normal has mean instance_expected_rate (0.2055 at rho = 0.2), as scipy says.
+    expected = noise.instance_expected_rate(rate)
+    a, b = -rate / noise.INSTANCE_RATE_STD, (1 - rate) / noise.INSTANCE_RATE_STD
+    assert expected == pytest.approx(stats.truncnorm.mean(a, b, loc=rate, scale=noise.INSTANCE_RATE_STD))
+    assert abs(realised - expected) < 3 * stderr
+    rates = noise.instance_flip_rates(ids, rate, seed=0)
+    assert rates.min() >= 0 and rates.max() <= 1 and rates.std() > 0.05  # per example, not one rate
+
+
+def test_instance_flips_follow_the_image_projection_not_the_class():
+    n, num_classes, seed = 3000, 10, 5
+    ids, images, clean = _instance_data(n, seed=4)
+    labels = noise.instance_noisy_labels(ids, images, clean, num_classes, 0.4, seed=seed)
+    x = noise.normalised_images(images)
+    flipped = np.flatnonzero(labels != clean)
+    # Where a flip goes: the top projection score among the other classes, almost always.
+    top = []
+    for i in flipped:
+        scores = x[i] @ noise.instance_projection(x.shape[1], num_classes, seed, clean[i])
+        scores[clean[i]] = -np.inf
+        top.append(np.argmax(scores))
+    agreement = np.mean(np.array(top) == labels[flipped])
+    assert agreement > 0.8, agreement  # chance: 1/9
+    # Class-conditional noise could not do this; symmetric noise with the same dice does not.
+    t = noise.symmetric_transition(num_classes, 0.4)
+    symmetric = noise.assign_noisy_labels(ids, clean, t, seed)
+    sym_flipped = np.flatnonzero(symmetric != clean)
+    sym_top = [
+        np.argmax(np.where(np.arange(num_classes) == clean[i], -np.inf,
+                           x[i] @ noise.instance_projection(x.shape[1], num_classes, seed, clean[i])))
+        for i in sym_flipped
+    ]  # fmt: skip
+    assert np.mean(np.array(sym_top) == symmetric[sym_flipped]) < 0.25
+    # Within one class, the flips go to several classes (an image's projection decides which).
+    assert len(set(labels[flipped][clean[flipped] == 0])) >= 3
+
+
+def test_instance_noise_is_a_registered_model_without_a_transition():
+    model = noise.NOISE_MODELS["instance"]
+    assert model.instance and model.uses_rate and not model.per_example
+    assert noise.make_transition("instance", 10, 0.2) is None
+    assert model.data_label(0.4) == "instance0.4"

@@ -81,6 +81,39 @@ def test_noisify_chunk_labels_equal_the_pure_function(idx_dir):
         assert_that(outputs[noisify.DEAD_LETTER], equal_to([]), label="NoDeadLetters")
 
 
+def test_instance_noise_chunks_equal_the_pure_function_and_its_report(tmp_path, idx_dir):
+    source = IdxSource("fashion_mnist", idx_dir)
+    images, clean = source.read("train", 100, 160)
+    ids = [f"fashion_mnist/train/{i}" for i in range(100, 160)]
+    expected = noise.instance_noisy_labels(ids, images, clean, 10, 0.4, seed=5)
+
+    def id_and_label(kv):
+        f = tf.train.Example.FromString(kv[1]).features.feature
+        return f["id"].bytes_list.value[0].decode(), f["label"].int64_list.value[0]
+
+    with TestPipeline() as p:
+        outputs = (
+            p
+            | beam.Create([("train", 100, 130), ("train", 130, 160)])
+            | beam.ParDo(
+                noisify.NoisifyChunk(
+                    source, "fashion_mnist", 10, (28, 28, 1), None, None, 5, instance_rate=0.4
+                )
+            ).with_outputs(noisify.DEAD_LETTER, "counts", main="examples")
+        )
+        assert_that(outputs.examples | beam.Map(id_and_label), equal_to(list(zip(ids, expected.tolist()))))
+    # The whole stage: the realised rate against the flip rates' mean, and the realised class-to-class matrix.
+    assert _noisify(tmp_path, idx_dir, "--config.noise.model=instance", "--config.noise.rate=0.4") == 0
+    report = json.loads(open(os.path.join(_artifact(tmp_path), "noise_report.json")).read())["train"]
+    assert report["expected_transition"] is None
+    assert report["expected_flip_rate"] == pytest.approx(noise.instance_expected_rate(0.4))
+    assert abs(report["flip_rate_z"]) < 4
+    realised = np.array(report["realised_transition"])
+    counts = np.array(report["realised_counts"])
+    np.testing.assert_allclose(realised, counts / counts.sum(axis=1, keepdims=True))
+    assert 1 - np.trace(counts) / counts.sum() == pytest.approx(report["realised_flip_rate"])
+
+
 def test_bad_records_go_to_the_dead_letter_output(idx_dir):
     class BadLabels(IdxSource):
         def read(self, split, start, end):
@@ -247,6 +280,11 @@ def _corrupt_idx(tmp_path, idx_dir):
         ("missing source", ["--config.data.source_dir={tmp}/nowhere"], "not found"),
         ("corrupt source", ["--config.data.source_dir={corrupt}"], "truncated or corrupt"),
         (
+            "instance noise without images",
+            ["--config.noise.model=instance", "--config.data.source_dir={blank}"],
+            "noise.model=instance needs images: the first 256 training images of fashion_mnist are blank",
+        ),
+        (
             "T not stochastic",
             ["--config.noise.model=matrix", "--config.noise.transition_file={tmp}/bad.json"],
             "row-stochastic",
@@ -262,6 +300,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, idx_dir, capsys,
     (tmp_path / "bad.json").write_text(json.dumps((np.eye(10) * 0.9).tolist()))
     np.save(tmp_path / "small.npy", np.eye(3))
     fmt = {"tmp": tmp_path, "corrupt": _corrupt_idx(tmp_path, idx_dir) if case == "corrupt source" else ""}
+    fmt["blank"] = write_idx_dataset(tmp_path / "blank", num_train=300, num_test=10, blank=True)
     workdir = tmp_path / "work"
     args = [
         "noisify", "--config", f"{QUICKSTART}:smoke", "--workdir", str(workdir),
@@ -271,6 +310,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, idx_dir, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not glob.glob(str(workdir / "data" / "*" / "manifest.json"))
+    if case == "instance noise without images":
+        assert not workdir.exists()  # refused before anything is written
 
 
 def test_existing_complete_artifact_needs_force(tmp_path, idx_dir, capsys):

@@ -173,3 +173,16 @@ def test_a_run_past_the_logit_limit_is_recorded_as_diverged_from_training_to_met
     assert [p["step"] for p in metrics["training"]["curves"]] == [2, 4]
     assert set(metrics["validation"]) == {"num_examples", "noise_rate", "accuracy_noisy", "accuracy_clean"}
     assert metrics["validation"]["num_examples"] == 16
+
+
+def test_a_ce_warmup_names_a_new_model_only_where_it_changes_the_training():
+    from pipeline.core import layout
+
+    def fingerprint(*overrides):
+        return layout.model_fingerprint(load_config(CONFIG, list(overrides)), "data")
+
+    # No warm-up, or a warm-up of CE itself, is the model trained before the key existed.
+    assert fingerprint("loss.ce_warmup_steps=0") == fingerprint()
+    assert fingerprint("loss.ce_warmup_steps=2") == fingerprint()  # the smoke config's loss is CE
+    ls = ("loss.name=ls", "loss.alpha=-0.2")
+    assert fingerprint(*ls, "loss.ce_warmup_steps=2") != fingerprint(*ls)

@@ -277,3 +277,37 @@ def test_a_diverged_run_is_marked_not_averaged_and_the_claims_say_so(tmp_path):
     claims = (tmp_path / "report" / "tables" / "claims.csv").read_text().splitlines()
     marked = [row for row in claims if "LS α=0.1" in row]
     assert marked and all("rests on a diverged cell: LS α=0.1" in row for row in marked), marked
+
+
+def test_negative_smoothing_shares_the_alpha_axis_is_chosen_apart_and_is_claim_8(tmp_path):
+    # NLS (LS at alpha -0.2) beside the fixture's LS 0.1 / 0.2; every cell ties on validation (50).
+    dirs = _with_validation(tmp_path, {}, {}, {})
+    for seed, accuracy in ((0, 85.0), (1, 86.0)):
+        metrics = json.loads(
+            (FIXTURES / "evaluations" / f"teacher-ls0.1-s{seed}" / "metrics.json").read_text()
+        )
+        metrics["description"]["alpha"] = -0.2
+        metrics["test"]["accuracy"] = accuracy
+        metrics["validation"] = {"accuracy_noisy": 50.0, "accuracy_clean": 60.0}
+        dirs.append(_eval_artifact(tmp_path / "eval" / f"teacher-ls-0.2-s{seed}", metrics))
+    report_stage(load_config(CONFIG), dirs, tmp_path / "report", log=lambda _: None)
+    tables = tmp_path / "report" / "tables"
+    table2 = (tables / "table2.csv").read_text().splitlines()
+    # One alpha axis: the negative alpha before alpha 0, which is the CE baseline.
+    assert table2[0] == "setting,method,α = -0.2,α = 0,α = 0.1,α = 0.2", table2
+    assert table2[1].startswith("1,LS,85.50 ± 0.71,80.30 ± 0.28 (CE),"), table2
+    table7 = (tables / "table7.csv").read_text().splitlines()
+    header, row = table7[0].split(","), table7[1].split(",")
+    # LS is chosen among alpha > 0 (the tie goes to the smaller, 0.1, not to -0.2), NLS among alpha < 0.
+    assert row[header.index("LS")] == "83.50 ± 0.71 (α = 0.1)", table7
+    assert row[header.index("NLS")] == "85.50 ± 0.71 (α = -0.2)", table7
+    claims = (tables / "claims.csv").read_text().splitlines()  # setting, claim, check, ...
+    assert any(r.startswith("1,1,") and "LS α=0.1 > CE" in r for r in claims), claims
+    assert not any("α=-0.2" in r for r in claims if not r.startswith("1,8,")), claims
+    assert [r for r in claims if r.startswith("1,8,")] == [
+        "1,8,"
+        '"test accuracy (%), α chosen on validation each: NLS α=-0.2 > LS α=0.1",85.50 ± 0.71,83.50 ± 0.71,'
+        "+2.00,0.71,holds"
+    ], claims
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "and claim 8 from since" in text and "Wei et al. (ICML 2022)" in text

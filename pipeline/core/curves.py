@@ -22,9 +22,11 @@ measures nothing (the forward pass would run on the host).
 
 Divergence: a training whose loss runs away is recorded, not hidden. At the end
 of an epoch it has diverged when the loss is not finite, when the epoch's mean
-training loss falls below 0 (the lower bound of the clean cross-entropy that
-every loss of the smearing family estimates; only backward correction, which is
-unbounded below, can get there), or when `max_abs_logit` exceeds
+training loss falls below the loss's floor (`LossEntry.loss_floor`: 0, the lower
+bound of the clean cross-entropy that every loss of the smearing family
+estimates, so that only backward correction, which is unbounded below, can get
+there; no floor for negative label smoothing, whose loss is meant to go below
+0), or when `max_abs_logit` exceeds
 `train.divergence_logit_limit`. The check is a pure function of an epoch's
 record (`first_divergence`), so a resumed training finds an earlier divergence
 in its history. Training goes on, so the plan stays the same; the first such
@@ -54,7 +56,7 @@ CURVE_KEYS = (
     "max_abs_logit",
 )
 PREFIX = "curve_"  # the curves' keys in the Keras logs (and so in history.json and TensorBoard)
-LOSS_FLOOR = 0.0  # the clean cross-entropy's lower bound
+LOSS_FLOOR = 0.0  # the clean cross-entropy's lower bound: the default floor
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -74,17 +76,18 @@ class LearningCurves(keras.callbacks.Callback):
       num_bins: ECE bins.
       batch_size: forward-pass batch.
       logit_limit: `max_abs_logit` above this is divergence.
+      loss_floor: an epoch's mean loss below this is divergence (-inf: none).
       log: where the divergence line goes.
     """
 
     def __init__(
         self, network: keras.Model, data_dir: str | Path, manifest: dict, *, num_examples: int, num_bins: int,
-        batch_size: int, logit_limit: float, log: Callable[[str], None] = print,
+        batch_size: int, logit_limit: float, loss_floor: float = LOSS_FLOOR, log: Callable[[str], None] = print,
     ):  # fmt: skip
         super().__init__()
         self.network, self.data_dir, self.manifest = network, Path(data_dir), manifest
         self.num_examples, self.num_bins, self.batch_size = int(num_examples), int(num_bins), int(batch_size)
-        self.logit_limit, self.log = float(logit_limit), log
+        self.logit_limit, self.loss_floor, self.log = float(logit_limit), float(loss_floor), log
         self._warned = False
         self._datasets: dict[str, tf.data.Dataset] | None = None
         self._forward = None
@@ -166,32 +169,32 @@ class LearningCurves(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         values = self.measure()
         logs.update({PREFIX + k: v for k, v in values.items()})
-        reason = divergence(logs.get("loss"), values.get("max_abs_logit"), self.logit_limit)
+        reason = divergence(logs.get("loss"), values.get("max_abs_logit"), self.logit_limit, self.loss_floor)
         if reason and not self._warned:
             self._warned = True
             step = int(self.model.optimizer.iterations.numpy())
             self.log(f"train: diverged at step {step}: {reason}; training goes on and the run is marked")
 
 
-def first_divergence(epochs: list[dict], logit_limit: float) -> dict | None:
+def first_divergence(epochs: list[dict], logit_limit: float, loss_floor: float = LOSS_FLOOR) -> dict | None:
     """{step, epoch, reason} of the first diverged epoch record of a history, or None."""
     for record in epochs:
-        reason = divergence(record.get("loss"), record.get(PREFIX + "max_abs_logit"), logit_limit)
+        reason = divergence(record.get("loss"), record.get(PREFIX + "max_abs_logit"), logit_limit, loss_floor)
         if reason:
             return {"step": int(record["step"]), "epoch": int(record["epoch"]), "reason": reason}
     return None
 
 
-def divergence(loss: float | None, max_abs_logit: float | None, logit_limit: float) -> str:
+def divergence(
+    loss: float | None, max_abs_logit: float | None, logit_limit: float, loss_floor: float = LOSS_FLOOR
+) -> str:
     """Why an epoch counts as diverged ('' if it does not): see the module docstring."""
     if loss is not None:
         loss = float(loss)
         if not math.isfinite(loss):
             return f"the training loss is {loss}"
-        if loss < LOSS_FLOOR:
-            return (
-                f"the training loss {loss:.4g} is below {LOSS_FLOOR:g}, the clean cross-entropy's lower bound"
-            )
+        if loss < loss_floor:
+            return f"the training loss {loss:.4g} is below {loss_floor:g}, the loss's lower bound"
     if max_abs_logit is not None and not max_abs_logit <= logit_limit:
         return f"a logit reached {max_abs_logit:.4g}, past train.divergence_logit_limit={logit_limit:g}"
     return ""

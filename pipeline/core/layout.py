@@ -24,6 +24,7 @@ from typing import Any
 
 import ml_collections
 
+from keras_components.losses import LOSSES
 from pipeline.core import artifacts
 from pipeline.core.config import to_plain
 from pipeline.core.spec import ModelSpec
@@ -109,6 +110,11 @@ def model_section(config: ml_collections.ConfigDict) -> dict:
     else:
         section["loss"] = to_plain(config.loss)
         section["loss"].pop("transition_file", None)
+        # A warm-up of plain CE changes nothing for CE itself, and none is no warm-up: either way the
+        # key is left out, so such a model is the one trained before the key existed.
+        entry = LOSSES.get(config.loss.name)
+        if not config.loss.ce_warmup_steps or (entry is not None and not entry.uses_alpha):
+            section["loss"].pop("ce_warmup_steps", None)
     return section
 
 

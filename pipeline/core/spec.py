@@ -15,8 +15,10 @@ used to encode it separately reads it from here:
 
 Sweep strings:
   teacher  METHOD[:ALPHA], METHOD a loss of `keras_components.losses.LOSSES`;
-           ALPHA a number in [0, 1], or `est` for a loss that takes a transition
-           matrix: T estimated from the baseline teacher (Patrini et al.).
+           ALPHA a number in the loss's range (`LossEntry.alphas`: [0, 1] for FC,
+           [0, 1) for BC, [-1, 1) for LS, where `ls:-0.2` is negative smoothing),
+           or `est` for a loss that takes a transition matrix: T estimated from the
+           baseline teacher (Patrini et al.).
   student  TEACHER>STUDENT, STUDENT a method of `STUDENT_METHODS` with its alpha.
 """
 
@@ -29,7 +31,7 @@ from typing import Any
 
 import ml_collections
 
-from keras_components.losses import CE, FC, LOSSES, LS
+from keras_components.losses import CE, FC, LOSSES, LS, PROBABILITY
 from pipeline.core.errors import UserError
 
 TEACHER, STUDENT = "teacher", "student"
@@ -47,14 +49,15 @@ def _alpha(value: Any) -> float:
     return round(float(value), 6)
 
 
+STUDENT_ALPHAS = PROBABILITY  # a student's smoothing or T_alpha
+
+
 def _parse_alpha(text: str, where: str) -> float:
+    """A number; its range is the method's, checked by `ModelSpec`."""
     try:
-        alpha = float(text)
+        return float(text)
     except ValueError:
         raise UserError(f"{where}: alpha {text!r} is not a number") from None
-    if not 0.0 <= alpha <= 1.0:
-        raise UserError(f"{where}: alpha must be in [0, 1], got {alpha}")
-    return alpha
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,10 +97,9 @@ class ModelSpec:
         ):
             raise UserError(f"{self.method} cannot use an estimated T")
         alpha = 0.0 if self.transition == ESTIMATED or not self._uses_alpha else _alpha(self.alpha)
-        if not 0.0 <= alpha <= 1.0:
-            raise UserError(f"alpha must be in [0, 1], got {alpha}")
-        if self.role == TEACHER and LOSSES[self.method].invertible and alpha >= 1:
-            raise UserError(f"{self.method} needs alpha < 1 (T_1 is singular)")
+        alphas = LOSSES[self.method].alphas if self.role == TEACHER else STUDENT_ALPHAS
+        if alpha not in alphas:
+            raise UserError(f"{self.role} {self.method}: alpha must be in {alphas}, got {alpha:g}")
         object.__setattr__(self, "alpha", alpha)
         if self.role == STUDENT:
             temperature = float(self.temperature if self.temperature is not None else 1.0)

@@ -13,8 +13,11 @@ Reads every complete evaluation (`smear evaluate`) and writes
   (Table 2 layout), the train accuracy breakdown (Table 3), ECE (Table 4),
   distilled students (Table 5), tables of every teacher and student, and the
   paper's claims 1-6 checked one by one with a verdict each (holds / does not
-  hold / inconclusive; pipeline/stages/claims.py). A cell with a diverged
-  training run reads "diverged" with the step, never a silent average;
+  hold / inconclusive; pipeline/stages/claims.py), with claim 8 (Wei et al.
+  2022: NLS vs LS) where LS has alphas < 0. Negative smoothing sits on the same
+  alpha axis as LS in the tables and Figure 2, alpha 0 being the CE baseline,
+  and its alpha is chosen apart ("NLS"). A cell with a diverged training run
+  reads "diverged" with the step, never a silent average;
 - `tables/*.csv`: the same tables, cell for cell, plus `summary.csv` with the
   unformatted mean, standard deviation and count of every metric (and the
   seeds that diverged, as seed@step);
@@ -93,6 +96,11 @@ def method_column(method: str) -> str:
     if method == CE:
         return f"Baseline ({label})"
     return f"{label} (smoothing T)" if LOSSES[method].uses_transition else label
+
+
+def negative_column(method: str) -> str:
+    """A method's name at alpha < 0 in the tables: "NLS" (negative label smoothing, Wei et al. 2022)."""
+    return f"N{LOSSES[method].label}"
 
 
 def _method_name(spec: ModelSpec | None) -> str:
@@ -288,20 +296,31 @@ class Setting:
                 best = (stat.mean, alpha, key)
         return None if best is None else best[1:]
 
-    def chosen(self, method: str, path: Sequence[str] | None = None) -> ModelSpec | None:
-        """The method's teacher cell (smoothing T) at the alpha chosen on `path` (default: `selection`)."""
-        found = self.choose([(a, teacher_cell(method, a)) for a in self.teacher_alphas(method)], path)
+    def chosen(self, method: str, path: Sequence[str] | None = None, sign: int = 1) -> ModelSpec | None:
+        """The method's teacher cell (smoothing T) at the alpha chosen on `path` (default: `selection`),
+        among its alphas of `sign` (+1: the paper's alpha > 0; -1: negative smoothing)."""
+        keys = [(a, teacher_cell(method, a)) for a in self.teacher_alphas(method, sign)]
+        found = self.choose(keys, path)
         return None if found is None else found[1]
 
-    def teacher_alphas(self, method: str) -> list[float]:
-        """The alphas of the method's teachers with a smoothing T."""
-        return sorted(
-            {
-                k.alpha
-                for k in self.groups
-                if k.role == TEACHER and k.method == method and k.transition == SMOOTHING
-            }
-        )
+    def teacher_alphas(self, method: str, sign: int = 0) -> list[float]:
+        """The alphas of the method's teachers with a smoothing T: all, or (sign +1 / -1) those > 0 / < 0."""
+        alphas = {
+            k.alpha
+            for k in self.groups
+            if k.role == TEACHER and k.method == method and k.transition == SMOOTHING
+        }
+        return sorted(a for a in alphas if sign == 0 or a * sign > 0)
+
+    def families(self) -> list[tuple[str, int, str]]:
+        """(method, sign, column name) of every alpha grid an alpha is chosen over: each method's alpha > 0
+        ("LS"), and apart from it its alpha < 0 ("NLS", negative smoothing). Alpha 0 is CE, the baseline."""
+        out = []
+        for method, name in self.alpha_methods():
+            for sign in (1, -1):
+                if self.teacher_alphas(method, sign):
+                    out.append((method, sign, name if sign > 0 else negative_column(method)))
+        return out
 
     def has(self, key: ModelSpec) -> bool:
         return key in self.groups
@@ -349,8 +368,8 @@ def table7(setting: Setting) -> Table | None:
     if setting.has(BASELINE):
         header.append(method_column(CE))
         row.append(_cell(setting.stat(BASELINE, *TEST_ACCURACY), 2))
-    for method, name in setting.alpha_methods():
-        chosen = setting.chosen(method)
+    for method, sign, name in setting.families():
+        chosen = setting.chosen(method, sign=sign)
         header.append(name)
         row.append(_cell(setting.stat(chosen, *TEST_ACCURACY), 2, alpha=chosen.alpha))
     for method in ESTIMATED_METHODS:
@@ -367,20 +386,22 @@ def table7(setting: Setting) -> Table | None:
         "accuracy is reported at that α"
         + ("; the test set plays no part in the choice." if where == "validation" else ".")
         + " CE has no α."
-    )
+        + (" NLS is LS at α < 0, chosen apart from LS's α > 0." if any(s < 0 for _, s, _ in setting.families())
+           else "")
+    )  # fmt: skip
     title = f"Test accuracy (%) at the α chosen on {where} (Table 7 layout)"
     return Table("table7", title, header, [row], note)
 
 
 def alpha_selection_table(setting: Setting) -> Table | None:
     """Per method, the α chosen on noisy and on clean validation labels and on test (the oracle)."""
-    methods = setting.alpha_methods()
+    methods = setting.families()
     path, _ = setting.selection
     if not methods or path != VALIDATION_NOISY:
         return None
     rows, differ = [], 0
-    for method, name in methods:
-        picks = [setting.chosen(method, p) for p in (VALIDATION_NOISY, VALIDATION_CLEAN, TEST_ACCURACY)]
+    for method, sign, name in methods:
+        picks = [setting.chosen(method, p, sign) for p in (VALIDATION_NOISY, VALIDATION_CLEAN, TEST_ACCURACY)]
         differ += picks[0] != picks[1]
         rows.append([
             name, *(_alpha_text(k.alpha) for k in picks),
@@ -484,7 +505,7 @@ def table5(setting: Setting) -> Table | None:
 
 
 def claims_table(setting: Setting) -> Table | None:
-    """The paper's claims 1-6 checked on this setting (rules in pipeline/stages/claims.py)."""
+    """The paper's claims 1-6 (and claim 8) checked on this setting (rules in pipeline/stages/claims.py)."""
     from pipeline.stages import claims
 
     found = claims.checks(setting)
@@ -495,8 +516,15 @@ def claims_table(setting: Setting) -> Table | None:
         "A > B holds if A − B > s, does not hold if A − B < −s, and is inconclusive otherwise; "
         "A ≥ B holds unless A − B < −s. Claim 7 (the 2-D problem) is `smear synthetic`'s."
     )
+    title = "The paper's claims, checked (NOTES.md claims 1-6)"
+    if any(check.claim == "8" for check in found):
+        title += ", and claim 8 from since"
+        note += (
+            " Claim 8 is not the paper's: Wei et al. (ICML 2022) report that at high noise rates negative "
+            "smoothing (NLS, α < 0) beats LS (α > 0)."
+        )
     rows = [check.row(lambda stat, digits: stat.format(digits)) for check in found]
-    return Table("claims", "The paper's claims, checked (NOTES.md claims 1-6)", claims.HEADER, rows, note)
+    return Table("claims", title, claims.HEADER, rows, note)
 
 
 def _metric_cells(setting: Setting, key: ModelSpec) -> list[str]:
@@ -553,12 +581,15 @@ def _figure_series(setting: Setting) -> tuple[dict, tuple[float, float] | None]:
 
 
 def _curve_series(setting: Setting) -> dict:
-    """CE and each alpha method at its smallest alpha: per-epoch curves, mean and std over seeds."""
+    """CE and each alpha method at its smallest alpha > 0 (and, for negative smoothing, its alpha < 0
+    nearest 0): per-epoch curves, mean and std over seeds."""
     from pipeline.core.curves import CURVE_KEYS
 
-    keys = [BASELINE] + [
-        teacher_cell(m, alphas[0]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m))
-    ]
+    keys = (
+        [BASELINE]
+        + [teacher_cell(m, alphas[0]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m, 1))]
+        + [teacher_cell(m, alphas[-1]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m, -1))]
+    )
     series = {}
     for key in keys:
         runs = [e.metrics.get("training", {}).get("curves") or [] for e in setting.groups.get(key, [])]
@@ -622,7 +653,7 @@ def _paper_figures(setting: Setting, out_dir: Path) -> list[tuple[str, str]]:
     from pipeline.core import plots
 
     figures = []
-    smallest = [teacher_cell(m, alphas[0]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m))]
+    smallest = [teacher_cell(m, alphas[0]) for m in ALPHA_METHODS if (alphas := setting.teacher_alphas(m, 1))]
     gap_keys = [(key, _method_name(key)) for key in (BASELINE, *smallest)]
     projection_keys = [(BASELINE, f"{_method_name(BASELINE)} (α = 0)")] + [
         (key, _method_name(key)) for key in (teacher_cell(LS, a) for a in setting.teacher_alphas(LS))

@@ -109,7 +109,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             teacher_model_dir(d.logits_dir)
         return
     check(loss.name in LOSSES, f"unknown loss.name {loss.name!r}; one of: {', '.join(LOSSES)}")
-    check(0 <= loss.alpha <= 1, f"loss.alpha must be in [0, 1], got {loss.alpha}")
+    alphas = LOSSES[loss.name].alphas
+    check(loss.alpha in alphas, f"loss.alpha must be in {alphas} for {loss.name}, got {loss.alpha}")
+    check(
+        0 <= loss.ce_warmup_steps < t.steps,
+        f"loss.ce_warmup_steps must be in [0, train.steps), got {loss.ce_warmup_steps}",
+    )
     check(
         loss.transition in ("smoothing", "file"),
         f"loss.transition must be smoothing or file, got {loss.transition!r}",
@@ -119,8 +124,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             os.path.isfile(loss.transition_file),
             f"loss.transition=file but loss.transition_file {loss.transition_file!r} does not exist",
         )
-    elif LOSSES[loss.name].invertible:
-        check(loss.alpha < 1, f"loss.alpha must be < 1 for {loss.name} (T_1 is singular)")
+
+
+def loss_floor(config: ml_collections.ConfigDict) -> float:
+    """The mean training loss below which the training has diverged (`LossEntry.loss_floor`).
+
+    A student's distillation loss is a cross-entropy against soft targets: its floor is 0.
+    """
+    if config.distill.enabled:
+        return curves.LOSS_FLOOR
+    return LOSSES[config.loss.name].loss_floor(config.loss.alpha)
 
 
 # distill.teacher_view: a student's targets are the exported logits or the teacher's on each batch.
@@ -197,8 +210,12 @@ def learning_rate_schedule(train: ml_collections.ConfigDict):
     return SCHEDULES[train.schedule](train)
 
 
-def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.losses.Loss:
-    """The teacher's loss from config.loss, or the student's distillation loss."""
+def build_loss(config: ml_collections.ConfigDict, num_classes: int, step=None) -> keras.losses.Loss:
+    """The teacher's loss from config.loss, or the student's distillation loss.
+
+    Args:
+      step: the optimizer's step variable; needed for a teacher with loss.ce_warmup_steps > 0.
+    """
     if config.distill.enabled:
         d = config.distill
         transition = noise.smoothing_matrix(num_classes, d.fc_alpha) if d.fc_alpha > 0 else None
@@ -215,10 +232,15 @@ def build_loss(config: ml_collections.ConfigDict, num_classes: int) -> keras.los
         except ValueError as e:
             raise UserError(f"loss.transition_file: {e}") from None
     try:
-        return losses.get_loss(config.loss.name, num_classes, alpha=config.loss.alpha, transition=transition)
+        loss = losses.get_loss(config.loss.name, num_classes, alpha=config.loss.alpha, transition=transition)
     except ValueError as e:
         where = f"loss.transition_file {config.loss.transition_file}" if transition is not None else "loss"
         raise UserError(f"{where}: {e}") from None
+    if config.loss.ce_warmup_steps and losses.LOSSES[config.loss.name].uses_alpha:
+        if step is None:
+            raise ValueError("loss.ce_warmup_steps needs the optimizer's step variable")
+        loss = losses.CrossEntropyWarmup(loss, config.loss.ce_warmup_steps, step)
+    return loss
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, image_shape) -> keras.Model:
@@ -392,7 +414,7 @@ def _compiled_model(
     )
     # Teachers: accuracy on the (noisy) training labels; students: agreement with the teacher's top label.
     accuracy_class = keras.metrics.CategoricalAccuracy if student else keras.metrics.SparseCategoricalAccuracy
-    loss, accuracy = build_loss(config, num_classes), accuracy_class(name="accuracy")
+    loss, accuracy = build_loss(config, num_classes, optimizer.iterations), accuracy_class(name="accuracy")
     if teacher_dir is not None:  # built after the student, so that the student's initialisation is the same
         teacher = trained_model.load(trained_model.read(teacher_dir)[1])
         model = OnlineTeacher(model, teacher, name=f"{model.name}_with_online_teacher")
@@ -414,7 +436,7 @@ def _write_model(
     inference.save(str(out_dir / "model.keras"))
     artifacts.atomic_write_json(out_dir / "config.json", to_plain(config))
     epochs, images_per_second = training_log.epochs, training_log.images_per_second()
-    diverged = curves.first_divergence(epochs, config.train.divergence_logit_limit)
+    diverged = curves.first_divergence(epochs, config.train.divergence_logit_limit, loss_floor(config))
     history = {
         "epochs": epochs,
         "diverged": diverged,
@@ -615,7 +637,7 @@ def train_stage(
         network_of(model), data_dir, tfdata.read_data_manifest(data_dir, verify=False),
         num_examples=0 if isinstance(strategy, tf.distribute.TPUStrategy) else t.curve_examples,
         num_bins=config.eval.num_bins, batch_size=config.eval.batch_size, logit_limit=t.divergence_logit_limit,
-        log=log,
+        loss_floor=loss_floor(config), log=log,
     )  # fmt: skip
     started = time.time()
     _fit(
