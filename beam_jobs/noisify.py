@@ -211,7 +211,9 @@ def validate_config(config) -> None:
         raise UserError(f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}")
 
 
-def noise_report(counts: np.ndarray, transition: np.ndarray | None, expected_rate: float | None = None) -> dict:
+def noise_report(
+    counts: np.ndarray, transition: np.ndarray | None, expected_rate: float | None = None
+) -> dict:
     """Realised L x L counts and class-to-class matrix, flip rate and its expected value with a z-score.
 
     The expected rate is T's (for the split's class frequencies), or `expected_rate` for a noise

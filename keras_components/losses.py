@@ -668,7 +668,9 @@ def _build_fc(num_classes: int, alpha: float = 0.0, transition=None) -> keras.lo
 def _build_bc(num_classes: int, alpha: float = 0.0, transition=None) -> keras.losses.Loss:
     # T_1 = J / L is singular: alpha < 1 unless a transition is given.
     alphas = NON_SINGULAR if transition is None else PROBABILITY
-    return BackwardCorrectedCrossEntropy(_transition_or_smoothing_form(num_classes, alpha, transition, alphas))
+    return BackwardCorrectedCrossEntropy(
+        _transition_or_smoothing_form(num_classes, alpha, transition, alphas)
+    )
 
 
 LOSSES: dict[str, LossEntry] = {
@@ -719,7 +721,9 @@ def get_loss(
     if name in LOSSES:
         return LOSSES[name].build(num_classes, alpha=alpha, transition=transition)
     if name == DISTILL:
-        return DistillationCrossEntropy(temperature, smoothing=PROBABILITY.check(alpha), transition=transition)
+        return DistillationCrossEntropy(
+            temperature, smoothing=PROBABILITY.check(alpha), transition=transition
+        )
     if name == DISTILL_FC:
         transition = _transition_or_smoothing_form(num_classes, alpha, transition)
         return DistillationCrossEntropy(temperature, transition=transition)
