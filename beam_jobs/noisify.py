@@ -35,12 +35,14 @@ from keras_components import noise
 from pipeline.core import artifacts, layout
 from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.config import to_plain
+from pipeline.core.datasets import DATASETS
 from pipeline.core.errors import UserError
 from pipeline.core.schema import make_example
 
 SOURCE_SPLITS = ("train", "test")  # read from the source
 SPLITS = ("train", "validation", "test")  # written: validation is held out of the source's train split
 DEAD_LETTER = "dead_letter"
+ANNOTATION_PREFIX = "annotation-"  # counts of each human annotation: .counts-annotation-<feature>.json
 # The key of the validation hold-out's hash: fixed, so the validation examples do not change with noise.seed.
 VALIDATION_KEY = 0x56414C4944  # "VALID"
 
@@ -71,9 +73,13 @@ class NoisifyChunk(beam.DoFn):
         seed,
         validation_fraction=0.0,
         instance_rate=None,
+        annotation="",
+        annotations=(),
     ):
         self._source = source
         self._instance_rate = instance_rate  # instance-dependent noise at this rate; None: T or labels
+        self._annotation = annotation  # human noise: the source's feature of noisy labels
+        self._annotations = tuple(annotations) or ((annotation,) if annotation else ())  # all counted
         self._validation_fraction = validation_fraction
         self._dataset = dataset
         self._num_classes = num_classes
@@ -87,12 +93,18 @@ class NoisifyChunk(beam.DoFn):
 
     def process(self, chunk):
         split, start, end = chunk
-        images, clean = self._source.read(split, start, end)
+        human = split == "train" and bool(self._annotation)
+        images, clean, *annotated = self._source.read(split, start, end, self._annotations if human else ())
+        annotated = annotated[0] if annotated else {}
         ids = [f"{self._dataset}/{split}/{i}" for i in range(start, start + len(clean))]
         valid = (clean >= 0) & (clean < self._num_classes)
+        if human:
+            valid &= (annotated[self._annotation] >= 0) & (annotated[self._annotation] < self._num_classes)
         if images.shape[1:] != self._image_shape:
             valid[:] = False
-        if split == "train" and self._noisy_labels is not None:
+        if human:
+            labels = annotated[self._annotation]
+        elif split == "train" and self._noisy_labels is not None:
             labels = self._noisy_labels[start : start + len(clean)]
         elif split == "train" and self._instance_rate is not None:
             labels = clean.copy()
@@ -116,11 +128,12 @@ class NoisifyChunk(beam.DoFn):
         for i, example_id in enumerate(ids):
             if not valid[i]:
                 self._bad.inc()
-                reason = (
-                    f"image shape {images.shape[1:]} != {self._image_shape}"
-                    if images.shape[1:] != self._image_shape
-                    else f"label {clean[i]} outside [0, {self._num_classes})"
-                )
+                if images.shape[1:] != self._image_shape:
+                    reason = f"image shape {images.shape[1:]} != {self._image_shape}"
+                elif not 0 <= clean[i] < self._num_classes:
+                    reason = f"label {clean[i]} outside [0, {self._num_classes})"
+                else:
+                    reason = f"{self._annotation} {labels[i]} outside [0, {self._num_classes})"
                 yield beam.pvalue.TaggedOutput(DEAD_LETTER, f"{example_id}\t{reason}")
                 continue
             out_split = "validation" if held_out[i] else split
@@ -130,6 +143,11 @@ class NoisifyChunk(beam.DoFn):
         self._flipped.inc(int((labels[valid] != clean[valid]).sum()))
         for out_split, matrix in counts.items():
             yield beam.pvalue.TaggedOutput("counts", (out_split, matrix))
+        for name, values in annotated.items():  # every annotation's flips, on the examples kept
+            matrix = np.zeros((self._num_classes, self._num_classes), np.int64)
+            ok = valid & (values >= 0) & (values < self._num_classes)
+            np.add.at(matrix, (clean[ok], values[ok]), 1)
+            yield beam.pvalue.TaggedOutput("counts", (f"{ANNOTATION_PREFIX}{name}", matrix))
 
 
 class NoisifyChunkToShard(NoisifyChunk):
@@ -209,6 +227,18 @@ def validate_config(config) -> None:
             raise UserError(f"data.{key} must be >= 0 (0 = all), got {config.data[key]}")
     if not 0.0 <= config.data.validation_fraction < 1.0:
         raise UserError(f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}")
+    if noise.NOISE_MODELS[n.model].annotated:
+        annotations = DATASETS[config.data.dataset].annotations if config.data.dataset in DATASETS else ()
+        if not annotations:
+            annotated = ", ".join(name for name, d in DATASETS.items() if d.annotations)
+            raise UserError(
+                f"noise.model={n.model} reads a dataset's human labels: data.dataset must be one of {annotated}, "
+                f"got {config.data.dataset!r}"
+            )
+        if n.annotation not in annotations:
+            raise UserError(
+                f"noise.annotation {n.annotation!r}: {config.data.dataset} has {', '.join(annotations)}"
+            )
 
 
 def noise_report(
@@ -294,7 +324,8 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
         f"noisify: {info.origin}: {sizes['train']} train, {sizes['test']} test examples, "
         f"{info.num_classes} classes, images {tuple(image_shape)}"
     )
-    log(f"noisify: noise {config.noise.model} rate {config.noise.rate} seed {config.noise.seed} -> {out_dir}")
+    what = f"annotation {config.noise.annotation}" if model.annotated else f"rate {config.noise.rate}"
+    log(f"noisify: noise {config.noise.model} {what} seed {config.noise.seed} -> {out_dir}")
 
     out_dir = artifacts.prepare_output(out_dir, force=force)
     size = config.data.chunk_size
@@ -306,6 +337,8 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             transition=transition, noisy_labels=noisy_labels, seed=config.noise.seed,
             validation_fraction=float(config.data.validation_fraction),
             instance_rate=float(config.noise.rate) if model.instance else None,
+            annotation=config.noise.annotation if model.annotated else "",
+            annotations=DATASETS[info.dataset].annotations if model.annotated else (),
         )  # fmt: skip
 
     # Read back through Beam's FileSystems: out_dir may be local or a URL (gs://...).
@@ -330,6 +363,14 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
         s: noise_report(counts[s], *((transition, expected_rate) if s != "test" else (None, None)))
         for s in written
     }
+    if model.annotated:  # the realised rate of every annotation the dataset has, on the same examples
+        report["annotations"] = {}
+        for name in DATASETS[info.dataset].annotations:
+            path = str(artifacts.join(out_dir, f".counts-{ANNOTATION_PREFIX}{name}.json"))
+            report["annotations"][name] = noise_report(
+                np.array(json.loads(artifacts.read_bytes(path)), np.int64), None
+            )
+            FileSystems.delete([path])
     report["noise"] = to_plain(config.noise)
     report["dead_letter_records"] = dead
     artifacts.atomic_write_json(artifacts.join(out_dir, "noise_report.json"), report)

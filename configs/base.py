@@ -60,6 +60,7 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.noise.rate = 0.2  # rho, the probability a train label is flipped; the paper's 20%
     c.noise.transition_file = ""  # model=matrix: a .npy or .json L x L row-stochastic T
     c.noise.labels_file = ""  # model=labels: per-example noisy labels (.npy/.csv) in source order
+    c.noise.annotation = ""  # model=human: the dataset's human labels, e.g. worse_label (README: CIFAR-N)
     c.noise.seed = 0  # the noise draw: the same seed gives the same noisy labels on any runner
 
     c.model = ml_collections.ConfigDict()
@@ -131,5 +132,5 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.sweep.seeds = (0,) if smoke else (0, 1, 2, 3, 4)  # the paper's five repeats
     c.sweep.noise_rates = ()  # one setting per noise rate, each its own data and models; () = noise.rate only
     c.sweep.student_noise_rates = ()  # the noise rates whose students run; () = every rate
-    c.sweep.redraw_noise = True  # seed s draws its own noise too (noise.seed + s); False = one draw; ours
+    c.sweep.redraw_noise = True  # seed s draws its own noise (noise.seed + s), if seeded; False: one; ours
     return c

@@ -332,6 +332,8 @@ class NoiseModel:
         label: the data artifact's noise label when the rate does not name it.
         per_example: the noisy labels come from `noise.labels_file`, one per training example.
         instance: the noisy label depends on the image (`instance_noisy_labels`); no T.
+        annotated: the noisy labels are the dataset's own human labels (`noise.annotation`); no T.
+        uses_seed: whether `noise.seed` changes the noisy labels (so each seed may draw its own).
     """
 
     name: str
@@ -340,13 +342,17 @@ class NoiseModel:
     label: str = ""
     per_example: bool = False
     instance: bool = False
+    annotated: bool = False
+    uses_seed: bool = True
 
-    def data_label(self, rate: float) -> str:
-        """The noise part of a data artifact's name: `symmetric0.2`, `labels`, `clean`."""
+    def data_label(self, rate: float, annotation: str = "") -> str:
+        """The noise part of a data artifact's name: `symmetric0.2`, `labels`, `clean`, `human-worse_label`."""
+        if self.annotated:
+            return f"{self.label}-{annotation}"
         return f"{self.name}{rate:g}" if self.uses_rate else self.label
 
 
-SYMMETRIC, UNIFORM, PAIR_FLIP, MATRIX, LABELS, NONE, INSTANCE = (
+SYMMETRIC, UNIFORM, PAIR_FLIP, MATRIX, LABELS, NONE, INSTANCE, HUMAN = (
     "symmetric",
     "uniform",
     "pair_flip",
@@ -354,6 +360,7 @@ SYMMETRIC, UNIFORM, PAIR_FLIP, MATRIX, LABELS, NONE, INSTANCE = (
     "labels",
     "none",
     "instance",
+    "human",
 )
 NOISE_MODELS: dict[str, NoiseModel] = {
     model.name: model
@@ -362,9 +369,14 @@ NOISE_MODELS: dict[str, NoiseModel] = {
         NoiseModel(UNIFORM, lambda num_classes, rate, _: uniform_transition(num_classes, rate)),
         NoiseModel(PAIR_FLIP, lambda num_classes, rate, _: pair_flip_transition(num_classes, rate)),
         NoiseModel(MATRIX, _matrix_from_file),
-        NoiseModel(LABELS, lambda num_classes, rate, _: None, uses_rate=False, label=LABELS, per_example=True),
-        NoiseModel(NONE, lambda num_classes, rate, _: np.eye(num_classes), uses_rate=False, label="clean"),
+        NoiseModel(LABELS, lambda num_classes, rate, _: None, uses_rate=False, label=LABELS, per_example=True,
+                   uses_seed=False),
+        NoiseModel(NONE, lambda num_classes, rate, _: np.eye(num_classes), uses_rate=False, label="clean",
+                   uses_seed=False),
         NoiseModel(INSTANCE, lambda num_classes, rate, _: None, instance=True),
+        # CIFAR-N's human labels: the annotation a dataset carries (pipeline.core.datasets).
+        NoiseModel(HUMAN, lambda num_classes, rate, _: None, uses_rate=False, label=HUMAN, annotated=True,
+                   uses_seed=False),
     )
 }  # fmt: skip
 
@@ -372,7 +384,7 @@ NOISE_MODELS: dict[str, NoiseModel] = {
 def make_transition(
     model: str, num_classes: int, rate: float, transition_file: str = ""
 ) -> np.ndarray | None:
-    """The T a noise config names; None for per-example noisy labels (`noise.labels_file`) and instance noise."""
+    """The T a noise config names; None for per-example labels (a file, the dataset's human labels) and instance noise."""
     if model not in NOISE_MODELS:
         raise ValueError(f"unknown noise.model {model!r}; one of {', '.join(NOISE_MODELS)}")
     return NOISE_MODELS[model].transition(num_classes, rate, transition_file)

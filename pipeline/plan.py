@@ -175,7 +175,11 @@ class _Setting:
 
     def data(self, seed: int | None) -> Node:
         """The noisy data a seed trains on: its own noise draw (noise.seed + seed) with sweep.redraw_noise."""
-        key = seed if self.config.sweep.redraw_noise else None
+        from keras_components.noise import NOISE_MODELS
+
+        model = NOISE_MODELS.get(self.config.noise.model)
+        redraw = self.config.sweep.redraw_noise and (model is None or model.uses_seed)
+        key = seed if redraw else None
         if key not in self.datas:
             config, overrides = self.config, {}
             if key is not None:

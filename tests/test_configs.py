@@ -26,6 +26,10 @@ SPECS = (
     [f"{name}.py{arg}" for name in ("quickstart", "fmnist_paper", "fmnist_length") for arg in ("", ":smoke")]
     + [f"fmnist_paper.py:{rate}{s}" for rate in ("rho0.2", "rho0.4") for s in ("", ",smoke")]
     + [f"fmnist_beyond.py:{model}{s}" for model in ("symmetric", "instance") for s in ("", ",smoke")]
+    + [
+        f"cifar_n.py{a}"
+        for a in ("", ":cifar10_n,aggre_label", ":cifar10_n,random_label2,smoke", ":cifar100_n,smoke")
+    ]
     + [f"cifar.py:{a},{m}{s}" for a in CIFAR_ARGS for m in ("ce", "ls", "fc", "bc") for s in ("", ",smoke")]
     + [f"cifar_distill.py:{a}{s}" for a in CIFAR_ARGS for s in ("", ",smoke")]
     + [f"imagenet.py{a}" for a in ("", ":smoke", ":ce", ":bc,smoke")]

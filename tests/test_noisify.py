@@ -14,10 +14,11 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from beam_jobs import noisify
-from beam_jobs.core.sources import IdxSource
+from beam_jobs.core.sources import IdxSource, TfdsSource
 from keras_components import noise
 from pipeline import cli
 from pipeline.core import layout
+from pipeline.core.datasets import DATASETS
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -399,3 +400,86 @@ def test_a_mistyped_beam_flag_is_an_error_not_a_warning(tmp_path, idx_dir, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unrecognized arguments: --direct_num_worker" in err[0]
     assert not (tmp_path / "data").exists()
+
+
+CIFAR_N = os.path.join(ROOT, "configs", "cifar_n.py")
+
+
+def test_human_noise_reads_cifar10_n_annotations_through_tfds(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=40):
+        code = cli.main([
+            "noisify", "--config", f"{CIFAR_N}:cifar10_n,worse_label,smoke", "--workdir", str(tmp_path),
+            "--config.data.chunk_size=16", "--config.data.max_test_examples=8",
+        ])  # fmt: skip
+        annotations = DATASETS["cifar10_n"].annotations
+        # Mock data are drawn per slice: read the slices noisify read (chunks of 16).
+        slices = [TfdsSource("cifar10_n").read("train", a, min(a + 16, 40), annotations) for a in (0, 16, 32)]
+    clean = np.concatenate([s[1] for s in slices])
+    human = {name: np.concatenate([s[2][name] for s in slices]) for name in annotations}
+    assert code == 0
+    path = _artifact(tmp_path)
+    assert os.path.basename(path).startswith("cifar10_n-human-worse_label-s0-")
+    records = {**_read_records(path, "train"), **_read_records(path, "validation")}
+    assert len(records) == 40
+    for i in range(40):
+        label, clean_label, is_noisy, _ = records[f"cifar10_n/train/{i}"]
+        # The noisy label is the annotators' worse_label; the clean one CIFAR's; noisy = they disagree.
+        assert (label, clean_label, is_noisy) == (
+            human["worse_label"][i],
+            clean[i],
+            int(human["worse_label"][i] != clean[i]),
+        )
+    report = json.load(open(os.path.join(path, "noise_report.json")))
+    assert set(report["annotations"]) == set(annotations)
+    for name in annotations:
+        assert report["annotations"][name]["realised_flip_rate"] == pytest.approx(
+            np.mean(human[name] != clean)
+        )
+    flipped = report["train"]["realised_flip_rate"] * report["train"]["num_examples"]
+    flipped += report["validation"]["realised_flip_rate"] * report["validation"]["num_examples"]
+    assert flipped == pytest.approx(np.sum(human["worse_label"] != clean))
+    assert report["train"]["expected_transition"] is None and "expected_flip_rate" not in report["train"]
+
+
+def test_human_noise_reads_cifar100_n_noise_label(tmp_path):
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=24):
+        code = cli.main(["noisify", "--config", f"{CIFAR_N}:cifar100_n,smoke", "--workdir", str(tmp_path),
+                         "--config.data.max_test_examples=8"])  # fmt: skip
+    assert code == 0
+    report = json.load(open(os.path.join(_artifact(tmp_path), "noise_report.json")))
+    assert list(report["annotations"]) == ["noise_label"] and report["noise"]["annotation"] == "noise_label"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--config.noise.annotation=noise_label"],
+         "noise.annotation 'noise_label': cifar10_n has aggre_label, worse_label, random_label1, random_label2, random_label3"),
+        (["--config.noise.annotation=random_label4"], "noise.annotation 'random_label4': cifar10_n has"),
+        (["--config.data.dataset=cifar10", "--config.noise.annotation=worse_label"],
+         "noise.model=human reads a dataset's human labels: data.dataset must be one of cifar10_n, cifar100_n, got 'cifar10'"),
+    ],
+)  # fmt: skip
+def test_a_bad_annotation_is_one_line_exit_2_nothing_written(tmp_path, capsys, extra, message):
+    workdir = tmp_path / "work"
+    code = cli.main(
+        ["noisify", "--config", f"{CIFAR_N}:cifar10_n,worse_label,smoke", "--workdir", str(workdir), *extra]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not workdir.exists()
+
+
+def test_missing_cifar_n_files_are_one_line_naming_the_manual_download(tmp_path, capsys):
+    code = cli.main([
+        "noisify", "--config", f"{CIFAR_N}:cifar10_n,worse_label,smoke", "--workdir", str(tmp_path / "work"),
+        f"--config.data.tfds_data_dir={tmp_path / 'tfds'}",
+    ])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "cifar10_n needs a manual download" in err[0] and "CIFAR-10_human_annotations.csv" in err[0], err
+    assert not glob.glob(str(tmp_path / "work" / "data" / "*" / "manifest.json"))

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import gzip
 import os
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -84,7 +85,11 @@ class IdxSource:
         names = DATASETS[self.dataset].class_names
         return SourceInfo(self.dataset, len(names), names, sizes, f"IDX files in {self.directory}")
 
-    def read(self, split: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, split: str, start: int, end: int, annotations: Sequence[str] = ()) -> tuple:
+        if annotations:
+            raise UserError(
+                f"IDX files of {self.dataset} carry no human annotations ({', '.join(annotations)})"
+            )
         images_stem, labels_stem = _IDX_FILES[split]
         images = _read_idx(_find_idx(self.directory, images_stem))[start:end]
         labels = _read_idx(_find_idx(self.directory, labels_stem))[start:end].astype(np.int64)
@@ -111,10 +116,10 @@ class TfdsSource:
         try:
             return builder.as_dataset(split=split, shuffle_files=False)
         except Exception as e:  # noqa: BLE001
+            known = DATASETS.get(self.dataset)
             hint = (
-                "ImageNet needs a manual download: put the archives in ~/tensorflow_datasets/downloads/manual "
-                "and run `tfds build imagenet2012`"
-                if self.dataset.startswith("imagenet")
+                known.manual_download
+                if known is not None and known.manual_download
                 else f"run `tfds build {self.dataset}` on a machine with internet access and point "
                 "data.tfds_data_dir at the result"
             )
@@ -138,7 +143,8 @@ class TfdsSource:
             self.dataset, len(names), names, sizes, f"tfds {self.dataset} in {builder.data_dir}"
         )
 
-    def read(self, split: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    def read(self, split: str, start: int, end: int, annotations: Sequence[str] = ()) -> tuple:
+        """(images, clean labels) of `split[start:end]`, and {feature: labels} of the `annotations` if any."""
         import tensorflow as tf
 
         builder = self._builder()
@@ -154,24 +160,32 @@ class TfdsSource:
                 image = tf.image.resize(image, new, antialias=True)
                 image = tf.image.resize_with_crop_or_pad(image, size, size)
                 return {
-                    "image": tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
-                    "label": example["label"],
-                }
+                    **example, "image": tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8),
+                }  # fmt: skip
 
             ds = ds.map(resize)
-        images, labels = [], []
+        images, labels, annotated = [], [], {name: [] for name in annotations}
         for example in ds.as_numpy_iterator():
             images.append(example["image"])
             labels.append(example["label"])
+            for name, values in annotated.items():
+                if name not in example:
+                    raise UserError(f"{self.dataset} has no feature {name!r}")
+                values.append(example[name])
+        extra = (
+            ({k: np.asarray(v, dtype=np.int64).reshape(-1) for k, v in annotated.items()},)
+            if annotations
+            else ()
+        )
         if not images:
-            return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int64)
+            return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int64), *extra
         try:
             stacked = np.stack(images)
         except ValueError:
             raise UserError(
                 f"{self.dataset} images differ in size; set data.image_size to resize them (e.g. 224)"
             ) from None
-        return stacked, np.asarray(labels, dtype=np.int64)
+        return stacked, np.asarray(labels, dtype=np.int64), *extra
 
 
 def resolve_source(data_config) -> IdxSource | TfdsSource:

@@ -20,6 +20,9 @@ class Dataset:
         "" = read through tfds only.
       idx_package: the Debian package that installs them.
       class_names: the class names, for the IDX source (tfds gives its own).
+      annotations: the features of human noisy labels (noise.model=human, noise.annotation), in
+        tfds' names; () = none. The clean label is "label".
+      manual_download: what to do when tfds has not prepared it (its files need a manual download).
     """
 
     name: str
@@ -28,6 +31,16 @@ class Dataset:
     idx_dir: str = ""
     idx_package: str = ""
     class_names: tuple[str, ...] = ()
+    annotations: tuple[str, ...] = ()
+    manual_download: str = ""
+
+
+def _cifar_n_steps(name: str, classes: str) -> str:
+    return (
+        f'{name} needs a manual download (README, "Real human noise: CIFAR-N"): put side_info_cifar{classes}N.csv, '
+        f"image_order_c{classes}.npy and CIFAR-{classes}_human_annotations.csv (converted from "
+        f"CIFAR-{classes}_human_ordered.npy) in ~/tensorflow_datasets/downloads/manual and run `tfds build {name}`"
+    )
 
 
 DATASETS: dict[str, Dataset] = {
@@ -40,6 +53,14 @@ DATASETS: dict[str, Dataset] = {
             ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
              "Ankle boot"),
         ),
-        Dataset("imagenet2012", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        Dataset("imagenet2012", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), manual_download=(
+            "ImageNet needs a manual download: put the archives in ~/tensorflow_datasets/downloads/manual "
+            "and run `tfds build imagenet2012`")),
+        # CIFAR-N (Wei et al., ICLR 2022): CIFAR's train images with human labels; the images' statistics are CIFAR's.
+        Dataset("cifar10_n", (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                annotations=("aggre_label", "worse_label", "random_label1", "random_label2", "random_label3"),
+                manual_download=_cifar_n_steps("cifar10_n", "10")),
+        Dataset("cifar100_n", (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), annotations=("noise_label",),
+                manual_download=_cifar_n_steps("cifar100_n", "100")),
     )
 }  # fmt: skip

@@ -25,6 +25,7 @@ from typing import Any
 import ml_collections
 
 from keras_components.losses import LOSSES
+from keras_components.noise import HUMAN, NOISE_MODELS
 from pipeline.core import artifacts
 from pipeline.core.config import to_plain
 from pipeline.core.spec import ModelSpec
@@ -73,6 +74,8 @@ def data_section(config: ml_collections.ConfigDict) -> dict:
     noise = to_plain(config.noise)
     noise["transition_file_sha256"] = _file_digest(config.noise.transition_file)
     noise["labels_file_sha256"] = _file_digest(config.noise.labels_file)
+    if config.noise.model != HUMAN:  # only human noise reads it: data named before it existed keep their name
+        noise.pop("annotation", None)
     return {"data": to_plain(config.data), "noise": noise}
 
 
@@ -81,11 +84,11 @@ def data_fingerprint(config: ml_collections.ConfigDict) -> str:
 
 
 def data(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Artifact:
-    from keras_components.noise import NOISE_MODELS
-
     n = config.noise
     noise_name = (
-        NOISE_MODELS[n.model].data_label(n.rate) if n.model in NOISE_MODELS else f"{n.model}{n.rate:g}"
+        NOISE_MODELS[n.model].data_label(n.rate, n.annotation)
+        if n.model in NOISE_MODELS
+        else f"{n.model}{n.rate:g}"
     )
     return _artifact(
         "noisify", workdir, f"{config.data.dataset}-{noise_name}-s{n.seed}", data_fingerprint(config)
@@ -120,8 +123,6 @@ def model_section(config: ml_collections.ConfigDict) -> dict:
 
 def uses_transition_file(config: ml_collections.ConfigDict) -> bool:
     """Whether a teacher config trains with a transition matrix read from loss.transition_file."""
-    from keras_components.losses import LOSSES
-
     loss = config.loss
     return not config.distill.enabled and loss.transition == "file" and LOSSES[loss.name].uses_transition
 

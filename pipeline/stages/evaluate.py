@@ -209,7 +209,7 @@ def _setting(model_manifest: Mapping, data_manifest: Mapping) -> dict:
     noise_cfg = data_cfg.get("noise") or {}
     noise_cfg.pop("seed", None)  # repeats may redraw the noise
     noise_name = (
-        f"{noise_cfg['model']} noise {noise_cfg.get('rate', '')}".strip()
+        f"{noise_cfg['model']} noise {noise_cfg.get('annotation') or noise_cfg.get('rate', '')}".strip()
         if "model" in noise_cfg
         else "noise ?"
     )
