@@ -76,6 +76,23 @@ def test_first_divergence_reads_a_history_resumed_or_not():
     assert found["step"] == 20 and found["epoch"] == 2 and "below 0" in found["reason"]
     assert curves.first_divergence(epochs[:1], 1000.0) is None
     assert curves.curves_of(epochs)[2] == {"epoch": 3, "step": 30, "max_abs_logit": 5e6}
+    # Negative smoothing has no loss floor: only the logit limit (or a non-finite loss) marks it.
+    unbounded = curves.first_divergence(epochs, 1000.0, loss_floor=-math.inf)
+    assert unbounded["step"] == 30 and "past train.divergence_logit_limit" in unbounded["reason"]
+    assert curves.divergence(-1e6, 10.0, 1000.0, loss_floor=-math.inf) == ""
+    assert "is nan" in curves.divergence(math.nan, 10.0, 1000.0, loss_floor=-math.inf)
+
+
+def test_the_loss_floor_is_each_losss_own():
+    from pipeline.stages.train import loss_floor
+
+    def floor(*overrides):
+        return loss_floor(load_config(CONFIG, list(overrides)))
+
+    assert (
+        floor() == floor("loss.name=bc", "loss.alpha=0.1") == floor("loss.name=ls", "loss.alpha=0.1") == 0.0
+    )
+    assert floor("loss.name=ls", "loss.alpha=-0.2") == -math.inf
 
 
 # ---------------------------------------------------------------- learning curves
