@@ -279,7 +279,7 @@ def normalised_images(images) -> np.ndarray:
 def instance_noisy_labels(
     ids: Sequence[str | bytes], images, clean_labels, num_classes: int, rate: float, seed: int
 ) -> np.ndarray:
-    """Instance-dependent noisy labels (Xia et al., NeurIPS 2020, their Algorithm 2).
+    """Instance-dependent noisy labels: the generator of Xia et al. (NeurIPS 2020, "Part-dependent label noise").
 
     For an example (x, y): its flip rate q is drawn from a normal around `rate`
     (std `INSTANCE_RATE_STD`) truncated to [0, 1]; its scores are x W_y, x the
