@@ -279,7 +279,7 @@ def normalised_images(images) -> np.ndarray:
 def instance_noisy_labels(
     ids: Sequence[str | bytes], images, clean_labels, num_classes: int, rate: float, seed: int
 ) -> np.ndarray:
-    """Instance-dependent noisy labels: the generator of Xia et al. (NeurIPS 2020, "Part-dependent label noise").
+    """Instance-dependent noisy labels: the generator of Xia et al. (NeurIPS 2020, part-dependent noise).
 
     For an example (x, y): its flip rate q is drawn from a normal around `rate`
     (std `INSTANCE_RATE_STD`) truncated to [0, 1]; its scores are x W_y, x the
@@ -346,7 +346,7 @@ class NoiseModel:
     uses_seed: bool = True
 
     def data_label(self, rate: float, annotation: str = "") -> str:
-        """The noise part of a data artifact's name: `symmetric0.2`, `labels`, `clean`, `human-worse_label`."""
+        """The noise part of a data artifact's name: `symmetric0.2`, `labels`, `clean`, `human-aggre_label`."""
         if self.annotated:
             return f"{self.label}-{annotation}"
         return f"{self.name}{rate:g}" if self.uses_rate else self.label
@@ -384,7 +384,7 @@ NOISE_MODELS: dict[str, NoiseModel] = {
 def make_transition(
     model: str, num_classes: int, rate: float, transition_file: str = ""
 ) -> np.ndarray | None:
-    """The T a noise config names; None for per-example labels (a file, the dataset's human labels) and instance noise."""
+    """The T a noise config names; None for per-example labels (a file, human annotations) and instance noise."""
     if model not in NOISE_MODELS:
         raise ValueError(f"unknown noise.model {model!r}; one of {', '.join(NOISE_MODELS)}")
     return NOISE_MODELS[model].transition(num_classes, rate, transition_file)
