@@ -25,7 +25,11 @@ CIFAR_ARGS = [",".join(p) for p in itertools.product(("cifar10", "cifar100"), ("
 SPECS = (
     [f"{name}.py{arg}" for name in ("quickstart", "fmnist_paper", "fmnist_length") for arg in ("", ":smoke")]
     + [f"fmnist_paper.py:{rate}{s}" for rate in ("rho0.2", "rho0.4") for s in ("", ",smoke")]
-    + [f"fmnist_beyond.py:{model}{s}" for model in ("symmetric", "instance") for s in ("", ",smoke")]
+    + [
+        f"fmnist_beyond.py:{model}{s}"
+        for model in ("symmetric", "instance")
+        for s in ("", ",smoke", ",direct")
+    ]
     + [
         f"cifar_n.py{a}"
         for a in ("", ":cifar10_n,aggre_label", ":cifar10_n,random_label2,smoke", ":cifar100_n,smoke")
