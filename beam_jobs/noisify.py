@@ -94,7 +94,10 @@ class NoisifyChunk(beam.DoFn):
     def process(self, chunk):
         split, start, end = chunk
         human = split == "train" and bool(self._annotation)
-        images, clean, *annotated = self._source.read(split, start, end, self._annotations if human else ())
+        # A source's read takes annotations only when asked for them (the IDX source has none).
+        images, clean, *annotated = self._source.read(
+            split, start, end, *((self._annotations,) if human else ())
+        )
         annotated = annotated[0] if annotated else {}
         ids = [f"{self._dataset}/{split}/{i}" for i in range(start, start + len(clean))]
         valid = (clean >= 0) & (clean < self._num_classes)
