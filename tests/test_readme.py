@@ -54,3 +54,22 @@ def test_results_numbers_are_the_committed_reports_numbers():
     # Each of the paper's seven claims has a verdict.
     for claim in range(1, 8):
         assert re.search(rf"^\| {claim} \|.*\| \*\*(holds|does not hold|inconclusive)", section, re.M), claim
+
+
+def test_beyond_the_paper_numbers_are_the_committed_reports_numbers():
+    """Every "mean ± std" in "Beyond the paper" is a cell of a fashion_mnist_beyond report, and each question
+    has a verdict."""
+    root = os.path.dirname(README)
+    section = _section(open(README).read(), "Beyond the paper")
+    reports = os.path.join(root, "results", "fashion_mnist_beyond")
+    report = "\n".join(
+        open(os.path.join(reports, name, "report.md")).read()
+        for name in ("symmetric", "instance", "symmetric_direct")
+        if os.path.exists(os.path.join(reports, name, "report.md"))
+    )
+    cells = re.findall(r"[-+−]?\d+\.\d+ ± \d+\.\d+", section)
+    assert len(cells) >= 8, "the section quotes the reports' cells"
+    missing = [c for c in cells if c not in report]
+    assert not missing, f"not in the committed reports: {missing}"
+    verdicts = re.findall(r"^\| [^|]+ \|.*\| \*\*(holds|does not hold|inconclusive)", section, re.M)
+    assert len(verdicts) >= 2, "both questions have a verdict"
