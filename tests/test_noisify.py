@@ -60,15 +60,17 @@ def _artifact(workdir):
     return path
 
 
+def _id_and_label(kv):
+    """(id, noisy label) of a NoisifyChunk output (split, serialised Example)."""
+    f = tf.train.Example.FromString(kv[1]).features.feature
+    return f["id"].bytes_list.value[0].decode(), f["label"].int64_list.value[0]
+
+
 def test_noisify_chunk_labels_equal_the_pure_function(idx_dir):
     source = IdxSource("fashion_mnist", idx_dir)
     t = noise.symmetric_transition(10, 0.4)
     ids = [f"fashion_mnist/train/{i}" for i in range(100, 160)]
     expected = list(zip(ids, noise.assign_noisy_labels(ids, np.arange(100, 160) % 10, t, seed=5).tolist()))
-
-    def id_and_label(kv):
-        f = tf.train.Example.FromString(kv[1]).features.feature
-        return f["id"].bytes_list.value[0].decode(), f["label"].int64_list.value[0]
 
     with TestPipeline() as p:
         outputs = (
@@ -78,7 +80,7 @@ def test_noisify_chunk_labels_equal_the_pure_function(idx_dir):
                 noisify.NoisifyChunk(source, "fashion_mnist", 10, (28, 28, 1), t, None, 5)
             ).with_outputs(noisify.DEAD_LETTER, "counts", main="examples")
         )
-        assert_that(outputs.examples | beam.Map(id_and_label), equal_to(expected))
+        assert_that(outputs.examples | beam.Map(_id_and_label), equal_to(expected))
         assert_that(outputs[noisify.DEAD_LETTER], equal_to([]), label="NoDeadLetters")
 
 
@@ -87,10 +89,6 @@ def test_instance_noise_chunks_equal_the_pure_function_and_its_report(tmp_path, 
     images, clean = source.read("train", 100, 160)
     ids = [f"fashion_mnist/train/{i}" for i in range(100, 160)]
     expected = noise.instance_noisy_labels(ids, images, clean, 10, 0.4, seed=5)
-
-    def id_and_label(kv):
-        f = tf.train.Example.FromString(kv[1]).features.feature
-        return f["id"].bytes_list.value[0].decode(), f["label"].int64_list.value[0]
 
     with TestPipeline() as p:
         outputs = (
@@ -102,7 +100,7 @@ def test_instance_noise_chunks_equal_the_pure_function_and_its_report(tmp_path, 
                 )
             ).with_outputs(noisify.DEAD_LETTER, "counts", main="examples")
         )
-        assert_that(outputs.examples | beam.Map(id_and_label), equal_to(list(zip(ids, expected.tolist()))))
+        assert_that(outputs.examples | beam.Map(_id_and_label), equal_to(list(zip(ids, expected.tolist()))))
     # The whole stage: the realised rate against the flip rates' mean, and the realised class-to-class matrix.
     assert _noisify(tmp_path, idx_dir, "--config.noise.model=instance", "--config.noise.rate=0.4") == 0
     report = json.loads(open(os.path.join(_artifact(tmp_path), "noise_report.json")).read())["train"]
