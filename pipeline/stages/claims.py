@@ -181,9 +181,7 @@ def checks(setting) -> list[Check]:
     # 8. Beyond the paper (Wei et al. 2022): negative smoothing beats LS at high noise rates.
     nls_best = setting.chosen(LS, sign=-1)
     if nls_best is not None and ls_best is not None:
-        from pipeline.stages.report import negative_column  # (report imports this module when it runs)
-
-        label = f"{negative_column(LS)} α={nls_best.alpha:g}"
+        label = f"N{nls_best.label}"
         add("8", f"test accuracy (%), {chosen} each", nls_best, label, ">", ls_best, ls_best.label, acc, 2)
     return out
 
