@@ -87,18 +87,21 @@ class TeacherModel:
             )
             return (tf.cast(images, tf.float32) / scale - mean) / std
 
-        @tf.function(input_signature=signature)
         def infer(serialized, scale, mean, std):
             logits, pre_logits = self.model(
                 decode_and_normalise(serialized, scale, mean, std), training=False
             )
             return logits, pre_logits
 
-        self._preprocess = tf.function(decode_and_normalise, input_signature=signature)
-        self._infer = infer
+        # Traced once here, for any batch size (RunInference's last batch is short): see TracedOnce.
+        self._infer = trained_model.TracedOnce(infer, signature)
+        self._decode_and_normalise, self._signature = decode_and_normalise, signature
+        self._preprocess = None
 
     def preprocess(self, serialized: Sequence[bytes]):
         """The model's inputs for a batch of serialised Examples (float32 [B, H, W, C])."""
+        if self._preprocess is None:  # only tests ask: traced on first use
+            self._preprocess = trained_model.TracedOnce(self._decode_and_normalise, self._signature)
         return self._preprocess(np.asarray(serialized, dtype=object), *self._constants)
 
     def __call__(self, serialized: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:

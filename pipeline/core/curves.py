@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_components.metrics import expected_calibration_error
-from pipeline.core import tfdata
+from pipeline.core import tfdata, trained_model
 
 CURVE_KEYS = (
     "test_accuracy",
@@ -134,16 +134,10 @@ class LearningCurves(keras.callbacks.Callback):
             return {}
         if self._datasets is None:
             self._datasets = self._subsamples()
-            image_shape = tuple(int(d) for d in self.manifest["image_shape"])
-            network = self.network
-
-            @tf.function(
-                input_signature=[tf.TensorSpec([None, *image_shape], tf.float32)], reduce_retracing=True
+            # One trace for the whole training: every epoch, subsample and last-batch size.
+            self._forward = trained_model.forward_function(
+                self.network, self.manifest["image_shape"], pre_logits=False
             )
-            def forward(images):
-                return network(images, training=False)
-
-            self._forward = forward
         values: dict[str, float] = {}
         largest = 0.0
         for name, dataset in self._datasets.items():

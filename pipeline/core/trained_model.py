@@ -5,12 +5,16 @@ way: `model.keras` of a complete, checksum-verified artifact, with Keras' safe
 mode on and this package's serialisable classes registered; a model that does
 not load, lacks the `pre_logits` / `logits` layers, or does not fit the data is
 a one-line UserError.
+
+`forward_function` gives a network's forward pass traced exactly once, for any
+batch size: a process that runs many models in a row (a long-lived worker)
+pays one trace per model and sees no TensorFlow retracing warning.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pipeline.core import artifacts
@@ -98,3 +102,71 @@ def check_fits(
             f"model {path} takes images of shape {list(shape)}, but the data {data_dir} have {list(image_shape)}"
         )
     return int(model.get_layer("pre_logits").output.shape[-1])
+
+
+class TracedOnce:
+    """`fn` as one concrete TensorFlow function, traced when made; a call never retraces.
+
+    Calls go straight to the concrete function of `input_signature`, whose None
+    dimensions (the batch) take any size, so a short last batch runs the same
+    graph and an input of another dtype or shape is a TypeError, not a new trace.
+    This is also why a process that makes one of these per model (a worker that
+    evaluates, exports or trains many models in a row) stays quiet: a
+    `tf.function` called through its own dispatch counts the traces of every
+    `tf.function` made from the same Python code together, and after five models
+    warns "N out of the last M calls to ... triggered tf.function retracing",
+    although each model was traced once.
+
+    Args:
+      fn: a Python function of tensors returning tensors (or a nest of them).
+      input_signature: one `tf.TensorSpec` per argument of `fn`.
+    """
+
+    def __init__(self, fn: Callable, input_signature: Sequence):
+        import tensorflow as tf
+
+        self.function = tf.function(fn, input_signature=list(input_signature))
+        self._concrete = self.function.get_concrete_function()
+        self._specs = list(input_signature)
+        self._tensor = tf.Tensor
+
+    def __call__(self, *args):
+        # A concrete function checks the shapes of Python and NumPy inputs but not of tensors.
+        for spec, value in zip(self._specs, args):
+            if isinstance(value, self._tensor) and not spec.is_compatible_with(value):
+                raise TypeError(
+                    f"{self.function.__name__} takes {spec.dtype.name} {spec.shape}, got {value.dtype.name} "
+                    f"{value.shape}"
+                )
+        return self._concrete(*args)
+
+    @property
+    def tracing_count(self) -> int:
+        """How often `fn` was traced: 1, whatever the calls since."""
+        return int(self.function.experimental_get_tracing_count())
+
+
+def forward_function(model, image_shape: Sequence[int], *, pre_logits: bool = True) -> TracedOnce:
+    """A network's inference forward pass (`training=False`), traced once for any batch size.
+
+    Args:
+      model: the network; with `pre_logits`, one with the layers `pre_logits` and `logits`.
+      image_shape: its input shape without the batch dimension, e.g. (28, 28, 1).
+      pre_logits: return (logits, pre-logits) instead of the logits alone.
+
+    Returns:
+      float32 images [B, *image_shape] -> logits [B, L], or [logits, pre-logits [B, D]].
+    """
+    import tensorflow as tf
+
+    if pre_logits:
+        from keras_components.models import pre_logits_model
+
+        network = pre_logits_model(model)
+    else:
+        network = model
+
+    def forward(images):
+        return network(images, training=False)
+
+    return TracedOnce(forward, [tf.TensorSpec([None, *(int(d) for d in image_shape)], tf.float32)])

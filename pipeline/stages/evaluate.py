@@ -242,21 +242,6 @@ def _check_eval_config(e: ml_collections.ConfigDict, num_classes: int) -> tuple[
     return classes
 
 
-def _forward_function(model, image_shape: tuple[int, ...]) -> Callable:
-    """images -> (logits, pre-logits), traced once for any batch size."""
-    import tensorflow as tf
-
-    from keras_components.models import pre_logits_model
-
-    extractor = pre_logits_model(model)
-
-    @tf.function(input_signature=[tf.TensorSpec([None, *image_shape], tf.float32)], reduce_retracing=True)
-    def forward(images):
-        return extractor(images, training=False)
-
-    return forward
-
-
 def validation_numbers(passed: dict) -> dict:
     """Validation accuracy (%) against the split's noisy labels and against its clean labels."""
     return {
@@ -414,7 +399,7 @@ def evaluate_stage(
     out_dir = artifacts.prepare_output(out_dir, force=force)
     name = str(model_manifest.get("model_name") or model_dir.name)
     log(f"evaluate: {name} on {tfdata.describe(data_manifest)} -> {out_dir}")
-    forward = _forward_function(model, image_shape)
+    forward = trained_model.forward_function(model, image_shape)  # one trace, all splits and batch sizes
     common = {"batch_size": int(e.batch_size), "num_classes": num_classes}
     test = _forward_pass(forward, data_dir, data_manifest, "test", num_bins=int(e.num_bins), **common)
     train = _forward_pass(
