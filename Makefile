@@ -1,10 +1,12 @@
 # `make demo` and `make test` each set everything up from nothing: a virtual
 # environment in .venv with this package installed editable (with dev extras),
-# and Debian's dataset-fashion-mnist where apt-get is usable.
+# and Debian's dataset-fashion-mnist where apt-get is usable. `make bench` adds the
+# bench extra (the CPU build of PyTorch that setup.py pins) to the same environment.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.installed-bench-stamp
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_WORKDIR ?= demo_workdir
 
@@ -14,6 +16,11 @@ $(STAMP): setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
+
+# Only `make bench` installs the bench extra (torch, for benchmarks/train.py's PyTorch side).
+$(BENCH_STAMP): $(STAMP) setup.py
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 $(FMNIST_DIR):
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
@@ -35,7 +42,7 @@ lint: setup
 test: lint
 	$(BIN)/pytest
 
-bench: setup
+bench: setup $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 clean:

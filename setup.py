@@ -39,7 +39,9 @@ setup(
         # ruff pinned: its formatting changes between releases; jax (CPU) runs tests/test_jax_backend.py
         "dev": ["pytest>=8", "ruff==0.17.*", "jax>=0.10"],
         "gcp": ["apache-beam[gcp]>=2.60,<3"],
-        "bench": ["torch>=2.9"],
+        # benchmarks/train.py's PyTorch side; pinned: this release is the CPU build available here,
+        # a range admitting newer releases would fetch a multi-GB CUDA build
+        "bench": ["torch==2.13.0"],
     },
     entry_points={"console_scripts": ["smear=pipeline.cli:main"]},
 )

@@ -1,12 +1,12 @@
 """Run every benchmark in benchmarks/ in sequence and write results/benchmarks.md.
 
-    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about 7 minutes on 2 idle cores)
+    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about 13 minutes on 2 idle cores)
     .venv/bin/python benchmarks/run_all.py --quick    # small settings, to check the scripts work (JSON + .md in a temp dir)
     .venv/bin/python benchmarks/run_all.py --render   # only re-render the .md from results/benchmarks/*.json
     .venv/bin/python benchmarks/run_all.py --only train,memory
 
-Runs noisify, export, train and memory (each script in its own process, one after
-the other, so they do not compete for the 2 cores), then renders one Markdown table
+Runs noisify, export, train, train_process and memory (each script in its own process,
+one after the other, so they do not compete for the 2 cores), then renders one Markdown table
 per benchmark from its JSON, with the machine (CPU model, cores, memory, load, date)
 at the top and each target marked met / MISSED, followed by what was profiled and
 what remains. A benchmark that fails is reported as failed and the others still run.
@@ -28,14 +28,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "results" / "benchmarks"
 MARKDOWN = ROOT / "results" / "benchmarks.md"
-BENCHMARKS = ("noisify", "export", "train", "memory")
-OUTPUT_FLAG = {"noisify": "--out", "export": "--output", "train": "--output", "memory": "--output"}
+# A new benchmark: benchmarks/NAME.py (its docstring's first line is the section's title), then one entry
+# here, and in QUICK_ARGS; OUTPUT_FLAG if it does not take --output, RENDER if render_generic (a JSON
+# with "table" and "targets") does not fit it, FINDINGS for what was profiled.
+BENCHMARKS = ("noisify", "export", "train", "train_process", "memory", "jobs")
+OUTPUT_FLAG = {"noisify": "--out"}  # the flag naming the JSON file; default --output
 QUICK_ARGS = {
     "noisify": ["--examples", "3000", "--scale", "2"],
     "export": ["--examples", "1024", "--repeats", "1"],
     "train": ["--steps-per-epoch", "4", "--epochs", "1", "--repeats", "1", "--examples", "512",
               "--matmul-size", "1024"],
+    "train_process": ["--pairs", "1", "--steps", "20", "--steps-per-epoch", "10"],
     "memory": ["--steps", "10", "--train-examples", "2000", "--test-examples", "500"],
+    "jobs": ["--quick", "--workloads", "quickstart"],
 }  # fmt: skip
 BUSY_LOAD = 2.5
 
@@ -185,7 +190,32 @@ def render_train(result: dict) -> list[str]:
     return lines + extra
 
 
-RENDER = {"noisify": render_noisify, "export": render_export, "train": render_train, "memory": render_generic}
+def render_train_process(result: dict) -> list[str]:
+    lines = render_generic(result)
+    pairs = "; ".join(f"{p['ratio']:.3f} (CPU {p['cpu_ratio']:.3f})" for p in result["pair_ratios"])
+    return lines + [
+        "",
+        f"One teacher, `{result['config']}`: ResNet-{result['depth']}, {result['steps']} steps of batch "
+        f"{result['batch_size']} ({result['steps_per_epoch']} per epoch) on {result['train_examples']} examples. "
+        "Each side is a fresh process timed from start to exit (first epoch included); alternating pairs: "
+        f"{result['pairs']}. smear: `" + result["smear_command"] + "` (the data artifact made once before, "
+        "untimed); bare: `model.fit` on in-memory arrays of the same data, model, optimizer and steps. "
+        "fit s is the fit as timed inside each process (for smear, with its per-epoch learning curves and "
+        "back-ups); the rest is start-up, input preparation and, for smear, saving.",
+        "",
+        f"- bare / smear wall time per pair: {pairs}; median CPU-time ratio {result['cpu_ratio']:.3f}",
+        f"- load average before / after: {result['load_average_before'][0]:.1f} / "
+        f"{result['load_average_after'][0]:.1f}",
+    ]
+
+
+RENDER = {
+    "noisify": render_noisify,
+    "export": render_export,
+    "train": render_train,
+    "train_process": render_train_process,
+    "memory": render_generic,
+}
 
 
 def render(results_dir: Path, status: dict[str, str], started_load) -> str:
@@ -214,7 +244,7 @@ def render(results_dir: Path, status: dict[str, str], started_load) -> str:
             command = result["command"].replace(f"{ROOT}/", "").strip()
         lines += [f"{doc[0]}", "", f"`{command}`", ""]
         try:
-            lines += RENDER[name](result)
+            lines += RENDER.get(name, render_generic)(result)
         except (KeyError, TypeError, ValueError) as e:
             lines.append(f"(could not render {path.name}: {type(e).__name__}: {e})")
         if FINDINGS.get(name):
@@ -252,9 +282,9 @@ def main(argv=None) -> int:
         results_dir.mkdir(parents=True, exist_ok=True)
         for name in only:
             cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
-                   OUTPUT_FLAG[name], str(results_dir / f"{name}.json")]  # fmt: skip
+                   OUTPUT_FLAG.get(name, "--output"), str(results_dir / f"{name}.json")]  # fmt: skip
             if args.quick:
-                cmd += QUICK_ARGS[name]
+                cmd += QUICK_ARGS.get(name, [])
             print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
             start = time.perf_counter()
             proc = subprocess.run(cmd, cwd=ROOT)

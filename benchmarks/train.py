@@ -24,7 +24,8 @@ depth 20: no augmentation). For each, in one process:
   instead of the project's FusedBatchNormalization (what the models used before);
 - `torch`: the same network and step in PyTorch on CPU (float32, NCHW, SGD Nesterov
   with weight decay on conv/dense kernels): what a PyTorch user would write. Needs
-  `pip install torch==2.13.0`; skipped with a note when torch is missing.
+  the bench extra (`make bench` installs it: `pip install -e '.[bench]'`, torch==2.13.0);
+  without torch the benchmark stops with an error unless --no-torch is given.
 
 Every side is timed per epoch of --steps-per-epoch steps (wall and process CPU
 seconds, all threads). Each repeat runs the stage whole (--epochs + 1 epochs), and
@@ -459,7 +460,8 @@ def main(argv=None) -> int:
             parser.error(f"unknown network {n!r}; one of: {', '.join(NETWORKS)}")
     torch_version = None if args.no_torch else torch_available()
     if torch_version is None and not args.no_torch:
-        print("torch is not installed: the PyTorch row is skipped (pip install torch==2.13.0)")
+        parser.error("torch is not installed (the PyTorch side needs it): run `make bench`, or "
+                     "`pip install -e '.[bench]'`, or pass --no-torch to leave that side out")  # fmt: skip
     load_before = os.getloadavg()
 
     networks, matmul_runs = {}, []

@@ -1,0 +1,375 @@
+"""Benchmark: the whole `smear train` process against a bare Keras `model.fit` in a fresh process.
+
+    .venv/bin/python benchmarks/train_process.py [--pairs 3] [--steps 0] [--steps-per-epoch 0]
+        [--config configs/fmnist_paper.py:rho0.2] [--idx-dir /usr/share/datasets/fashion-mnist]
+
+About 6 minutes on 2 idle cores (3 pairs; each side about 55 s). One fmnist_paper
+teacher (`configs/fmnist_paper.py:rho0.2`, the CE baseline): a CIFAR ResNet-8 (width
+16, weight decay 1e-4), 800 steps of batch 128 (8 epochs of 100 steps) on the 4,474
+training examples of the 5,000-example Fashion-MNIST subset (about 10% held out for
+validation by a hash of the id), SGD with Nesterov momentum 0.9, learning rate 0.1 divided by 10 at 50%
+and 75% of the steps, no augmentation. `smear noisify` makes the data artifact once,
+outside the timing (from Debian's IDX files). Then each pair runs the two sides,
+each in a fresh process timed from its start to its exit, first epoch (tracing)
+included, unlike benchmarks/train.py:
+
+- `smear`: `smear train --config ... --workdir W --force`: start-up and imports,
+  reading and checking the data artifact, the tf.data input (TFRecord read, PNG
+  decode, cache, shuffle), the project's loss, its callbacks (learning curves on
+  1000 examples per split every epoch, history, BackupAndRestore, TensorBoard),
+  saving model.keras and, last, manifest.json (checked after each run);
+- `bare`: this script with --bare-fit, what a Keras user would write: the same
+  Fashion-MNIST IDX files read with NumPy, the same examples and (noisy) labels as
+  the artifact's train split, normalised as the stage does, the same model
+  (`keras_components.models.cifar_resnet`), Keras' SGD and PiecewiseConstantDecay
+  with the same values, Keras' SparseCategoricalCrossentropy(from_logits=True), the
+  accuracy metric, and `model.fit` on `tf.data.Dataset.from_tensor_slices` of the
+  arrays (shuffled each pass, repeated, batches of 128) for the same epochs and
+  steps; nothing saved.
+
+The sides alternate, the order reversed on every other pair. Ratio = bare wall
+seconds / smear wall seconds, per pair and the median over the pairs; target
+median >= 0.9. Also recorded: each process's CPU seconds (user + system,
+all threads: `resource.getrusage(RUSAGE_CHILDREN)` deltas), its `model.fit` seconds
+as measured inside it (the rest is start-up, input preparation and saving), its
+final training loss and accuracy (a check that both trained alike), and the load
+average before each run. Prints a table and writes results/benchmarks/train_process.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CONFIG = "configs/fmnist_paper.py:rho0.2"
+DEBIAN_IDX = "/usr/share/datasets/fashion-mnist"
+SIDES = ("smear", "bare")
+TARGET = 0.9
+# Settings the bare side does not reproduce: (config key, the value it needs).
+MIRRORED = (
+    ("model.name", "cifar_resnet"),
+    ("loss.name", "ce"),
+    ("distill.enabled", False),
+    ("train.optimizer", "sgd"),
+    ("train.schedule", "step"),
+    ("train.warmup_steps", 0),
+    ("train.precision", "float32"),
+    ("train.jit_compile", False),
+)
+
+
+# ---------------------------------------------------------------- child processes
+def prepare_bare(spec_path: str) -> None:
+    """Completes the bare side's spec from the config and the data artifact (run once, not timed).
+
+    Reads the ids and labels of the artifact's train split (an id names its index in
+    the source split) into an .npz beside the spec, and the model, optimizer and
+    normalisation settings into the spec.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from pipeline.core import layout, tfdata
+    from pipeline.core.config import load_config
+
+    spec = json.loads(Path(spec_path).read_text())
+    config = load_config(str(ROOT / spec["config"]), spec["overrides"])
+    model_artifact, data_dir = layout.configured_model(config, spec["workdir"])
+    manifest = tfdata.read_data_manifest(data_dir)
+    image_shape = tuple(manifest["image_shape"])
+    t, m = config.train, config.model
+    if tfdata.uses_crop_flip(t.augment, image_shape):
+        raise SystemExit(f"the bare side has no augmentation; train.augment={t.augment!r} crops and flips")
+    features = {"id": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    records = tf.data.TFRecordDataset(tfdata.split_files(data_dir, manifest, "train")).batch(1024)
+    prefix = f"{manifest['dataset']}/train/"
+    indices, labels = [], []
+    for batch in records.map(lambda r: tf.io.parse_example(r, features)):
+        for example_id in batch["id"].numpy():
+            example_id = example_id.decode()
+            if not example_id.startswith(prefix):
+                raise SystemExit(f"unexpected example id {example_id!r} in {data_dir} (wanted {prefix}N)")
+            indices.append(int(example_id[len(prefix) :]))
+        labels.append(batch["label"].numpy())
+    arrays = str(Path(spec_path).with_suffix(".npz"))
+    np.savez(arrays, indices=np.asarray(indices, np.int64), labels=np.concatenate(labels).astype(np.int32))
+    mean, std = tfdata.normalization(manifest["dataset"], image_shape[-1])
+    spec.update(
+        arrays=arrays, model_dir=str(model_artifact.path), data_dir=str(data_dir), train_examples=len(indices),
+        image_shape=list(image_shape), num_classes=int(manifest["num_classes"]), mean=mean.tolist(),
+        std=std.tolist(), depth=m.depth, width=m.width, weight_decay=m.weight_decay, seed=t.seed,
+        learning_rate=t.learning_rate, boundaries=[int(round(f * t.steps)) for f in t.lr_boundaries],
+        lr_decay=t.lr_decay, momentum=t.momentum, nesterov=t.nesterov, batch_size=t.batch_size, steps=t.steps,
+        steps_per_epoch=min(t.steps_per_epoch, t.steps),
+    )  # fmt: skip
+    Path(spec_path).write_text(json.dumps(spec, indent=2))
+
+
+def read_idx(directory: str, stem: str):
+    """An IDX file (gzipped or not) as a uint8 array, as keras.datasets.fashion_mnist reads it."""
+    import gzip
+
+    import numpy as np
+
+    path = Path(directory) / f"{stem}.gz"
+    opener = gzip.open if path.is_file() else open
+    with opener(path if path.is_file() else Path(directory) / stem, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def bare_fit(spec_path: str) -> None:
+    """The bare side: in-memory arrays, the same model, optimizer and steps, `model.fit`; nothing saved."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_components import models
+
+    s = json.loads(Path(spec_path).read_text())
+    arrays = np.load(s["arrays"])
+    images = read_idx(s["idx_dir"], "train-images-idx3-ubyte")[arrays["indices"]]
+    mean, std = np.asarray(s["mean"], np.float32), np.asarray(s["std"], np.float32)
+    x = (images.reshape(-1, *s["image_shape"]).astype(np.float32) / 255.0 - mean) / std
+    y = arrays["labels"]
+    keras.utils.set_random_seed(s["seed"])
+    model = models.cifar_resnet(
+        s["depth"], s["num_classes"], s["image_shape"], width=s["width"], weight_decay=s["weight_decay"]
+    )
+    values = [s["learning_rate"] * s["lr_decay"] ** i for i in range(len(s["boundaries"]) + 1)]
+    schedule = keras.optimizers.schedules.PiecewiseConstantDecay(s["boundaries"], values)
+    model.compile(
+        optimizer=keras.optimizers.SGD(schedule, momentum=s["momentum"], nesterov=s["nesterov"]),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=s["seed"]).repeat()
+    data = data.batch(s["batch_size"]).prefetch(tf.data.AUTOTUNE)
+    start = time.perf_counter()
+    history = model.fit(
+        data, steps_per_epoch=s["steps_per_epoch"], epochs=s["steps"] // s["steps_per_epoch"], verbose=0
+    )
+    result = {
+        "fit_seconds": time.perf_counter() - start,
+        "steps": int(model.optimizer.iterations.numpy()),
+        "loss": float(history.history["loss"][-1]),
+        "accuracy": float(history.history["accuracy"][-1]),
+    }
+    Path(s["bare_result"]).write_text(json.dumps(result))
+
+
+# ---------------------------------------------------------------- timing
+def run_timed(cmd: list[str], log_path: Path) -> dict:
+    """Runs `cmd` in a fresh process; its wall seconds, CPU seconds (it and the children it waited for), load."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+    seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        tail = log_path.read_text()[-3000:]
+        raise SystemExit(f"{' '.join(cmd[:3])} ... failed with status {proc.returncode}:\n{tail}")
+    user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    return {
+        "seconds": seconds,
+        "cpu_seconds": user + system,
+        "user_seconds": user,
+        "system_seconds": system,
+        "load_average_before": load,
+        "load_average_after": os.getloadavg()[0],
+    }
+
+
+def run_smear(smear: list[str], stage_args: list[str], spec: dict, log_path: Path) -> dict:
+    """One timed `smear train ... --force`; checks that it wrote its manifest with the steps wanted."""
+    result = run_timed([*smear, "train", *stage_args, "--force"], log_path)
+    manifest_path = Path(spec["model_dir"]) / "manifest.json"
+    if not manifest_path.is_file():
+        raise SystemExit(f"smear train exited 0 but wrote no {manifest_path}")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest["counts"]["steps"] != spec["steps"]:
+        raise SystemExit(f"smear train ran {manifest['counts']['steps']} steps, not {spec['steps']}")
+    final = manifest.get("final", {})
+    return dict(
+        result, fit_seconds=manifest["seconds"], loss=final.get("loss"), accuracy=final.get("accuracy")
+    )
+
+
+def run_bare(spec_path: Path, spec: dict, log_path: Path) -> dict:
+    """One timed bare-Keras process (this script with --bare-fit)."""
+    Path(spec["bare_result"]).unlink(missing_ok=True)
+    result = run_timed(
+        [sys.executable, str(Path(__file__).resolve()), "--bare-fit", str(spec_path)], log_path
+    )
+    inner = json.loads(Path(spec["bare_result"]).read_text())
+    if inner["steps"] != spec["steps"]:
+        raise SystemExit(f"the bare fit ran {inner['steps']} steps, not {spec['steps']}")
+    return dict(result, fit_seconds=inner["fit_seconds"], loss=inner["loss"], accuracy=inner["accuracy"])
+
+
+# ---------------------------------------------------------------- main
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=3, help="alternating (smear, bare) pairs")
+    parser.add_argument("--config", default=CONFIG, help="the teacher's config (path.py[:arg])")
+    parser.add_argument("--steps", type=int, default=0, help="train.steps (0 = the config's)")
+    parser.add_argument(
+        "--steps-per-epoch", type=int, default=0, help="train.steps_per_epoch (0 = the config's)"
+    )
+    parser.add_argument("--idx-dir", default=DEBIAN_IDX, help="Fashion-MNIST IDX files (Debian's by default)")
+    parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks" / "train_process.json"))
+    parser.add_argument("--bare-fit", metavar="SPEC", help=argparse.SUPPRESS)  # the timed bare process
+    parser.add_argument("--prepare", metavar="SPEC", help=argparse.SUPPRESS)  # the bare side's inputs
+    args = parser.parse_args(argv)
+    if args.bare_fit:
+        bare_fit(args.bare_fit)
+        return 0
+    if args.prepare:
+        prepare_bare(args.prepare)
+        return 0
+    if args.pairs < 1:
+        parser.error(f"--pairs must be >= 1, got {args.pairs}")
+    if not any((Path(args.idx_dir) / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", "")):
+        parser.error(
+            f"no Fashion-MNIST IDX files in {args.idx_dir}: install dataset-fashion-mnist or pass --idx-dir"
+        )
+
+    from pipeline.core.config import load_config  # ml_collections only: this process stays without TensorFlow
+
+    overrides = [f"train.steps={args.steps}"] if args.steps else []
+    overrides += [f"train.steps_per_epoch={args.steps_per_epoch}"] if args.steps_per_epoch else []
+    if args.idx_dir != DEBIAN_IDX:
+        overrides += ["data.source=idx", f"data.source_dir={args.idx_dir}"]
+    try:
+        config = load_config(str(ROOT / args.config), overrides)
+    except Exception as e:  # a bad path, arg or override: one line
+        parser.error(f"--config {args.config}: {type(e).__name__}: {e}")
+    for key, wanted in MIRRORED:
+        section, name = key.split(".")
+        if config[section][name] != wanted:
+            parser.error(
+                f"the bare side mirrors only {key}={wanted!r}; {args.config} has {config[section][name]!r}"
+            )
+    if config.data.dataset != "fashion_mnist":
+        parser.error(
+            f"the bare side reads Fashion-MNIST IDX files; {args.config} has {config.data.dataset!r}"
+        )
+    t = config.train
+    if t.steps % min(t.steps_per_epoch, t.steps):
+        parser.error(f"train.steps={t.steps} must be a multiple of train.steps_per_epoch={t.steps_per_epoch}")
+
+    smear_bin = Path(sys.executable).parent / "smear"
+    smear = [str(smear_bin)] if smear_bin.is_file() else [sys.executable, "-m", "pipeline.cli"]
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-train-process-") as tmp:
+        tmp = Path(tmp)
+        workdir = tmp / "work"
+        stage_args = ["--config", args.config, "--workdir", str(workdir)] + [
+            f"--config.{o}" for o in overrides
+        ]
+        print(f"  smear noisify (once, not timed) in {workdir}", flush=True)
+        noisify = run_timed([*smear, "noisify", *stage_args], tmp / "noisify.log")
+        spec_path = tmp / "bare.json"
+        spec = {"config": args.config, "overrides": overrides, "workdir": str(workdir), "idx_dir": args.idx_dir,
+                "bare_result": str(tmp / "bare-result.json")}  # fmt: skip
+        spec_path.write_text(json.dumps(spec))
+        run_timed(
+            [sys.executable, str(Path(__file__).resolve()), "--prepare", str(spec_path)], tmp / "prepare.log"
+        )
+        spec = json.loads(spec_path.read_text())
+
+        rows = []
+        for pair in range(args.pairs):
+            for side in SIDES if pair % 2 == 0 else SIDES[::-1]:
+                log_path = tmp / f"{side}-{pair}.log"
+                if side == "smear":
+                    row = run_smear(smear, stage_args, spec, log_path)
+                else:
+                    row = run_bare(spec_path, spec, log_path)
+                row = {"pair": pair + 1, "side": side, **row}
+                rows.append(row)
+                print(f"  pair {pair + 1}: {side:<5} {row['seconds']:6.1f} s wall  {row['cpu_seconds']:6.1f} CPU s  "
+                      f"fit {row['fit_seconds']:6.1f} s  loss {row['loss']:.3f}  accuracy {row['accuracy']:.3f}  "
+                      f"load {row['load_average_before']:.1f}", flush=True)  # fmt: skip
+
+    by_pair = {(r["pair"], r["side"]): r for r in rows}
+    pairs = []
+    for p in range(1, args.pairs + 1):
+        smear_row, bare_row = by_pair[p, "smear"], by_pair[p, "bare"]
+        pairs.append({
+            "pair": p,
+            "ratio": bare_row["seconds"] / smear_row["seconds"],
+            "cpu_ratio": bare_row["cpu_seconds"] / smear_row["cpu_seconds"],
+            "outside_fit_seconds": {s: by_pair[p, s]["seconds"] - by_pair[p, s]["fit_seconds"] for s in SIDES},
+        })  # fmt: skip
+    ratio = statistics.median(p["ratio"] for p in pairs)
+    cpu_ratio = statistics.median(p["cpu_ratio"] for p in pairs)
+    targets = [{"name": "bare_vs_smear_wall_median", "value": ratio, "op": ">=", "target": TARGET,
+                "met": ratio >= TARGET}]  # fmt: skip
+    columns = ["pair", "side", "wall s", "CPU s", "cores busy", "fit s", "outside fit s", "final loss",
+               "final accuracy", "load before"]  # fmt: skip
+    table = [[r["pair"], r["side"], f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}",
+              f"{r['cpu_seconds'] / r['seconds']:.2f}", f"{r['fit_seconds']:.1f}",
+              f"{r['seconds'] - r['fit_seconds']:.1f}", f"{r['loss']:.3f}", f"{r['accuracy']:.3f}",
+              f"{r['load_average_before']:.1f}"] for r in rows]  # fmt: skip
+    print()
+    for p in pairs:
+        print(f"pair {p['pair']}: bare/smear wall {p['ratio']:.3f}, CPU {p['cpu_ratio']:.3f}")
+    verdict = "met" if ratio >= TARGET else "MISSED"
+    print(
+        f"median bare/smear wall {ratio:.3f} (target >= {TARGET}): {verdict}; median CPU ratio {cpu_ratio:.3f}"
+    )
+
+    result = {
+        "benchmark": "train_process",
+        "config": args.config,
+        "overrides": overrides,
+        "steps": spec["steps"],
+        "steps_per_epoch": spec["steps_per_epoch"],
+        "batch_size": spec["batch_size"],
+        "train_examples": spec["train_examples"],
+        "depth": spec["depth"],
+        "idx_dir": args.idx_dir,
+        "pairs": args.pairs,
+        "noisify_seconds": noisify["seconds"],
+        "rows": rows,
+        "pair_ratios": pairs,
+        "ratio": ratio,
+        "cpu_ratio": cpu_ratio,
+        "targets": targets,
+        "table": {"columns": columns, "rows": table},
+        "smear_command": " ".join(
+            ["smear", "train", "--config", args.config, "--workdir", "WORKDIR"]
+            + [f"--config.{o}" for o in overrides]
+            + ["--force"]
+        ),  # fmt: skip
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": "python benchmarks/train_process.py " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
