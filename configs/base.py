@@ -96,6 +96,7 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.train.seed = 0  # initialisation and shuffling (the sweep sets it per seed)
     c.train.deterministic = False  # op determinism (slower); tests turn it on
     c.train.jit_compile = False  # XLA: 4x slower on CPU here; worth trying on GPU/TPU
+    c.train.precision = "float32"  # float32 | mixed_bfloat16 (TPU) | mixed_float16 (GPU, loss-scaled); ours
     c.train.curve_examples = 300 if smoke else 1000  # learning curves on N examples per split; 0 = off; ours
     c.train.divergence_logit_limit = 1000.0  # a |logit| past this marks a run diverged (as loss < 0); ours
 

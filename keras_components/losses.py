@@ -19,6 +19,11 @@ Each loss is a pure per-example function returning shape (B,) plus a thin
 ``keras.losses.Loss`` subclass; reduction over the batch is left to the base class,
 so the classes work under ``tf.distribute``. Only ``keras.ops`` is used, so the losses run
 on any Keras 3 backend (TensorFlow, JAX).
+
+Under a mixed-precision policy the losses still compute in float32: half-precision
+logits (float16, bfloat16) are cast to float32 first, so the log-softmax, the
+smearing matrices (BC's T^{-1} has large entries of both signs) and the result keep
+float32 numerics.
 """
 
 from __future__ import annotations
@@ -87,6 +92,14 @@ def _is_soft_target(y_true, num_classes: int) -> bool:
     if getattr(shape, "rank", 0) is None:
         raise ValueError("y_true must have a known rank to tell labels from targets.")
     return len(shape) == 2 and shape[-1] == num_classes
+
+
+def _full_precision(logits):
+    """`logits` as a tensor, float16 and bfloat16 cast to float32 (float32 and float64 as they are)."""
+    logits = ops.convert_to_tensor(logits)
+    if keras.backend.standardize_dtype(logits.dtype) in ("float16", "bfloat16"):
+        return ops.cast(logits, "float32")
+    return logits
 
 
 def _int_labels(y_true):
@@ -169,7 +182,7 @@ def smeared_cross_entropy(y_true, logits, matrix):
         (B,) per-example losses.
     """
     y_true = ops.convert_to_tensor(y_true)
-    logits = ops.convert_to_tensor(logits)
+    logits = _full_precision(logits)
     num_classes = _num_classes_of(logits)
     weights = _weights_for_targets(y_true, matrix, num_classes, logits.dtype)
     return -ops.sum(weights * ops.log_softmax(logits, axis=-1), axis=-1)
@@ -191,7 +204,7 @@ def label_smoothing_cross_entropy(y_true, logits, alpha: float):
         (B,) per-example losses.
     """
     y_true = ops.convert_to_tensor(y_true)
-    logits = ops.convert_to_tensor(logits)
+    logits = _full_precision(logits)
     num_classes = _num_classes_of(logits)
     log_probs = ops.log_softmax(logits, axis=-1)
     uniform_term = -ops.mean(log_probs, axis=-1)  # (1/L) sum_y' ell_y'
@@ -218,7 +231,7 @@ def backward_corrected_cross_entropy(y_true, logits, transition):
     Returns:
         (B,) per-example losses (may be negative).
     """
-    logits = ops.convert_to_tensor(logits)
+    logits = _full_precision(logits)
     if ops.is_tensor(transition):
         transition = ops.cast(transition, "float64")
     else:
@@ -245,7 +258,7 @@ def forward_corrected_cross_entropy(y_true, logits, transition=None, log_transit
         (B,) per-example losses.
     """
     y_true = ops.convert_to_tensor(y_true)
-    logits = ops.convert_to_tensor(logits)
+    logits = _full_precision(logits)
     num_classes = _num_classes_of(logits)
     if log_transition is None:
         log_transition = _log_transition(transition)
@@ -283,7 +296,7 @@ def distillation_cross_entropy(
     Returns:
         (B,) per-example losses.
     """
-    student_logits = ops.convert_to_tensor(student_logits)
+    student_logits = _full_precision(student_logits)
     num_classes = _num_classes_of(student_logits)
     teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, student_logits.dtype))
     targets = ops.softmax(teacher_logits / temperature, axis=-1)

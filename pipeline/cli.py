@@ -13,7 +13,9 @@ import os
 import sys
 import traceback
 
+from pipeline.core import locks
 from pipeline.core.errors import UserError
+from pipeline.core.oserrors import os_errors_as_user_errors
 
 COMMANDS = {
     "noisify": ("beam_jobs.noisify", "make noisy-label TFRecords from a clean dataset (Apache Beam)"),
@@ -42,7 +44,7 @@ def _usage() -> str:
 
 
 @contextlib.contextmanager
-def _quiet_native_stderr(enabled: bool):
+def quiet_native_stderr(enabled: bool):
     """Sends file descriptor 2 to /dev/null while the stage's libraries load.
 
     TensorFlow 2.21 logs its start-up lines (oneDNN, CUDA probing) through absl
@@ -64,6 +66,16 @@ def _quiet_native_stderr(enabled: bool):
         os.close(devnull)
 
 
+def _workdir(args: list[str]) -> str | None:
+    """The --workdir among a subcommand's arguments: named by an OS error that names no file."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--workdir="):
+            return arg.split("=", 1)[1]
+        if arg == "--workdir" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -74,24 +86,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smear: error: unknown command {command!r}; one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines show as they happen, also through a pipe
+        sys.stdout.reconfigure(line_buffering=True)
     verbose = "--verbose" in rest or os.environ.get("SMEAR_VERBOSE") == "1"
+    saved_verbose = os.environ.get("SMEAR_VERBOSE")
+    if verbose:
+        os.environ["SMEAR_VERBOSE"] = "1"  # for `smear run --jobs N`'s workers; restored below
     rest = [a for a in rest if a != "--verbose"]
     try:
-        with _quiet_native_stderr(not verbose):
+        with quiet_native_stderr(not verbose):
             for name in _PRELOAD.get(command, ("tensorflow", "apache_beam")):
                 importlib.import_module(name)
             if "tensorflow" in sys.modules:  # device discovery logs a failed cuInit on machines without a GPU
                 sys.modules["tensorflow"].config.list_physical_devices()
             module = importlib.import_module(COMMANDS[command][0])
-        module.run(rest)
+        with os_errors_as_user_errors(_workdir(rest), verbose=verbose):  # a full disk, a permission: one line
+            module.run(rest)
     except UserError as e:
         if verbose:
             traceback.print_exc()
         print(f"smear {command}: error: {e}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_status", 2)  # 2; 1 for `smear run` stages that failed of a bug
     except KeyboardInterrupt:
         print(f"smear {command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        locks.release_all()  # a stage that failed before completing its artifact
+        if saved_verbose is None:
+            os.environ.pop("SMEAR_VERBOSE", None)
+        else:
+            os.environ["SMEAR_VERBOSE"] = saved_verbose
     return 0
 
 

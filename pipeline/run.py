@@ -1,13 +1,17 @@
 """The whole pipeline: clean data -> noisy data -> teachers -> logits -> students -> evaluation -> report.
 
-    smear run --config configs/quickstart.py --workdir W [--dry-run [--json]] [--force] [--publish DIR]
-        [Beam flags]
+    smear run --config configs/quickstart.py --workdir W [--jobs N [--devices IDS]] [--dry-run [--json]]
+        [--force] [--publish DIR] [Beam flags]
 
 `pipeline.plan.plan(config, workdir)` expands the config's sweep into typed
-nodes (kind, spec, inputs, output, fingerprint); `execute(nodes)` runs them in
-order: a node whose complete artifact has the same fingerprint is reused
-(cached), a partial one is never read (a killed training stage resumes from
-its checkpoint), and `--force` recomputes everything. `--dry-run` prints the
+nodes (kind, spec, inputs, output, fingerprint); `pipeline.executor.execute`
+runs them, each after its inputs: a node whose complete artifact has the same
+fingerprint is reused (cached), a partial one is never read (a killed training
+stage resumes from its checkpoint), and `--force` recomputes everything.
+`--jobs N` runs independent nodes concurrently in N worker processes, each on
+its own accelerators (`--devices`) or its share of the CPU cores. Each node is
+written under a lock: a second `smear run` on the same workdir waits for what
+the first is computing and reuses it. `--dry-run` prints the
 plan, `--dry-run --json` prints it as JSON with each node's standalone command.
 
 Sweep strings (pipeline/core/spec.py):
@@ -25,130 +29,31 @@ Optional noise-rate sweep (configs/fmnist_paper.py):
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+import sys
 from pathlib import Path
 
-from pipeline import publish
-from pipeline.core import artifacts
+from pipeline import executor, publish
+from pipeline.core import artifacts, locks
 from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.config import split_config_args
 from pipeline.core.errors import UserError
 from pipeline.plan import Node, plan
 
 
-# ---------------------------------------------------------------- one node per stage function
-def _noisify(node: Node, force: bool, beam_args, log) -> dict:
-    from beam_jobs import noisify
-
-    return noisify.noisify_stage(node.config, node.out_dir, force=force, beam_args=beam_args, log=log)
-
-
-def _train(node: Node, force: bool, beam_args, log) -> dict:
-    from pipeline.stages import train
-
-    logits = [n.out_dir for n in node.inputs if n.kind == "export"]
-    return train.train_stage(
-        node.config, node.input_of("noisify").out_dir, node.out_dir, logits_dir=logits[0] if logits else None,
-        force=force, log=log, fingerprint=node.fingerprint, name=node.name,
-    )  # fmt: skip
-
-
-def _export(node: Node, force: bool, beam_args, log) -> dict:
-    from beam_jobs import export_logits
-
-    model, data = node.input_of("train"), node.input_of("noisify")
-    return export_logits.export_stage(
-        node.config, model.out_dir, data.out_dir, node.out_dir, split="train", force=force,
-        beam_args=beam_args, log=log,
-    )  # fmt: skip
-
-
-def _estimate(node: Node, force: bool, beam_args, log) -> dict:
-    from beam_jobs import estimate_transition
-
-    logits = node.input_of("export").out_dir
-    return estimate_transition.estimate_stage(
-        node.config, logits, node.out_dir, force=force, beam_args=beam_args, log=log
-    )
-
-
-def _evaluate(node: Node, force: bool, beam_args, log) -> dict:
-    from pipeline.stages import evaluate
-
-    model, data = node.input_of("train"), node.input_of("noisify")
-    return evaluate.evaluate_stage(
-        node.config, model.out_dir, data.out_dir, node.out_dir, description=node.spec.describe(),
-        force=force, log=log,
-    )  # fmt: skip
-
-
-def _report(node: Node, force: bool, beam_args, log) -> dict:
-    from pipeline.stages import report
-
-    return report.report_stage(
-        node.config, [e.out_dir for e in node.inputs], node.out_dir, force=force, log=log
-    )
-
-
-RUNNERS: dict[str, Callable[..., dict]] = {
-    "noisify": _noisify,
-    "train": _train,
-    "export": _export,
-    "estimate": _estimate,
-    "evaluate": _evaluate,
-    "report": _report,
-}
-
-
-def _cached(stage: Node) -> bool:
-    if not artifacts.is_complete(stage.out_dir):
-        return False
-    manifest = artifacts.read_manifest(stage.out_dir, what=f"{stage.kind} artifact", verify=False)
-    return manifest.get("fingerprint") == stage.fingerprint
-
-
 def describe_plan(stages: list[Node]) -> list[str]:
     lines = []
     for i, stage in enumerate(stages, 1):
-        if _cached(stage):
+        holder = None if artifacts.is_url(stage.out_dir) else locks.holder(stage.out_dir)
+        if executor.cached(stage):
             state = "cached"
+        elif holder is not None:
+            state = f"writing (pid {holder.get('pid', '?')})"  # by another process; this run would wait
         elif stage.out_dir.exists():
             state = "resume" if stage.kind == "train" else "rerun (partial)"
         else:
             state = "run"
         lines.append(f"[{i:>2}/{len(stages)}] {state:<16} {stage.label:<48} {stage.out_dir}")
     return lines
-
-
-def execute(
-    stages: list[Node], *, force: bool = False, log=print, workdir: str | Path | None = None, beam_args=()
-) -> dict:
-    """Runs the stages in order; returns {"ran": [...], "cached": [...], "seconds": ...}.
-
-    With `workdir`, each stage that ran appends its wall time to <workdir>/stage_times.jsonl.
-    """
-    started = time.time()
-    ran, cached = [], []
-    for i, stage in enumerate(stages, 1):
-        prefix = f"[{i}/{len(stages)}] {stage.label}"
-        if not force and _cached(stage):
-            # Inputs of the stages that follow are verified against their checksums when read.
-            log(f"{prefix}: cached ({stage.out_dir})")
-            cached.append(stage.label)
-            continue
-        log(f"{prefix}: running -> {stage.out_dir}")
-        t0 = time.time()
-        RUNNERS[stage.kind](stage, force, beam_args, log)
-        if stage.kind == "train":
-            import keras
-
-            keras.backend.clear_session()  # free the graph before the next model
-        if workdir is not None:
-            publish.record_time(workdir, stage, time.time() - t0)
-        log(f"{prefix}: done in {time.time() - t0:.1f} s (total {time.time() - started:.1f} s)")
-        ran.append(stage.label)
-    return {"ran": ran, "cached": cached, "seconds": round(time.time() - started, 2)}
 
 
 def earlier_version_note(workdir: str | Path) -> str | None:
@@ -195,16 +100,50 @@ def run(argv=None) -> None:
         "with stage_times.json/.md, the wall time of every stage and cell; DIR must be new, empty or "
         "a previous publish (other files in it are kept)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run up to N independent stages at once, in N worker processes (default 1: one at a time, "
+        "in this process); on CPU each worker gets 1/N of the cores",
+    )
+    parser.add_argument(
+        "--devices",
+        metavar="IDS",
+        help="with --jobs: the accelerator ids to split between the workers, e.g. 0,1,2,3 (default: the "
+        "GPUs TensorFlow sees; none on CPU)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        metavar="K",
+        help="with --jobs on CPU: each worker's TensorFlow threads (default: its share, cores // N). A "
+        "training's numbers depend on its thread count: --threads equal to the cores reproduces a --jobs 1 "
+        "run exactly",
+    )
     from beam_jobs.core.runners import pipeline_options
 
     args, config, beam_args = parse_stage_args(parser, argv, known_only=True, extra_flags=pipeline_options)
     if args.json and not args.dry_run:
         raise UserError("--json needs --dry-run")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.devices is not None and args.jobs == 1:
+        raise UserError("--devices needs --jobs N with N > 1 (one process uses every device it sees)")
+    if args.threads < 0 or (args.threads and args.jobs == 1):
+        raise UserError(f"--threads must be >= 1 and needs --jobs N with N > 1, got {args.threads}")
+    if args.jobs > 1 and config.train.strategy in ("tpu", "multi_worker"):
+        raise UserError(
+            f"--jobs {args.jobs} with train.strategy={config.train.strategy}: that strategy uses the whole "
+            "machine (or cluster) for one training; run with --jobs 1"
+        )
     stages = plan(config, args.workdir)
     if args.publish:
         publish.check_destination(args.publish)  # before anything runs
+    _, overrides = split_config_args(list(argv or []))
     if args.dry_run and args.json:
-        _, overrides = split_config_args(list(argv or []))
         nodes = [s.to_json(args.config, args.workdir, tuple(overrides)) for s in stages]
         print(json.dumps({"config": args.config, "workdir": str(args.workdir), "nodes": nodes}, indent=1))
         return
@@ -218,7 +157,17 @@ def run(argv=None) -> None:
             print(f"then publish the report to {args.publish}")
         return
     workdir = Path(args.workdir)
-    summary = execute(stages, force=args.force, workdir=args.workdir, beam_args=beam_args)
+    try:
+        summary = executor.execute(
+            stages, jobs=args.jobs, devices=args.devices, threads=args.threads, force=args.force,
+            workdir=args.workdir, beam_args=beam_args,
+            source={"config": args.config, "overrides": overrides, "workdir": str(args.workdir)},
+        )  # fmt: skip
+    except executor.StagesFailed as e:
+        if len(e.failures) > 1:
+            for label, message in e.failures:
+                print(f"smear run: failed: {label}: {message}", file=sys.stderr)
+        raise
     report_dir = stages[-1].out_dir
     print(
         f"run: {len(summary['ran'])} stages ran, {len(summary['cached'])} cached, {summary['seconds']:.1f} s"

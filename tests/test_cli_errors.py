@@ -165,6 +165,8 @@ CASES = [
      ["unknown model.name 'vgg'"]),
     ("unknown strategy", ["train", "--workdir", "{work}", "--config.train.strategy=gpu"],
      ["unknown train.strategy 'gpu'"]),
+    ("unknown precision", ["train", "--workdir", "{work}", "--config.train.precision=float16"],
+     ["unknown train.precision 'float16'; one of: float32, mixed_bfloat16, mixed_float16"]),
     ("unknown sweep method (run)", ["run", "--workdir", "{root}/run", "--config.sweep.teachers=('xx',)"],
      ["sweep.teachers entry 'xx'", "unknown method"]),
     ("unknown command", ["frobnicate"], ["unknown command 'frobnicate'"]),

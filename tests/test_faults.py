@@ -72,11 +72,12 @@ def test_sigkill_during_noisify_leaves_no_manifest_and_the_rerun_matches_an_unin
     overrides = [f"--config.data.source_dir={idx}", "--config.data.source=idx", "--config.data.chunk_size=64"]
     argv = ["noisify", "--config", QUICKSTART, "--workdir", str(tmp_path / "work"), *overrides]
     kill_at_marker(_HANG_IN_NOISIFY, argv, "HANGING")
-    (partial,) = (tmp_path / "work" / "data").iterdir()
+    (partial,) = (tmp_path / "work" / "data").glob("[!.]*")  # not the killed run's lock
     assert not artifacts.is_complete(partial)  # killed mid-job: never read as input
     assert any(p.name.startswith("beam-temp-") for p in partial.iterdir())  # shards were being written
 
     assert cli.main(argv) == 0
+    assert not list(partial.parent.glob(".*.lock"))  # the killed run's lock was taken over, then released
     manifest = artifacts.read_manifest(partial)  # complete now, and its checksums verify
     counts = manifest["counts"]
     assert counts["train"] + counts["validation"] == 256
@@ -108,7 +109,7 @@ def test_sigkill_during_export_leaves_no_manifest_and_the_rerun_exports_everythi
         "--config.export.batch_size=16",
     ]
     kill_at_marker(_HANG_IN_EXPORT, argv, "HANGING")
-    (partial,) = (workdir / "logits").iterdir()
+    (partial,) = (workdir / "logits").glob("[!.]*")  # not the killed run's lock
     assert not artifacts.is_complete(partial)  # killed mid-inference: never read as input
 
     assert cli.main(argv) == 0

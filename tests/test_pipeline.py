@@ -170,7 +170,7 @@ def test_changing_one_alpha_reruns_only_that_variant_and_what_follows(finished, 
 
 _HANG_IN_LS_TEACHER = """
 import sys, time
-from keras.callbacks import BackupAndRestore
+from pipeline.stages.train import WholeFileBackup as BackupAndRestore  # training's back-up
 save = BackupAndRestore._save_model
 def save_then_hang(self):
     save(self)

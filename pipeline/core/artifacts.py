@@ -15,6 +15,7 @@ Rules (DESIGN.md):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import __version__
+from pipeline.core import locks
 from pipeline.core.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -110,11 +112,18 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: free what was written, and name the file (a write error names none)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if e.filename is None and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -154,26 +163,34 @@ def prepare_output(path: str | os.PathLike, *, force: bool = False, keep_partial
 
     A complete artifact is an error unless `force` (then it is removed). A
     partial one is cleared, unless `keep_partial` (training resumes from it).
+    First it takes the artifact's lock (`pipeline.core.locks`), which this process
+    then holds until `write_manifest` completes the artifact (or the process ends).
 
     Raises:
+      LockHeld: another live process is writing `path`, naming it.
       UserError: `path` holds a complete artifact and `force` is False, or
         `path` cannot be created.
     """
     if is_url(path):
         return _prepare_remote(str(path), force=force, keep_partial=keep_partial)
     path = Path(path)
-    if is_complete(path):
-        if not force:
-            raise UserError(f"{path} already holds a complete artifact; pass --force to recompute it")
-        shutil.rmtree(path)
-    elif path.exists() and not keep_partial:
-        shutil.rmtree(path)
+    locks.acquire(path, log=print)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"cannot create {path}: {e.strerror}") from e
-    if not os.access(path, os.W_OK):
-        raise UserError(f"cannot write to {path}: permission denied")
+        if is_complete(path):
+            if not force:
+                raise UserError(f"{path} already holds a complete artifact; pass --force to recompute it")
+            shutil.rmtree(path)
+        elif path.exists() and not keep_partial:
+            shutil.rmtree(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create {path}: {e.strerror}") from e
+        if not os.access(path, os.W_OK):
+            raise UserError(f"cannot write to {path}: permission denied")
+    except BaseException:
+        locks.release(path)
+        raise
     return path
 
 
@@ -233,6 +250,8 @@ def write_manifest(
     if extra:
         manifest.update(extra)
     atomic_write_json(join(path, MANIFEST), manifest)
+    if not is_url(path):
+        locks.release(path)  # the one taken by prepare_output: the artifact is complete
     return manifest
 
 
@@ -253,6 +272,9 @@ def read_manifest(path: str | os.PathLike, *, what: str = "artifact", verify: bo
     except (OSError, ValueError) as e:
         raise UserError(f"{what} manifest {manifest_path} is unreadable: {e}") from e
     if verify:
+        signature = _signature(path, manifest.get("files", {}))
+        if signature is not None and _VERIFIED.get(os.path.abspath(path)) == signature:
+            return manifest  # verified by this process, and no file was touched since
         for rel, meta in manifest.get("files", {}).items():
             f = join(path, rel)
             if not exists(f):
@@ -261,7 +283,28 @@ def read_manifest(path: str | os.PathLike, *, what: str = "artifact", verify: bo
                 raise UserError(
                     f"{what} file {f} does not match its checksum in {manifest_path}; it was modified or corrupted"
                 )
+        if signature is not None:
+            _VERIFIED[os.path.abspath(path)] = signature
     return manifest
+
+
+# Local artifacts this process has verified: abspath -> `_signature` of their files then. A
+# long-lived `smear run --jobs N` worker so checksums an input once, not once per stage that reads it.
+_VERIFIED: dict[str, tuple] = {}
+
+
+def _signature(path: str | os.PathLike, files: Mapping[str, Any]) -> tuple | None:
+    """(inode, size, mtime in ns) of the manifest and of every listed file; None for a URL or a missing file.
+
+    Any write to a file changes its mtime (and a replaced file its inode): then it is checksummed again.
+    """
+    if is_url(path):
+        return None
+    try:
+        stats = [os.stat(os.path.join(path, rel)) for rel in (MANIFEST, *sorted(files))]
+    except OSError:
+        return None
+    return tuple((st.st_ino, st.st_size, st.st_mtime_ns) for st in stats)
 
 
 def input_ref(path: str | os.PathLike, manifest: Mapping[str, Any]) -> dict:

@@ -102,10 +102,14 @@ def model_section(config: ml_collections.ConfigDict) -> dict:
     Leaves out where it runs (strategy, tpu), and input paths (the input
     fingerprints identify them): for a teacher the distillation section and
     loss.transition_file, for a student the loss section and distill.logits_dir.
+    A mixed train.precision changes the model and is kept; float32 is left out, so
+    a float32 model has the fingerprint it had before the key existed.
     """
     train = to_plain(config.train)
     for key in ("strategy", "tpu"):
         train.pop(key, None)
+    if train.get("precision", "float32") == "float32":  # so that float32 models keep their fingerprints
+        train.pop("precision", None)
     section = {"model": to_plain(config.model), "train": train}
     if config.distill.enabled:
         section["distill"] = to_plain(config.distill)

@@ -24,6 +24,7 @@ trained does not depend on the number of devices.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
@@ -41,7 +42,7 @@ import tensorflow as tf
 
 from keras_components import losses, models, noise, optimizers
 from keras_components.losses import LOSSES
-from pipeline.core import artifacts, curves, layout, tfdata, trained_model
+from pipeline.core import artifacts, curves, layout, resources, tfdata, trained_model
 from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.config import to_plain
 from pipeline.core.errors import UserError
@@ -66,6 +67,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     check(t.strategy in STRATEGIES, f"unknown train.strategy {t.strategy!r}; one of: {', '.join(STRATEGIES)}")
     names = optimizers.OPTIMIZER_NAMES
     check(t.optimizer in names, f"unknown train.optimizer {t.optimizer!r}; one of: {', '.join(names)}")
+    check(
+        t.precision in models.PRECISIONS,
+        f"unknown train.precision {t.precision!r}; one of: {', '.join(models.PRECISIONS)}",
+    )
     ratios = optimizers.TRUST_RATIOS
     check(
         t.lars_trust_ratio in ratios,
@@ -244,8 +249,14 @@ def build_loss(config: ml_collections.ConfigDict, num_classes: int, step=None) -
 
 
 def build_model(config: ml_collections.ConfigDict, num_classes: int, image_shape) -> keras.Model:
+    """The network config.model names, computing in config.train.precision (its logits in float32).
+
+    The precision is each layer's own dtype policy, not Keras' process-global one, so models
+    built one after another in the same process each keep their own.
+    """
     m = config.model
     kwargs = {k: m[k] for k in models.model_options(m.name) if k in m}  # the builder's keys of config.model
+    kwargs["dtype"] = config.train.precision
     if config.train.optimizer == "lars":
         kwargs["weight_decay"] = 0.0  # LARS applies the decay itself
     try:
@@ -412,6 +423,10 @@ def _compiled_model(
         weight_decay=config.model.weight_decay,
         trust_ratio=t.lars_trust_ratio,
     )
+    if t.precision == "mixed_float16":
+        # float16 gradients underflow without loss scaling. compile() adds it only to a model whose
+        # own policy is mixed_float16, and a functional model's is float32 whatever its layers'.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     # Teachers: accuracy on the (noisy) training labels; students: agreement with the teacher's top label.
     accuracy_class = keras.metrics.CategoricalAccuracy if student else keras.metrics.SparseCategoricalAccuracy
     loss, accuracy = build_loss(config, num_classes, optimizer.iterations), accuracy_class(name="accuracy")
@@ -520,7 +535,7 @@ def _fit(
     callbacks = [
         learning_curves,
         training_log,
-        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq="epoch"),
+        WholeFileBackup(str(backup_dir), save_freq="epoch"),
     ]
     if tensorboard_dir is not None:
         callbacks.append(
@@ -544,6 +559,80 @@ def _fit(
         if explained is None:
             raise
         raise explained from e
+
+
+def _check_batch_fits(config, strategy, network: keras.Model, train_dir: Path, train_manifest: dict) -> None:
+    """Refuses, in one line naming train.batch_size, a batch larger than the training split or than memory.
+
+    Memory (pipeline/core/resources.py): `network`'s layer outputs per example times the
+    examples this host trains on at once, plus weights, gradients and optimizer slots, against
+    the memory available; checked on CPU hosts only (a GPU's or TPU's memory is not reported).
+    """
+    t = config.train
+    examples = int(train_manifest["counts"]["train"])
+    if t.batch_size > examples:
+        raise UserError(
+            f"train.batch_size={t.batch_size} is larger than the training split "
+            f"({examples} train examples in {train_dir}); lower it to at most {examples}"
+        )
+    try:
+        devices = list(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy: one replica, on a GPU if there is one
+        devices = ["GPU" if tf.config.list_logical_devices("GPU") else "CPU"]
+    if any("GPU" in d.upper() or "TPU" in d.upper() for d in devices):
+        return
+    per_host = t.batch_size // strategy.num_replicas_in_sync * len(devices)  # CPU replicas share its memory
+    resources.check_fits(
+        resources.training_memory(network, per_host), resources.available_memory(), key="train.batch_size",
+        value=t.batch_size, hosts=t.batch_size // per_host,
+    )  # fmt: skip
+
+
+class WholeFileBackup(keras.callbacks.BackupAndRestore):
+    """BackupAndRestore whose files are written whole or not at all.
+
+    Keras' own writes latest.weights.h5 with HDF5 straight to the disk: when a write fails (a
+    full disk) the file is left half-written, and HDF5, which can no longer close it, crashes
+    the process when it exits (SIGSEGV in H5_term_library; h5py 3.14, HDF5 1.14.6). Here HDF5
+    writes the same file into memory and `artifacts.atomic_write_bytes` puts it on the disk: a
+    failure is a plain OSError (one line from the CLI) and the previous back-up stays whole.
+    """
+
+    def _save_model(self):
+        from keras.src.saving import saving_lib  # what model.save_weights runs, into a buffer
+
+        buffer = io.BytesIO()
+        store = saving_lib.H5IOStore(buffer, mode="w")
+        saving_lib._save_state(
+            self.model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
+        )
+        store.close()
+        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        artifacts.atomic_write_bytes(self._weights_path, buffer.getvalue())
+        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        artifacts.atomic_write_json(self._training_metadata_path, metadata)
+
+
+def _discard_unfinished_backup(backup_dir: Path, log: Callable[[str], None]) -> None:
+    """Removes a back-up whose metadata does not match its weights, so training starts over.
+
+    The back-up writes the weights, then training_metadata.json. Weights without a readable
+    metadata file as new as they are were cut short (a full disk, a kill while saving; or a
+    half-written file of Keras' own BackupAndRestore): resuming from them would fail or
+    restart the wrong epoch.
+    """
+    weights, metadata = backup_dir / "latest.weights.h5", backup_dir / "training_metadata.json"
+    if not weights.exists():
+        return
+    try:
+        json.loads(metadata.read_text())
+        complete = metadata.stat().st_mtime_ns >= weights.stat().st_mtime_ns
+    except (OSError, ValueError):
+        complete = False
+    if not complete:
+        log(f"train: the back-up in {backup_dir} was not completely written; training starts over")
+        for path in (weights, metadata):
+            path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- the stage
@@ -596,12 +685,6 @@ def train_stage(
     replicas, chief = strategy.num_replicas_in_sync, is_chief(strategy)
     if t.batch_size % replicas:
         raise UserError(f"train.batch_size={t.batch_size} is not divisible by the {replicas} replicas")
-    if chief:
-        artifacts.prepare_output(out_dir, force=force, keep_partial=True)
-        backup_dir = out_dir / "backup"
-    else:  # other workers keep their own back-up (same state) and write nothing else
-        task_id = strategy.cluster_resolver.task_id
-        backup_dir = out_dir.parent / ".workers" / f"{out_dir.name}-worker{task_id}"
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(t.seed)
@@ -626,6 +709,14 @@ def train_stage(
             student=logits_dir is not None,
             teacher_dir=teacher_dir,
         )
+    _check_batch_fits(config, strategy, network_of(model), train_dir, train_manifest)  # nothing written yet
+    if chief:
+        artifacts.prepare_output(out_dir, force=force, keep_partial=True)
+        backup_dir = out_dir / "backup"
+    else:  # other workers keep their own back-up (same state) and write nothing else
+        task_id = strategy.cluster_resolver.task_id
+        backup_dir = out_dir.parent / ".workers" / f"{out_dir.name}-worker{task_id}"
+    _discard_unfinished_backup(backup_dir, log)
 
     dataset = _distributed_dataset(
         config, strategy, model, train_dir, train_manifest, backup_dir, student=logits_dir is not None
