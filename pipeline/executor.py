@@ -406,11 +406,10 @@ def execute(
         echo("run: interrupted; stopping the workers (a training resumes from its back-up next time)")
         for worker in workers:
             worker.interrupt()
-        for worker in workers:
-            worker.close(timeout=30)
         raise
-    for worker in workers:
-        worker.close()
+    finally:  # whatever ended the loop: no worker outlives the run
+        for worker in workers:
+            worker.close()
     if failures:
         raise StagesFailed(failures, exit_status=1 if bug else 2)
     return {"ran": ran, "cached": reused, "seconds": round(time.time() - started, 2)}
