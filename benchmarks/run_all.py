@@ -1,11 +1,11 @@
 """Run every benchmark in benchmarks/ in sequence and write results/benchmarks.md.
 
-    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about 13 minutes on 2 idle cores)
+    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about 55 minutes on 2 cores)
     .venv/bin/python benchmarks/run_all.py --quick    # small settings, to check the scripts work (JSON + .md in a temp dir)
     .venv/bin/python benchmarks/run_all.py --render   # only re-render the .md from results/benchmarks/*.json
     .venv/bin/python benchmarks/run_all.py --only train,memory
 
-Runs noisify, export, train, train_process and memory (each script in its own process,
+Runs noisify, export, train, train_process, memory and jobs (each script in its own process,
 one after the other, so they do not compete for the 2 cores), then renders one Markdown table
 per benchmark from its JSON, with the machine (CPU model, cores, memory, load, date)
 at the top and each target marked met / MISSED, followed by what was profiled and
@@ -78,6 +78,16 @@ start-up (about 0.6 s against a 1 s predict); with `--examples 16384` it is 0.83
   today) one default run had the stage at 0.86-0.93x Keras with images per CPU second at
   1.01-1.04x, and PyTorch's OpenMP threads lost up to 3x; the table above is from a run with no
   other load. Judge a re-run by the CPU-second ratios and the load average printed below it.
+""",
+    "train_process": """
+**Findings (missed).** Profiled after this run (`python -m cProfile -m pipeline.cli train ...` with 200
+steps, and a `smear train` of 100 steps timed line by line; a test suite ran beside both): of a stage's
+time outside Keras' own step, the learning curves take about 1.6 s per epoch (`curves.measure`: three
+1000-example subsamples; 8 epochs here, about 13 s, inside `fit s`), importing TensorFlow and Beam about
+6.5 s, the stage's own reading, checks and saving about 1.4 s, and the interpreter's teardown after the
+manifest is written 1.4-6.8 s (TensorFlow's objects; `os._exit` after a flush removes it). The bare side
+does none of the curves. Not changed here: `train.curve_examples=0` (no curves) and a hard exit after
+the manifest are the two levers; the second skips Python's exit handlers and needs care.
 """,
     "memory": """
 **Findings.** Every stage peaks at 0.6-1.3 GiB (export-logits is the largest: TensorFlow, Beam

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 
 def main() -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the parent's Ctrl-C, even if ours was ignored
     sys.stdout.reconfigure(line_buffering=True)
     from pipeline.cli import quiet_native_stderr
 

@@ -55,10 +55,11 @@ def _args(workdir, idx_dir, *extra) -> list[str]:
 
 
 def _smear(argv: list[str]) -> subprocess.Popen:
+    """`smear ARGV` in a fresh process, with Ctrl-C's default (a background shell's job ignores SIGINT)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=env, cwd=ROOT,
+        text=True, env=env, cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
@@ -88,9 +89,14 @@ def _verify_every_manifest(workdir: Path) -> int:
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory, idx_dir):
-    """One plain run (`--jobs 1`): the reference the parallel and concurrent runs must match."""
+    """One plain run (`--jobs 1`): the reference the parallel and concurrent runs must match.
+
+    In a fresh process, as the workers are: earlier tests change this process's TensorFlow state.
+    """
     workdir = tmp_path_factory.mktemp("single")
-    assert cli.main(_args(workdir, idx_dir)) == 0
+    process = _smear(_args(workdir, idx_dir))
+    out, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err
     return workdir
 
 
