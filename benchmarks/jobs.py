@@ -40,20 +40,27 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# name -> (config file and argument, overrides); --quick adds the config's smoke variant.
 WORKLOADS = {
-    "quickstart": ["--config", "configs/quickstart.py"],
-    "fmnist_cell": [
-        "--config", "configs/fmnist_paper.py:rho0.2", "--config.sweep.teachers=('ce', 'ls:0.2')",
-        "--config.sweep.students=()", "--config.sweep.seeds=(0,)",
-    ],
-}  # fmt: skip
-QUICK = {
-    "quickstart": ["--config", "configs/quickstart.py:smoke"],
-    "fmnist_cell": [
-        "--config", "configs/fmnist_paper.py:rho0.2,smoke", "--config.sweep.teachers=('ce', 'ls:0.2')",
-        "--config.sweep.students=()", "--config.sweep.seeds=(0,)",
-    ],
-}  # fmt: skip
+    "quickstart": ("configs/quickstart.py", []),
+    "fmnist_cell": (
+        "configs/fmnist_paper.py:rho0.2",
+        [
+            "--config.sweep.teachers=('ce', 'ls:0.2')",
+            "--config.sweep.students=()",
+            "--config.sweep.seeds=(0,)",
+        ],
+    ),
+}
+
+
+def workload_args(name: str, quick: bool) -> list[str]:
+    config, overrides = WORKLOADS[name]
+    if quick:
+        config += ",smoke" if ":" in config else ":smoke"
+    return ["--config", config, *overrides]
+
+
 TARGET = 1.0
 
 
@@ -123,7 +130,7 @@ def main(argv=None) -> int:
     rows, targets, workloads = [], [], {}
     with tempfile.TemporaryDirectory(prefix="bench-jobs-") as tmp:
         for name in names:
-            config = (QUICK if args.quick else WORKLOADS)[name]
+            config = workload_args(name, args.quick)
             runs = {}
             for mode, flags in modes().items():
                 workdir = Path(tmp) / f"{name}-{mode}"
