@@ -31,14 +31,25 @@ setup(
         "google-crc32c>=1.5",
         "tensorflow-datasets>=4.9,<5",
         "ml-collections>=1.0,<2",
+        "etils[epath]>=1.5",  # pathlib's API over tf.io.gfile: a workdir may be gs://
         "matplotlib>=3.8,<4",
         "numpy>=1.26",
         "scipy>=1.11",
     ],
     extras_require={
-        # ruff pinned: its formatting changes between releases; jax (CPU) runs tests/test_jax_backend.py
-        "dev": ["pytest>=8", "ruff==0.17.*", "jax>=0.10"],
+        # ruff pinned: its formatting changes between releases; jax (CPU) runs tests/test_jax_backend.py;
+        # apache-beam[gcp] and the emulator (pinned: tests/gcs_standin.py patches it) run the gs:// tests
+        "dev": [
+            "pytest>=8",
+            "ruff==0.17.*",
+            "jax>=0.10",
+            "apache-beam[gcp]>=2.60,<3",
+            "gcp-storage-emulator==2026.7.19",
+            "kfp==2.17.*",  # tests/test_kfp.py
+        ],
         "gcp": ["apache-beam[gcp]>=2.60,<3"],
+        # `smear run --engine kfp` (pipeline/kfp_engine.py); the image (Dockerfile) installs it for its tasks
+        "kfp": ["kfp==2.17.*"],
         # benchmarks/train.py's PyTorch side; pinned: this release is the CPU build available here,
         # a range admitting newer releases would fetch a multi-GB CUDA build
         "bench": ["torch==2.13.0"],

@@ -22,6 +22,7 @@ manifest.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import time
@@ -235,8 +236,9 @@ def estimate_stage(
 
     transition = np.array([rows[i]["p"] for i in range(num_classes)], np.float64)
     transition /= transition.sum(axis=1, keepdims=True)
-    np.save(out_dir / ".transition.npy", transition)
-    os.replace(out_dir / ".transition.npy", out_dir / "transition.npy")
+    buffer = io.BytesIO()
+    np.save(buffer, transition)
+    artifacts.atomic_write_bytes(out_dir / "transition.npy", buffer.getvalue())
     condition = float(np.linalg.cond(transition))
     summary = {
         "transition": transition.tolist(),
@@ -287,7 +289,7 @@ def default_logits_dir(config, workdir) -> Path:
         )
     model_fp = artifacts.read_manifest(model.path, what="model artifact", verify=False)["fingerprint"]
     data_fp = tfdata.read_data_manifest(data_dir, verify=False)["fingerprint"]
-    return Path(layout.logits(config, workdir, model.name, model_fp, data_fp, "train").path)
+    return artifacts.path(layout.logits(config, workdir, model.name, model_fp, data_fp, "train").path)
 
 
 def run(argv=None) -> None:
@@ -299,7 +301,7 @@ def run(argv=None) -> None:
     args, config, beam_args = parse_stage_args(
         parser, argv, known_only=True, validate=validate_config, extra_flags=pipeline_options
     )
-    logits_dir = Path(args.logits) if args.logits else default_logits_dir(config, args.workdir)
+    logits_dir = artifacts.path(args.logits) if args.logits else default_logits_dir(config, args.workdir)
     manifest = artifacts.read_manifest(logits_dir, what="logits artifact", verify=False)
     teacher = manifest.get("teacher", {}).get("path") or logits_dir
     out_dir = layout.transition(config, args.workdir, layout.base_name(teacher), manifest["fingerprint"]).path

@@ -15,8 +15,12 @@ call. Any Beam runner flag is passed through, e.g.
 `--runner=DataflowRunner ...`; without --runner the job runs on the FnApiRunner
 (the DirectRunner's batch engine, see `make_pipeline`).
 
+Source-encoded images (data image_encoding "source": ImageNet's JPEGs) are decoded
+to their centre crop, as evaluation takes it (`pipeline.core.crops`).
+
 A record that cannot be read (not an Example, a missing feature, an image that is
-not a PNG of the artifact's shape) goes to the dead-letter output as
+not a PNG of the artifact's shape, or source-encoded bytes not of their
+`image_format`) goes to the dead-letter output as
 "id<TAB>reason"; the stage then fails without writing a manifest (a student must
 see every training example) and leaves the first 100 of them in `dead_letter.txt`.
 """
@@ -41,10 +45,10 @@ from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler, Predi
 
 from beam_jobs.core.runners import make_pipeline, pipeline_options
 from beam_jobs.core.tfrecords import tfrecord_frame
-from pipeline.core import artifacts, layout, trained_model
+from pipeline.core import artifacts, layout, schema, trained_model
 from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.errors import UserError
-from pipeline.core.schema import FEATURES, LOGIT_FEATURES, read_features
+from pipeline.core.schema import LOGIT_FEATURES, read_features
 
 DEAD_LETTER = "dead_letter"
 SUMMARY_FILE = ".export-summary.json"
@@ -63,10 +67,18 @@ class TeacherModel:
     (uint8 / 255 - mean) / std with the dataset's per-channel statistics.
     """
 
-    def __init__(self, keras_model, image_shape: Sequence[int], mean: np.ndarray, std: np.ndarray):
+    def __init__(
+        self,
+        keras_model,
+        image_shape: Sequence[int],
+        mean: np.ndarray,
+        std: np.ndarray,
+        encoding: str = "png",
+    ):
         import tensorflow as tf
 
         from keras_components.models import pre_logits_model
+        from pipeline.core import crops
 
         self.model = pre_logits_model(keras_model)
         image_shape = tuple(int(d) for d in image_shape)
@@ -79,6 +91,17 @@ class TeacherModel:
         signature += [tf.TensorSpec(channels, tf.float32)] * 2
 
         def decode_and_normalise(serialized, scale, mean, std):
+            if encoding == "source":  # the centre crop, as evaluation takes it
+                parsed = tf.io.parse_example(
+                    serialized,
+                    {name: tf.io.FixedLenFeature([], tf.string) for name in ("image", schema.IMAGE_FORMAT)},
+                )
+                images = tf.map_fn(
+                    lambda x: crops.eval_crop(x[0], x[1], image_shape[0], image_shape[-1]),
+                    (parsed["image"], parsed[schema.IMAGE_FORMAT]),
+                    fn_output_signature=spec,
+                )
+                return (tf.cast(images, tf.float32) / scale - mean) / std
             parsed = tf.io.parse_example(serialized, {"image": tf.io.FixedLenFeature([], tf.string)})
             images = tf.map_fn(
                 lambda png: tf.ensure_shape(tf.io.decode_png(png, channels=image_shape[-1]), image_shape),
@@ -116,16 +139,26 @@ class KerasTeacherHandler(ModelHandler[bytes, PredictionResult, TeacherModel]):
     its `example` is the input record unchanged.
     """
 
-    def __init__(self, model_path: str, image_shape: Sequence[int], dataset: str, batch_size: int):
+    def __init__(
+        self,
+        model_path: str,
+        image_shape: Sequence[int],
+        dataset: str,
+        batch_size: int,
+        encoding: str = "png",
+    ):
         super().__init__(min_batch_size=batch_size, max_batch_size=batch_size)
         from pipeline.core.tfdata import normalization
 
+        self.encoding = encoding  # the data's image_encoding: png | source
         self._model_path = str(model_path)
         self._image_shape = tuple(int(d) for d in image_shape)
         self._mean, self._std = normalization(dataset, self._image_shape[-1])
 
     def load_model(self) -> TeacherModel:
-        return TeacherModel(trained_model.load(self._model_path), self._image_shape, self._mean, self._std)
+        return TeacherModel(
+            trained_model.load(self._model_path), self._image_shape, self._mean, self._std, self.encoding
+        )
 
     def run_inference(
         self, batch: Sequence[bytes], model: TeacherModel, inference_args: dict[str, Any] | None = None
@@ -154,8 +187,9 @@ def _png_shape(png: bytes) -> tuple[int, int, int] | None:
 class CheckRecord(beam.DoFn):
     """Passes well-formed Examples on as (id, record); the rest go to `dead_letter` as "id<TAB>reason"."""
 
-    def __init__(self, image_shape: Sequence[int]):
+    def __init__(self, image_shape: Sequence[int], encoding: str = "png"):
         self._image_shape = tuple(int(d) for d in image_shape)
+        self._encoding = encoding
         self._bad = Metrics.counter("export_logits", "dead_letter")
 
     def process(self, record: bytes):
@@ -164,9 +198,17 @@ class CheckRecord(beam.DoFn):
         example_id, feature = read_features(record)
         reason = "not a serialised tf.train.Example" if feature is None else None
         if feature is not None:
-            missing = [name for name in FEATURES if name not in feature]
+            missing = [name for name in schema.required_features(self._encoding) if name not in feature]
             if missing:
                 reason = f"missing feature {', '.join(missing)}"
+            elif self._encoding == "source":
+                image = feature["image"].bytes_list.value[0] if feature["image"].bytes_list.value else b""
+                declared = b"".join(feature[schema.IMAGE_FORMAT].bytes_list.value[:1]).decode(
+                    errors="replace"
+                )
+                found = schema.image_format_of(image)
+                if found != declared:
+                    reason = f"image is {found or 'neither JPEG nor PNG'}, its image_format says {declared!r}"
             else:
                 shape = _png_shape(
                     feature["image"].bytes_list.value[0] if feature["image"].bytes_list.value else b""
@@ -216,9 +258,8 @@ class ExportLogits(beam.PTransform):
         self._handler, self._image_shape = handler, image_shape
 
     def expand(self, records):
-        checked = records | "Check" >> beam.ParDo(CheckRecord(self._image_shape)).with_outputs(
-            DEAD_LETTER, main="valid"
-        )
+        check = CheckRecord(self._image_shape, self._handler.encoding)
+        checked = records | "Check" >> beam.ParDo(check).with_outputs(DEAD_LETTER, main="valid")
         examples = (
             checked.valid
             | "RunInference" >> RunInference(KeyedModelHandler(self._handler))
@@ -327,7 +368,7 @@ class WriteShard(beam.DoFn):
     """
 
     def __init__(self, out_dir: str, split: str, num_shards: int):
-        self._out_dir, self._split, self._num_shards = out_dir, split, num_shards
+        self._out_dir, self._split, self._num_shards = str(out_dir), split, num_shards
 
     def process(self, item):
         shard, records = item
@@ -438,8 +479,9 @@ def export_stage(
     started = time.time()
     out_dir = artifacts.prepare_output(out_dir, force=force)
     handler = KerasTeacherHandler(
-        str(model_path), image_shape, str(data_manifest["dataset"]), config.export.batch_size
-    )
+        str(model_path), image_shape, str(data_manifest["dataset"]), config.export.batch_size,
+        schema.image_encoding(data_manifest),
+    )  # fmt: skip
     try:
         with make_pipeline(beam_args) as p:
             build_pipeline(
@@ -477,6 +519,7 @@ def export_stage(
             "dataset": data_manifest["dataset"],
             "num_classes": num_classes,
             "image_shape": list(image_shape),
+            "image_encoding": schema.image_encoding(data_manifest),
             "class_names": list(data_manifest.get("class_names", [])),
             "splits": splits,
             "teacher": artifacts.input_ref(model_dir, model_manifest),
@@ -502,14 +545,14 @@ def run(argv=None) -> None:
     from pipeline.core import tfdata
 
     # Paths and fingerprints only: export_stage verifies both artifacts' checksums when it reads them.
-    data_dir = Path(layout.data(config, args.workdir).path)
+    data_dir = artifacts.path(layout.data(config, args.workdir).path)
     if args.model:
-        model_dir = Path(args.model)
+        model_dir = artifacts.path(args.model)
         model_manifest = artifacts.read_manifest(model_dir, what="model artifact", verify=False)
         data_manifest = tfdata.read_data_manifest(data_dir, verify=False)
     else:
         data_manifest = tfdata.read_data_manifest(data_dir, verify=False)
-        model_dir = Path(layout.configured_model(config, args.workdir)[0].path)
+        model_dir = artifacts.path(layout.configured_model(config, args.workdir)[0].path)
         if not artifacts.is_complete(model_dir):
             raise UserError(
                 f"no trained model at {model_dir}; run `smear train` with this config or pass --model"

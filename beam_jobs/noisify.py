@@ -10,7 +10,9 @@ split of the noisy training examples (data.validation_fraction, chosen by a
 hash of the example id: the same examples whatever the noise seed, rate or
 runner; its labels are noisy, as a practitioner would have them, and the clean
 labels are kept), writes sharded TFRecords in the DESIGN.md schema, the
-realised noise per split in `noise_report.json`, and the manifest last. Any Beam runner flag is passed through, e.g.
+realised noise per split in `noise_report.json`, and the manifest last. Images are
+stored as PNGs (data.image_encoding=png: Fashion-MNIST, CIFAR), or as the source's own
+encoded bytes with their format (source: ImageNet's JPEGs, cropped at training). Any Beam runner flag is passed through, e.g.
 `--direct_num_workers=2 --direct_running_mode=multi_processing`, or
 `--runner=DataflowRunner --project=P --region=R --temp_location=gs://...`
 (the package is shipped to Dataflow workers with `--setup_file`).
@@ -37,7 +39,7 @@ from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.config import to_plain
 from pipeline.core.datasets import DATASETS
 from pipeline.core.errors import UserError
-from pipeline.core.schema import make_example
+from pipeline.core.schema import IMAGE_ENCODINGS, image_format_of, make_example
 
 SOURCE_SPLITS = ("train", "test")  # read from the source
 SPLITS = ("train", "validation", "test")  # written: validation is held out of the source's train split
@@ -58,8 +60,10 @@ def validation_mask(ids, fraction: float) -> np.ndarray:
 class NoisifyChunk(beam.DoFn):
     """Reads one slice of a split and yields (split, serialised Example).
 
-    Bad records (a label outside [0, L), an image of the wrong shape) go to the
-    `dead_letter` output as "id<TAB>reason" and increment a counter.
+    Bad records (a label outside [0, L), an image of the wrong shape, or with `encoded` bytes
+    neither JPEG nor PNG) go to the `dead_letter` output as "id<TAB>reason" and increment a counter.
+    With `encoded`, the source yields each image's encoded bytes, written as they are with
+    their `image_format`; otherwise uint8 pixels, written as PNG.
     """
 
     def __init__(
@@ -75,8 +79,10 @@ class NoisifyChunk(beam.DoFn):
         instance_rate=None,
         annotation="",
         annotations=(),
+        encoded=False,
     ):
         self._source = source
+        self._encoded = encoded  # images are the source's encoded bytes (data.image_encoding=source)
         self._instance_rate = instance_rate  # instance-dependent noise at this rate; None: T or labels
         self._annotation = annotation  # human noise: the source's feature of noisy labels
         self._annotations = tuple(annotations) or ((annotation,) if annotation else ())  # all counted
@@ -103,7 +109,10 @@ class NoisifyChunk(beam.DoFn):
         valid = (clean >= 0) & (clean < self._num_classes)
         if human:
             valid &= (annotated[self._annotation] >= 0) & (annotated[self._annotation] < self._num_classes)
-        if images.shape[1:] != self._image_shape:
+        formats = [image_format_of(bytes(image)) for image in images] if self._encoded else []
+        if self._encoded:
+            valid &= np.array([f is not None for f in formats], bool).reshape(-1)
+        elif images.shape[1:] != self._image_shape:
             valid[:] = False
         if human:
             labels = annotated[self._annotation]
@@ -131,7 +140,9 @@ class NoisifyChunk(beam.DoFn):
         for i, example_id in enumerate(ids):
             if not valid[i]:
                 self._bad.inc()
-                if images.shape[1:] != self._image_shape:
+                if self._encoded and formats[i] is None:
+                    reason = f"image bytes are neither JPEG nor PNG (they begin {bytes(images[i][:8])!r})"
+                elif not self._encoded and images.shape[1:] != self._image_shape:
                     reason = f"image shape {images.shape[1:]} != {self._image_shape}"
                 elif not 0 <= clean[i] < self._num_classes:
                     reason = f"label {clean[i]} outside [0, {self._num_classes})"
@@ -141,7 +152,13 @@ class NoisifyChunk(beam.DoFn):
                 continue
             out_split = "validation" if held_out[i] else split
             counts[out_split][clean[i], labels[i]] += 1
-            yield out_split, make_example(example_id, encode_png(images[i]), labels[i], clean[i])
+            if self._encoded:
+                record = make_example(
+                    example_id, bytes(images[i]), labels[i], clean[i], image_format=formats[i]
+                )
+            else:
+                record = make_example(example_id, encode_png(images[i]), labels[i], clean[i])
+            yield out_split, record
         self._examples.inc(int(valid.sum()))
         self._flipped.inc(int((labels[valid] != clean[valid]).sum()))
         for out_split, matrix in counts.items():
@@ -166,7 +183,7 @@ class NoisifyChunkToShard(NoisifyChunk):
 
     def __init__(self, out_dir, chunk_size, num_chunks, **kwargs):
         super().__init__(**kwargs)
-        self._out_dir, self._chunk_size, self._num_chunks = out_dir, chunk_size, num_chunks
+        self._out_dir, self._chunk_size, self._num_chunks = str(out_dir), chunk_size, num_chunks
 
     def process(self, chunk):
         split, start, _ = chunk
@@ -189,7 +206,7 @@ class NoisifyChunkToShard(NoisifyChunk):
 
 def _write_counts(item, out_dir):
     split, matrix = item
-    with FileSystems.create(FileSystems.join(out_dir, f".counts-{split}.json")) as f:
+    with FileSystems.create(FileSystems.join(str(out_dir), f".counts-{split}.json")) as f:
         f.write(json.dumps(matrix.tolist()).encode())
 
 
@@ -230,6 +247,17 @@ def validate_config(config) -> None:
             raise UserError(f"data.{key} must be >= 0 (0 = all), got {config.data[key]}")
     if not 0.0 <= config.data.validation_fraction < 1.0:
         raise UserError(f"data.validation_fraction must be in [0, 1), got {config.data.validation_fraction}")
+    encoding = config.data.image_encoding
+    if encoding not in IMAGE_ENCODINGS:
+        raise UserError(f"unknown data.image_encoding {encoding!r}; one of {', '.join(IMAGE_ENCODINGS)}")
+    if encoding == "source" and config.data.image_size < 1:
+        raise UserError(
+            "data.image_encoding=source needs data.image_size > 0: the size training and evaluation crop to"
+        )
+    if encoding == "source" and noise.NOISE_MODELS[n.model].instance:
+        raise UserError(
+            f"noise.model={n.model} reads the images' pixels: it needs data.image_encoding=png, not source"
+        )
     if noise.NOISE_MODELS[n.model].annotated:
         annotations = DATASETS[config.data.dataset].annotations if config.data.dataset in DATASETS else ()
         if not annotations:
@@ -319,13 +347,18 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
         )
     except ValueError as e:
         raise UserError(str(e)) from e
-    image_shape = source.read("test", 0, 1)[0].shape[1:]
+    encoded = config.data.image_encoding == "source"
+    if encoded:  # images of any size: the model's input is data.image_size square
+        image_shape = (int(config.data.image_size), int(config.data.image_size), source.channels())
+    else:
+        image_shape = source.read("test", 0, 1)[0].shape[1:]
     model = noise.NOISE_MODELS[config.noise.model]
     if model.instance:
         _check_images_vary(source, info.dataset, min(sizes["train"], 256))
     log(
         f"noisify: {info.origin}: {sizes['train']} train, {sizes['test']} test examples, "
         f"{info.num_classes} classes, images {tuple(image_shape)}"
+        + (" (the source's encoded images, kept as they are; crops at training)" if encoded else "")
     )
     what = f"annotation {config.noise.annotation}" if model.annotated else f"rate {config.noise.rate}"
     log(f"noisify: noise {config.noise.model} {what} seed {config.noise.seed} -> {out_dir}")
@@ -341,7 +374,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             validation_fraction=float(config.data.validation_fraction),
             instance_rate=float(config.noise.rate) if model.instance else None,
             annotation=config.noise.annotation if model.annotated else "",
-            annotations=DATASETS[info.dataset].annotations if model.annotated else (),
+            annotations=DATASETS[info.dataset].annotations if model.annotated else (), encoded=encoded,
         )  # fmt: skip
 
     # Read back through Beam's FileSystems: out_dir may be local or a URL (gs://...).
@@ -401,6 +434,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             "num_classes": info.num_classes,
             "class_names": list(info.class_names),
             "image_shape": list(image_shape),
+            "image_encoding": config.data.image_encoding,
             "splits": splits,
             "source": info.origin,
             "seconds": round(elapsed, 2),

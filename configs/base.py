@@ -50,7 +50,10 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.data.max_train_examples = 256 if smoke else 0  # the first N train examples; 0 = the whole split
     c.data.max_test_examples = 128 if smoke else 0  # the first N test examples; 0 = the whole split
     c.data.chunk_size = 128 if smoke else 2500  # examples per TFRecord shard (one unit of Beam work); ours
-    c.data.image_size = 0  # 0 = the source's size; N > 0 = resize the shorter side to N, centre-crop N x N
+    c.data.image_size = 0  # 0 = the source's size; N > 0 = the model's N x N input (see data.image_encoding)
+    # png: decode, resize + centre-crop to data.image_size if set, store PNGs | source: store the tfds images'
+    # own encoded bytes (ImageNet's JPEGs); train takes random-resized crops of data.image_size, eval centre crops
+    c.data.image_encoding = "png"  # png | source (see above); ours
     c.data.validation_fraction = 0.1  # [0, 1): noisy train share held out (by id) to choose alpha on; ours
 
     c.noise = ml_collections.ConfigDict()
@@ -90,7 +93,9 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.train.lr_boundaries = (0.5, 0.75)  # schedule=step: fractions of steps; the paper's 32k and 48k of 64k
     c.train.lr_decay = 0.1  # schedule=step: factor at each boundary, in (0, 1]; the paper's "divided by 10"
     c.train.warmup_steps = 0  # linear warm-up steps, in [0, steps); the paper mentions none
-    c.train.augment = "crop_flip"  # auto (crop_flip for 32x32 colour) | crop_flip (pad 4) | none; the paper's
+    # crop_flip: random crops + left-right flips: pad-4 crops of PNG data; of data.image_encoding=source data
+    # (ImageNet), Inception random-resized crops, as the TPU ResNet reference (none: its centre crop)
+    c.train.augment = "crop_flip"  # auto (crop_flip for 32x32 colour, source) | crop_flip | none; the paper's
     c.train.shuffle_buffer = 256 if smoke else 50_000  # examples; ours: the whole CIFAR train split
     c.train.steps_per_epoch = 2 if smoke else 1000  # Keras "epoch" = checkpoint + log interval; ours
     c.train.seed = 0  # initialisation and shuffling (the sweep sets it per seed)
@@ -126,6 +131,16 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
 
     c.report = ml_collections.ConfigDict()
     c.report.per_model_figures = True  # also copy every model's own figures into the report; ours
+
+    # Where a `smear run --engine kfp` pipeline's tasks run (Kubeflow / Vertex AI); no fingerprint covers it
+    c.resources = ml_collections.ConfigDict()
+    c.resources.train_accelerator_type = ""  # a training task's accelerator, e.g. NVIDIA_L4; '' = none (CPU)
+    c.resources.train_accelerator_count = 1  # accelerators per training task, >= 1 (with a type)
+    c.resources.export_accelerator = False  # export-logits tasks (inference on the train split) get one too
+    c.resources.train_cpu = ""  # a training task's CPU request and limit, e.g. '8' or '500m'; '' = default
+    c.resources.train_memory = ""  # a training task's memory request and limit, e.g. '32G'; '' = default
+    c.resources.cpu = ""  # every other task's CPU request and limit; '' = the platform's default
+    c.resources.memory = ""  # every other task's memory request and limit; '' = the platform's default
 
     c.sweep = ml_collections.ConfigDict()
     c.sweep.teachers = ("ce",)  # METHOD[:ALPHA], METHOD ce | ls | fc | bc; ls:-0.2 negative LS; fc:est est. T

@@ -11,11 +11,14 @@ The paper gives the model (ResNet-v2-50), the optimiser (LARS, large batch) and 
 noise (20%); it does not give batch size, steps, learning rate or schedule, so
 those are ours (marked), following common LARS ResNet-50 practice: batch 4096,
 peak learning rate 9 with 5 epochs of linear warm-up and polynomial (power 2)
-decay over 90 epochs, momentum 0.9, weight decay 1e-4 applied by LARS; also ours,
-the CIFAR pad-4 crops and flips (no Inception crops). Images are 224x224x3
-(data.image_size: noisify resizes the shorter side and centre-crops). Expected
-(Table 2): LS 70.86 (alpha 0) rising to 71.55, FC up to 73.35, over the paper's
-(unrecoverable) alpha grid. No students: the paper distils on CIFAR only.
+decay over 90 epochs, momentum 0.9, weight decay 1e-4 applied by LARS. The paper's
+"random crops and left-right flips" are taken as the TPU ResNet reference takes them:
+noisify keeps every image's original JPEG bytes (data.image_encoding=source), and
+training decodes each one to an Inception-style random-resized crop (area 8-100%,
+aspect ratio 3/4-4/3) resized to 224x224x3 (data.image_size), flipped at random;
+evaluation and logit export take the centre crop (224/256 of the shorter side,
+resized to 224). Expected (Table 2): LS 70.86 (alpha 0) rising to 71.55, FC up
+to 73.35, over the paper's (unrecoverable) alpha grid. No students: the paper distils on CIFAR only.
 
 Runtime: days on CPU; hours on a TPU pod slice. ImageNet cannot be downloaded
 here; tfds needs the manually downloaded archives.
@@ -48,6 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.name = f"imagenet-resnet_v2_50-{method}"
     c.data.dataset = "imagenet2012"
     c.data.image_size = 224  # the paper's ResNet-v2-50 input
+    c.data.image_encoding = "source"  # the original JPEGs; random-resized crops at training (the reference's)
     c.model.name = "resnet_v2_50"  # the paper's
     c.model.depth = 50  # informational: resnet_v2_50 has a fixed depth
     c.model.width = 64  # informational

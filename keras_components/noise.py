@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -129,13 +130,21 @@ def _read_array_file(path: str, what: str, text_suffix: str, read_text) -> np.nd
     Raises:
       ValueError: one line naming `what`, the file and the problem.
     """
-    if not os.path.isfile(path):
+    remote = "://" in path  # a URL (gs://): TensorFlow's file systems, as Keras' own file utilities use
+    if remote:
+        import tensorflow as tf
+
+        exists, opener = tf.io.gfile.exists(path), tf.io.gfile.GFile
+    else:
+        exists, opener = os.path.isfile(path), open
+    if not exists:
         raise ValueError(f"{what} file not found: {path}")
     try:
         if path.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
+            with opener(path, "rb") as f:
+                return np.load(io.BytesIO(f.read()), allow_pickle=False)
         if path.endswith(text_suffix):
-            with open(path, newline="") as f:
+            with opener(path, "r") if remote else open(path, newline="") as f:
                 return read_text(f)
         raise ValueError(f"expected a .npy or {text_suffix} file")
     except (OSError, ValueError) as e:

@@ -270,7 +270,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
     """
     from beam_jobs.noisify import validate_config
 
-    workdir = Path(workdir)
+    workdir = artifacts.path(workdir)
     rates, student_rates = noise_settings(config)
     nodes: list[Node] = []
     evaluations: list[Node] = []

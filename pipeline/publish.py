@@ -31,9 +31,7 @@ KIND_COLUMNS = ("noisify", "train", "export", "estimate", "evaluate", "report")
 
 
 def record_time(workdir: str | Path, node, seconds: float) -> None:
-    """Appends one plan node's wall time to <workdir>/stage_times.jsonl (local workdirs only)."""
-    if artifacts.is_url(workdir):
-        return
+    """Appends one plan node's wall time to <workdir>/stage_times.jsonl."""
     line = {
         "label": node.label,
         "kind": node.kind,
@@ -41,15 +39,21 @@ def record_time(workdir: str | Path, node, seconds: float) -> None:
         "seconds": round(seconds, 2),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    path = Path(workdir) / TIMES_FILE
+    text = json.dumps(line) + "\n"
+    path = artifacts.join(workdir, TIMES_FILE)
+    if artifacts.is_url(workdir):  # an object cannot be appended to: rewritten whole (one run writes it)
+        artifacts.atomic_write_bytes(
+            path, (path.read_text() if path.exists() else "").encode() + text.encode()
+        )
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as f:
-        f.write(json.dumps(line) + "\n")
+        f.write(text)
 
 
 def read_times(workdir: str | Path) -> dict[str, float]:
     """{out_dir: seconds} from <workdir>/stage_times.jsonl, the latest record of each; {} if absent."""
-    path = Path(workdir) / TIMES_FILE
+    path = artifacts.join(workdir, TIMES_FILE)
     if not path.exists():
         return {}
     times = {}
@@ -153,10 +157,20 @@ def check_destination(dest: str | Path) -> Path:
     return dest
 
 
+def _copy(source, target: Path) -> None:
+    """Copies a file or a directory tree from the workdir (local or a URL) to a local path."""
+    if source.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        for child in source.iterdir():
+            _copy(child, target / child.name)
+    else:
+        artifacts.copy_file(source, target)
+
+
 def publish(report_dir: str | Path, dest: str | Path, nodes: list, workdir: str | Path) -> Path:
     """Copies the report's entries into dest (replacing earlier copies) and writes the stage times."""
     dest = check_destination(dest)
-    report_dir = Path(report_dir)
+    report_dir = artifacts.path(report_dir)  # local or remote; dest is local
     if not artifacts.is_complete(report_dir):
         raise UserError(f"{report_dir}: no complete report to publish")
     dest.mkdir(parents=True, exist_ok=True)
@@ -165,10 +179,8 @@ def publish(report_dir: str | Path, dest: str | Path, nodes: list, workdir: str 
     staging.mkdir()
     for name in REPORT_ENTRIES:
         source = report_dir / name
-        if source.is_dir():
-            shutil.copytree(source, staging / name)
-        elif source.exists():
-            shutil.copy2(source, staging / name)
+        if source.exists():
+            _copy(source, staging / name)
     summary = times_summary(nodes, read_times(workdir))
     (staging / "stage_times.json").write_text(json.dumps(summary, indent=1) + "\n")
     (staging / "stage_times.md").write_text(times_markdown(summary))

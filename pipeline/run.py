@@ -2,6 +2,7 @@
 
     smear run --config configs/quickstart.py --workdir W [--jobs N [--devices IDS]] [--dry-run [--json]]
         [--force] [--publish DIR] [Beam flags]
+    smear run --config ... --workdir W --engine kfp --output pipeline.yaml [--image IMAGE] [Beam flags]
 
 `pipeline.plan.plan(config, workdir)` expands the config's sweep into typed
 nodes (kind, spec, inputs, output, fingerprint); `pipeline.executor.execute`
@@ -13,6 +14,10 @@ its own accelerators (`--devices`) or its share of the CPU cores. Each node is
 written under a lock: a second `smear run` on the same workdir waits for what
 the first is computing and reuses it. `--dry-run` prints the
 plan, `--dry-run --json` prints it as JSON with each node's standalone command.
+`--engine kfp --output pipeline.yaml` runs nothing: it compiles the same plan into a
+Kubeflow Pipelines v2 pipeline, one task per node running its standalone command in
+the project's image (`--image`), for Kubeflow or Vertex AI Pipelines (pipeline/kfp_engine.py;
+needs the kfp extra). The workdir must then be storage every task reaches (gs://BUCKET/...).
 
 Sweep strings (pipeline/core/spec.py):
   teachers  METHOD[:ALPHA], METHOD a loss (keras_components.losses.LOSSES); ALPHA a
@@ -62,8 +67,8 @@ def earlier_version_note(workdir: str | Path) -> str | None:
     Fingerprints cover the package version, so such artifacts never match a node:
     the plan is recomputed as a whole and they are left in place.
     """
-    root = Path(workdir)
-    if artifacts.is_url(workdir) or not root.is_dir():
+    root = artifacts.path(workdir)
+    if not root.is_dir():
         return None
     versions: dict[str, int] = {}
     for manifest in root.glob(f"*/*/{artifacts.MANIFEST}"):
@@ -80,6 +85,31 @@ def earlier_version_note(workdir: str | Path) -> str | None:
         f"run: note: {workdir} holds artifacts made by an earlier version ({found}); this version "
         f"({artifacts.PACKAGE_VERSION}) recomputes the plan as a whole and leaves them in place"
     )
+
+
+def _check_kfp_args(args) -> None:
+    """`--engine kfp` compiles and runs nothing: one line for a flag that would run or needs no compile."""
+    from pipeline import kfp_engine
+
+    if not args.output:
+        raise UserError("--engine kfp needs --output FILE.yaml, the pipeline file to write")
+    for flag, given in (("--dry-run", args.dry_run), ("--publish", args.publish), ("--force", args.force)):
+        if given:
+            raise UserError(
+                f"{flag} does not apply to --engine kfp, which compiles and runs nothing"
+                + (
+                    "; publish after the pipeline ran, with smear run ... --publish DIR (every stage cached)"
+                    if flag == "--publish"
+                    else "; a task skips a stage only if its artifact is complete: delete it to recompute"
+                    if flag == "--force"
+                    else ""
+                )
+            )
+    if args.jobs > 1:
+        raise UserError(
+            f"--jobs {args.jobs} does not apply to --engine kfp: the pipeline runs independent tasks at once"
+        )
+    kfp_engine.check_installed()
 
 
 def run(argv=None) -> None:
@@ -123,6 +153,22 @@ def run(argv=None) -> None:
         "training's numbers depend on its thread count: --threads equal to the cores reproduces a --jobs 1 "
         "run exactly",
     )
+    parser.add_argument(
+        "--engine",
+        choices=("local", "kfp"),
+        default="local",
+        help="local (default): run the plan here; kfp: compile it into a Kubeflow Pipelines v2 pipeline "
+        "(--output) and run nothing",
+    )
+    parser.add_argument(
+        "--output", metavar="FILE.yaml", help="with --engine kfp: the pipeline file to write (needed)"
+    )
+    parser.add_argument(
+        "--image",
+        metavar="IMAGE",
+        help="with --engine kfp: the container image every task runs in, built from the Dockerfile "
+        "(default label-smearing:VERSION; e.g. REGION-docker.pkg.dev/PROJECT/REPO/label-smearing:VERSION)",
+    )
     from beam_jobs.core.runners import pipeline_options
 
     args, config, beam_args = parse_stage_args(parser, argv, known_only=True, extra_flags=pipeline_options)
@@ -139,10 +185,24 @@ def run(argv=None) -> None:
             f"--jobs {args.jobs} with train.strategy={config.train.strategy}: that strategy uses the whole "
             "machine (or cluster) for one training; run with --jobs 1"
         )
+    if args.engine == "kfp":
+        _check_kfp_args(args)
+    elif args.output or args.image:
+        raise UserError(f"{'--output' if args.output else '--image'} needs --engine kfp")
     stages = plan(config, args.workdir)
+    _, overrides = split_config_args(list(argv or []))
+    if args.engine == "kfp":
+        from pipeline import kfp_engine
+
+        written = kfp_engine.compile_pipeline(
+            stages, args.output, config=config, config_arg=args.config, workdir=args.workdir,
+            overrides=tuple(overrides), image=args.image or kfp_engine.DEFAULT_IMAGE, beam_args=beam_args,
+        )  # fmt: skip
+        print(f"run: wrote {written}: {len(stages)} tasks in {args.image or kfp_engine.DEFAULT_IMAGE}")
+        print("run: upload it to Kubeflow or Vertex AI Pipelines (README: Scaling out)")
+        return
     if args.publish:
         publish.check_destination(args.publish)  # before anything runs
-    _, overrides = split_config_args(list(argv or []))
     if args.dry_run and args.json:
         nodes = [s.to_json(args.config, args.workdir, tuple(overrides)) for s in stages]
         print(json.dumps({"config": args.config, "workdir": str(args.workdir), "nodes": nodes}, indent=1))
@@ -156,7 +216,7 @@ def run(argv=None) -> None:
         if args.publish:
             print(f"then publish the report to {args.publish}")
         return
-    workdir = Path(args.workdir)
+    workdir = artifacts.path(args.workdir)
     try:
         summary = executor.execute(
             stages, jobs=args.jobs, devices=args.devices, threads=args.threads, force=args.force,

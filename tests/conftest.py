@@ -163,3 +163,35 @@ def logits_artifact(tmp_path_factory) -> Path:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
+
+
+@pytest.fixture(scope="session")
+def gcs(tmp_path_factory):
+    """The GCS stand-in (tests/gcs_standin.py) in its own process, with bucket `bucket`.
+
+    Yields the environment a process needs to reach it (TF's and Beam's gs:// clients);
+    in-process tests set it with monkeypatch, whole runs pass it to their subprocess.
+    """
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(root, "tests", "gcs_standin.py"), str(tmp_path_factory.mktemp("gcs")), "bucket"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        line = process.stdout.readline()
+        assert line, "the GCS stand-in did not start"
+        yield json.loads(line)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def gcs_env(gcs, monkeypatch):
+    """`gcs`'s environment set in this process for one test."""
+    for key, value in gcs.items():
+        monkeypatch.setenv(key, value)
+    return gcs

@@ -9,7 +9,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def kill_at_marker(script: str, argv: list[str], marker: str, timeout: float = 240) -> None:
+def kill_at_marker(
+    script: str, argv: list[str], marker: str, timeout: float = 240, env: dict | None = None
+) -> None:
     """Runs `python -c script *argv`, waits for a line containing `marker`, then SIGKILLs it.
 
     `script` patches a function to print the marker and hang, then calls the CLI.
@@ -17,7 +19,7 @@ def kill_at_marker(script: str, argv: list[str], marker: str, timeout: float = 2
     Raises:
       AssertionError: the process never printed the marker (so it was not killed where the test meant).
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **(env or {}))
     process = subprocess.Popen([sys.executable, "-c", script, *argv], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)  # fmt: skip
     deadline, seen = time.time() + timeout, False

@@ -99,7 +99,7 @@ def test_every_base_key_is_declared_on_one_commented_line():
     assert not uncommented  # each says what it means, its values and whether it is the paper's or ours
 
 
-def test_imagenet_resizes_to_224_and_the_size_can_be_overridden():
+def test_imagenet_crops_to_224_and_the_size_can_be_overridden():
     from beam_jobs.core.sources import resolve_source
 
     assert resolve_source(load_config(IMAGENET).data).image_size == 224  # the docstring's 224x224x3

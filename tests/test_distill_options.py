@@ -104,17 +104,20 @@ def test_online_on_unaugmented_data_equals_exported(exported, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "augment, image_shape, view",
+    "augment, image_shape, encoding, view",
     [
-        ("crop_flip", (28, 28, 1), "online"),
-        ("none", (32, 32, 3), "exported"),
-        ("auto", (32, 32, 3), "online"),  # auto augments CIFAR-shaped images only
-        ("auto", (28, 28, 1), "exported"),
+        ("crop_flip", (28, 28, 1), "png", "online"),
+        ("none", (32, 32, 3), "png", "exported"),
+        ("auto", (32, 32, 3), "png", "online"),  # auto augments CIFAR-shaped images
+        ("auto", (28, 28, 1), "png", "exported"),
+        ("auto", (224, 224, 3), "source", "online"),  # and random-resized crops of source images
     ],
 )
-def test_auto_teacher_view_is_online_exactly_when_training_crops_and_flips(augment, image_shape, view):
+def test_auto_teacher_view_is_online_exactly_when_training_crops_and_flips(
+    augment, image_shape, encoding, view
+):
     config = _config("distill.enabled=true", f"train.augment={augment}")
-    assert train.teacher_view(config, image_shape) == view
+    assert train.teacher_view(config, image_shape, encoding) == view
     for explicit in ("exported", "online"):
         config = _config(
             "distill.enabled=true", f"train.augment={augment}", f"distill.teacher_view={explicit}"

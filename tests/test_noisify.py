@@ -334,13 +334,9 @@ def test_dataflow_options_ship_this_package():
 
 
 @pytest.fixture
-def object_store(tmp_path):
-    from tests.fake_object_store import FakeObjectStore
-
-    FakeObjectStore.root = str(tmp_path / "bucket-root")
-    os.makedirs(FakeObjectStore.root)
-    yield "fakegs://bucket"
-    FakeObjectStore.root = None
+def object_store(gcs_env, tmp_path):
+    """A fresh prefix in the GCS stand-in's bucket (TF and Beam both reach it as gs://)."""
+    return f"gs://bucket/{tmp_path.name}"
 
 
 def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
@@ -349,7 +345,7 @@ def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
 
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
     out_dir = layout.data(config, f"{object_store}/work").path
-    assert str(out_dir).startswith("fakegs://bucket/work/data/")
+    assert str(out_dir).startswith(f"{object_store}/work/data/")
     manifest = noisify.noisify_stage(config, out_dir, log=lambda _: None)
     assert manifest["counts"]["train"] + manifest["counts"]["validation"] == 512
     assert manifest["splits"]["train"]["files"] == [f"train-{i:05d}-of-00004.tfrecord" for i in range(4)]

@@ -103,6 +103,7 @@ class TfdsSource:
     dataset: str
     data_dir: str = ""
     image_size: int = 0  # >0: resize (shorter side) and centre-crop to a square, e.g. ImageNet
+    keep_encoded: bool = False  # read each image's encoded bytes as the source stores them, undecoded
 
     def _builder(self):
         import tensorflow_datasets as tfds
@@ -113,8 +114,11 @@ class TfdsSource:
             raise UserError(f"tfds cannot load dataset {self.dataset!r}: {e}") from e
 
     def _as_dataset(self, builder, split: str):
+        import tensorflow_datasets as tfds
+
+        decoders = {"image": tfds.decode.SkipDecoding()} if self.keep_encoded else None
         try:
-            return builder.as_dataset(split=split, shuffle_files=False)
+            return builder.as_dataset(split=split, shuffle_files=False, decoders=decoders)
         except Exception as e:  # noqa: BLE001
             known = DATASETS.get(self.dataset)
             hint = (
@@ -143,13 +147,21 @@ class TfdsSource:
             self.dataset, len(names), names, sizes, f"tfds {self.dataset} in {builder.data_dir}"
         )
 
+    def channels(self) -> int:
+        """The channels of the dataset's images (its image feature's last dimension)."""
+        return int(self._builder().info.features["image"].shape[-1])
+
     def read(self, split: str, start: int, end: int, annotations: Sequence[str] = ()) -> tuple:
-        """(images, clean labels) of `split[start:end]`, and {feature: labels} of the `annotations` if any."""
+        """(images, clean labels) of `split[start:end]`, and {feature: labels} of the `annotations` if any.
+
+        The images are a uint8 array [N, H, W, C]; with `keep_encoded` an object array [N] of
+        their encoded bytes, exactly as the source stores them.
+        """
         import tensorflow as tf
 
         builder = self._builder()
         ds = self._as_dataset(builder, f"{self._source_split(split)}[{start}:{end}]").take(end - start)
-        if self.image_size:
+        if self.image_size and not self.keep_encoded:
             size = self.image_size
 
             def resize(example):
@@ -177,6 +189,10 @@ class TfdsSource:
             if annotations
             else ()
         )
+        if self.keep_encoded:
+            encoded = np.empty(len(images), dtype=object)
+            encoded[:] = images
+            return encoded, np.asarray(labels, dtype=np.int64).reshape(-1), *extra
         if not images:
             return np.zeros((0, 1, 1, 1), np.uint8), np.zeros((0,), np.int64), *extra
         try:
@@ -203,6 +219,11 @@ def resolve_source(data_config) -> IdxSource | TfdsSource:
     known = DATASETS[dataset]
     idx_dir = data_config.source_dir or known.idx_dir
     if source == "idx" or (source == "auto" and known.idx_dir and os.path.isdir(idx_dir)):
+        if data_config.image_encoding == "source":
+            raise UserError(
+                "data.image_encoding=source keeps a tfds dataset's encoded images: IDX files hold none "
+                "(set data.source=tfds, or data.image_encoding=png)"
+            )
         if not known.idx_dir:
             readable = ", ".join(name for name, d in DATASETS.items() if d.idx_dir)
             raise UserError(f"data.source=idx reads {readable} only, not {dataset}")
@@ -212,4 +233,5 @@ def resolve_source(data_config) -> IdxSource | TfdsSource:
                 "or set data.source_dir"
             )
         return IdxSource(dataset, idx_dir)
-    return TfdsSource(dataset, data_config.tfds_data_dir, int(data_config.image_size))
+    keep_encoded = data_config.image_encoding == "source"
+    return TfdsSource(dataset, data_config.tfds_data_dir, int(data_config.image_size), keep_encoded)

@@ -6,8 +6,10 @@ Rules (DESIGN.md):
 - A directory without `manifest.json` is partial and is never read as input.
 - The manifest records the stage, the resolved config section, the input
   fingerprints, counts and a SHA-256 of every data file; readers verify them.
-- A workdir may be a URL (gs://bucket/work) for Beam jobs on Dataflow: then
-  files go through Beam's FileSystems (object writes are atomic on close).
+- A workdir may be a URL (gs://bucket/work) for every stage: then files go
+  through TensorFlow's file systems (`path` gives an etils.epath.Path, pathlib's
+  API over tf.io.gfile); an object appears whole when it is closed, so data
+  files need no temporary name there. A FUSE-mounted bucket is a local path.
 - Directory names carry a fingerprint of (stage, config section, inputs'
   fingerprints, package version), so a changed config never lands on top of an
   old result, and an unchanged one finds its cached result.
@@ -23,11 +25,14 @@ import shutil
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
 from pipeline.core import locks
 from pipeline.core.errors import UserError
+
+if TYPE_CHECKING:
+    from etils import epath
 
 MANIFEST = "manifest.json"
 PACKAGE_VERSION = __version__
@@ -49,65 +54,127 @@ def fingerprint(stage: str, section: Any, inputs: Mapping[str, str] | None = Non
 
 
 def is_url(path: str | os.PathLike) -> bool:
-    """True for a remote location such as gs://bucket/dir (handled by Beam's FileSystems)."""
+    """True for a remote location such as gs://bucket/dir (reached through TensorFlow's file systems)."""
     return "://" in str(path)
 
 
-def join(path: str | os.PathLike, *parts: str) -> Path | str:
-    """`path / part / ...` for a local path or a URL."""
-    if is_url(path):
-        from apache_beam.io.filesystems import FileSystems
+def path(location: str | os.PathLike) -> Path | epath.Path:
+    """A location as a path object: a `pathlib.Path` for a local path (a FUSE-mounted bucket such
+    as /gcs/BUCKET/... is one), an `etils.epath.Path` for a URL (gs://...), which has pathlib's
+    API over TensorFlow's file systems (`tf.io.gfile`), as Keras, tf.data and TensorBoard use."""
+    if isinstance(location, Path):
+        return location
+    if is_url(location):
+        from etils import epath
 
-        return FileSystems.join(str(path), *parts)
-    return Path(path).joinpath(*parts)
+        return epath.Path(str(location))
+    return Path(location)
 
 
-def artifact_dir(workdir: str | os.PathLike, kind: str, name: str, fp: str) -> Path | str:
-    """`<workdir>/<kind>/<name>-<first 10 hex digits of fp>` (a str when workdir is a URL)."""
+def join(location: str | os.PathLike, *parts: str) -> Path | epath.Path:
+    """`location / part / ...` for a local path or a URL."""
+    return path(location).joinpath(*parts)
+
+
+def artifact_dir(workdir: str | os.PathLike, kind: str, name: str, fp: str) -> Path | epath.Path:
+    """`<workdir>/<kind>/<name>-<first 10 hex digits of fp>`."""
     return join(workdir, kind, f"{name}-{fp[:10]}")
 
 
-def _remote():
-    from apache_beam.io.filesystems import FileSystems
+def _gfile():
+    import tensorflow as tf
 
-    return FileSystems
+    return tf.io.gfile
+
+
+def check_location(location: str | os.PathLike, *, flag: str = "--workdir") -> None:
+    """Raises a one-line UserError if a URL cannot be used: a scheme no file system here knows,
+    a bucket that does not exist, or a store that cannot be reached. Local paths pass (their
+    errors come, one line each, from where they are written)."""
+    if not is_url(location):
+        return
+    import tensorflow as tf
+
+    text = str(location)
+    scheme, _, rest = text.partition("://")
+    bucket = rest.split("/", 1)[0]
+    schemes = sorted(s for s in tf.io.gfile.get_registered_schemes() if s not in ("", "file", "ram"))
+    if scheme not in schemes:
+        raise UserError(
+            f"{flag} {text}: no file system for {scheme}:// here (TensorFlow has: "
+            f"{', '.join(s + '://' for s in schemes)}; a FUSE-mounted bucket is a local path, e.g. /gcs/BUCKET/workdir)"
+        )
+    if not bucket:
+        raise UserError(f"{flag} {text}: no bucket in the URL (e.g. gs://BUCKET/workdir)")
+    try:
+        if not tf.io.gfile.isdir(f"{scheme}://{bucket}"):
+            raise UserError(
+                f"{flag} {text}: bucket {bucket!r} does not exist (or is not visible to these credentials)"
+            )
+        tf.io.gfile.exists(text)
+    except tf.errors.OpError as e:
+        raise UserError(f"{flag} {text}: cannot reach it: {e.message.splitlines()[0]}") from None
 
 
 def _remote_files(root: str) -> list[str]:
     """Relative paths of every object under the URL `root`."""
-    fs = _remote()
-    prefix = root.rstrip("/") + "/"
-    matched = fs.match([prefix + "**"])[0].metadata_list
-    return sorted(m.path[len(prefix) :] for m in matched if m.path.startswith(prefix))
+    root = str(root).rstrip("/")
+    gfile = _gfile()
+    if not gfile.isdir(root):
+        return []
+    return sorted(
+        f"{dirpath.rstrip('/')}/{name}"[len(root) + 1 :]
+        for dirpath, _, names in gfile.walk(root)
+        for name in names
+    )
 
 
-def exists(path: str | os.PathLike) -> bool:
+def exists(location: str | os.PathLike) -> bool:
     """A file, or a directory (for URLs: an object, or a prefix with objects under it)."""
-    if is_url(path):
-        return _remote().exists(str(path)) or bool(_remote_files(str(path)))
-    return Path(path).exists()
+    return path(location).exists()
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    if is_url(path):
-        with _remote().open(str(path)) as f:
-            return f.read()
-    return Path(path).read_bytes()
+def read_bytes(location: str | os.PathLike) -> bytes:
+    return path(location).read_bytes()
 
 
-def _size(path: str | os.PathLike) -> int:
-    if is_url(path):
-        return _remote().match([str(path)])[0].metadata_list[0].size_in_bytes
-    return Path(path).stat().st_size
+def _size(location: str | os.PathLike) -> int:
+    if is_url(location):
+        return _gfile().stat(str(location)).length
+    return Path(location).stat().st_size
 
 
-def is_complete(path: str | os.PathLike) -> bool:
-    return exists(join(path, MANIFEST)) if is_url(path) else (Path(path) / MANIFEST).is_file()
+def mtime_ns(location: str | os.PathLike) -> int:
+    """A file's modification time in nanoseconds (an object's upload time for a URL)."""
+    if is_url(location):
+        return int(_gfile().stat(str(location)).mtime_nsec)
+    return Path(location).stat().st_mtime_ns
+
+
+def remove_tree(location: str | os.PathLike) -> None:
+    """Deletes a directory (for a URL: every object under the prefix); a missing one is no error."""
+    if is_url(location):
+        target = path(location)
+        if target.exists():
+            target.rmtree()
+        return
+    shutil.rmtree(location, ignore_errors=True)
+
+
+def copy_file(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copies one file, local or remote on either side, writing `target` atomically."""
+    if not is_url(source) and not is_url(target):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, read_bytes(source))
+
+
+def is_complete(location: str | os.PathLike) -> bool:
+    return join(location, MANIFEST).is_file()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if is_url(path):
-        with _remote().create(str(path)) as f:
+        with _gfile().GFile(str(path), "wb") as f:  # an object appears whole, when it is closed
             f.write(data)
         return
     path = Path(path)
@@ -132,7 +199,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 def sha256_file(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
-    with _remote().open(str(path)) if is_url(path) else open(path, "rb") as f:
+    with _gfile().GFile(str(path), "rb") if is_url(path) else open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -158,7 +225,9 @@ def _data_files(root: Path | str, exclude: Iterable[str]) -> list[str]:
     return sorted(files)
 
 
-def prepare_output(path: str | os.PathLike, *, force: bool = False, keep_partial: bool = False) -> Path:
+def prepare_output(
+    path: str | os.PathLike, *, force: bool = False, keep_partial: bool = False
+) -> Path | epath.Path:
     """Makes `path` ready for a stage to write into.
 
     A complete artifact is an error unless `force` (then it is removed). A
@@ -194,18 +263,18 @@ def prepare_output(path: str | os.PathLike, *, force: bool = False, keep_partial
     return path
 
 
-def _prepare_remote(path: str, *, force: bool, keep_partial: bool) -> str:
-    complete = is_complete(path)
+def _prepare_remote(location: str, *, force: bool, keep_partial: bool) -> epath.Path:
+    """`prepare_output` for a URL. Not locked: an object store has no flock (see README)."""
+    target = path(location)
+    complete = is_complete(target)
     if complete and not force:
-        raise UserError(f"{path} already holds a complete artifact; pass --force to recompute it")
-    if complete or not keep_partial:
-        old = [join(path, rel) for rel in _remote_files(path)]
-        if complete:  # the manifest goes first: a half-deleted artifact must not look complete
-            _remote().delete([join(path, MANIFEST)])
-            old = [p for p in old if not str(p).endswith("/" + MANIFEST)]
-        if old:
-            _remote().delete(old)
-    return path
+        raise UserError(f"{target} already holds a complete artifact; pass --force to recompute it")
+    if complete:  # the manifest goes first: a half-deleted artifact must not look complete
+        (target / MANIFEST).unlink()
+    if (complete or not keep_partial) and target.exists():
+        target.rmtree()
+    target.mkdir(parents=True, exist_ok=True)
+    return target
 
 
 def write_manifest(

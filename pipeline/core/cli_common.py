@@ -8,6 +8,7 @@ from typing import Any
 
 import ml_collections
 
+from pipeline.core.artifacts import check_location
 from pipeline.core.config import load_config, split_config_args
 from pipeline.core.errors import UserError
 
@@ -30,7 +31,11 @@ def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", required=True, help="config file, path.py[:arg]; e.g. configs/quickstart.py:smoke"
     )
-    parser.add_argument("--workdir", required=True, help="root directory for this run's artifacts")
+    parser.add_argument(
+        "--workdir",
+        required=True,
+        help="root directory for this run's artifacts: a local path or gs://BUCKET/DIR",
+    )
     parser.add_argument("--force", action="store_true", help="recompute even if a complete artifact exists")
     parser.add_argument("--verbose", action="store_true", help="show tracebacks on errors")
     return parser
@@ -65,6 +70,7 @@ def parse_stage_args(
             extra_flags(remaining)  # an unknown flag fails here, before anything is written
     else:
         args, remaining = parser.parse_args(rest), []
+    check_location(args.workdir)  # a bad URL: one line, before anything is read or written
     config = load_config(args.config, overrides)
     if validate is not None:
         validate(config)

@@ -44,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_components.metrics import expected_calibration_error
-from pipeline.core import tfdata, trained_model
+from pipeline.core import artifacts, tfdata, trained_model
 
 CURVE_KEYS = (
     "test_accuracy",
@@ -85,7 +85,7 @@ class LearningCurves(keras.callbacks.Callback):
         batch_size: int, logit_limit: float, loss_floor: float = LOSS_FLOOR, log: Callable[[str], None] = print,
     ):  # fmt: skip
         super().__init__()
-        self.network, self.data_dir, self.manifest = network, Path(data_dir), manifest
+        self.network, self.data_dir, self.manifest = network, artifacts.path(data_dir), manifest
         self.num_examples, self.num_bins, self.batch_size = int(num_examples), int(num_bins), int(batch_size)
         self.logit_limit, self.loss_floor, self.log = float(logit_limit), float(loss_floor), log
         self._warned = False

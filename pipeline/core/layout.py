@@ -61,12 +61,12 @@ def _artifact(kind: str, workdir: str | os.PathLike, name: str, fp: str) -> Arti
 
 def base_name(directory: str | os.PathLike) -> str:
     """An artifact directory's name without its `-<fp10>` suffix: "teacher-ce-s0-1a2b3c4d5e" -> "teacher-ce-s0"."""
-    return re.sub(r"-[0-9a-f]{10}$", "", Path(directory).name)
+    return re.sub(r"-[0-9a-f]{10}$", "", artifacts.path(directory).name)
 
 
 # ---------------------------------------------------------------- noisify
 def _file_digest(path: str) -> str:
-    return artifacts.sha256_file(path) if path and os.path.isfile(path) else ""
+    return artifacts.sha256_file(path) if path and artifacts.path(path).is_file() else ""
 
 
 def data_section(config: ml_collections.ConfigDict) -> dict:
@@ -76,7 +76,10 @@ def data_section(config: ml_collections.ConfigDict) -> dict:
     noise["labels_file_sha256"] = _file_digest(config.noise.labels_file)
     if config.noise.model != HUMAN:  # only human noise reads it: data named before it existed keep their name
         noise.pop("annotation", None)
-    return {"data": to_plain(config.data), "noise": noise}
+    data = to_plain(config.data)
+    if data.get("image_encoding") == "png":  # the default: PNG data keep the name they had before the key
+        data.pop("image_encoding")
+    return {"data": data, "noise": noise}
 
 
 def data_fingerprint(config: ml_collections.ConfigDict) -> str:
@@ -133,8 +136,8 @@ def uses_transition_file(config: ml_collections.ConfigDict) -> bool:
 
 def transition_fingerprint(path: str | os.PathLike) -> str:
     """A transition file's identity: its estimate artifact's fingerprint, else the file's SHA-256."""
-    directory = Path(path).parent
-    if Path(path).name == TRANSITION_FILE and artifacts.is_complete(directory):
+    directory = artifacts.path(path).parent
+    if artifacts.path(path).name == TRANSITION_FILE and artifacts.is_complete(directory):
         return artifacts.read_manifest(directory, what="transition artifact", verify=False)["fingerprint"]
     return artifacts.sha256_file(path)
 
@@ -257,10 +260,10 @@ def configured_model(config: ml_collections.ConfigDict, workdir: str | os.PathLi
     from pipeline.core.tfdata import read_data_manifest, teacher_config_of
 
     if config.distill.enabled:
-        input_dir = Path(config.distill.logits_dir)
+        input_dir = artifacts.path(config.distill.logits_dir)
         teacher_config = teacher_config_of(input_dir)
     else:
-        input_dir, teacher_config = Path(data(config, workdir).path), None
+        input_dir, teacher_config = artifacts.path(data(config, workdir).path), None
     input_manifest = read_data_manifest(
         input_dir, verify=False
     )  # missing or partial: a UserError; the stage verifies

@@ -24,6 +24,7 @@ becomes a POSIX byte-range lock). Remote workdirs (URLs) are not locked here.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -108,6 +109,12 @@ def acquire(artifact_dir: str | os.PathLike, *, log=None) -> None:
         except BlockingIOError:
             os.close(fd)
             raise LockHeld(artifact_dir, _read_holder(path) or {"pid": "?", "host": "?"}) from None
+        except OSError as e:  # a file system without flock (a FUSE-mounted bucket): written unlocked
+            if e.errno not in _NO_FLOCK:
+                raise
+            if log is not None and not _UNLOCKED_NOTED:
+                log(f"lock: {path.parent} does not support flock; its artifacts are written without a lock")
+                _UNLOCKED_NOTED.append(path.parent)
         try:
             same_file = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
@@ -136,6 +143,11 @@ def acquire(artifact_dir: str | os.PathLike, *, log=None) -> None:
         os.close(fd)
         raise UserError(f"cannot write the lock {path}: {e.strerror}") from e
     _HELD[key] = [path, fd, 1]
+
+
+# flock's errors on a file system that has no locks (gcsfuse answers ENOSYS).
+_NO_FLOCK = {errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOLCK, errno.EINVAL}
+_UNLOCKED_NOTED: list = []
 
 
 def release(artifact_dir: str | os.PathLike) -> None:

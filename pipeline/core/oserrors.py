@@ -165,6 +165,10 @@ class _DropOsErrors(logging.Filter):
         return exc is None or os_error_message(exc) is None
 
 
+# The loggers Beam reports a failed DoFn on (a filter on a logger applies to the records it creates).
+_BEAM_ERROR_LOGGERS = ("apache_beam.runners.common", "apache_beam.runners.direct.executor")
+
+
 @contextlib.contextmanager
 def os_errors_as_user_errors(
     where: str | os.PathLike | None = None, *, verbose: bool = False
@@ -183,9 +187,12 @@ def os_errors_as_user_errors(
       UserError: `os_error_message` of the error raised inside, from None.
     """
     drop = _DropOsErrors()
-    handlers = [] if verbose else [h for h in (*logging.getLogger().handlers, logging.lastResort) if h]
-    for handler in handlers:
-        handler.addFilter(drop)
+    # The root's handlers, and the loggers Beam reports a DoFn's error on, whatever handler is
+    # added meanwhile (each Beam PipelineOptions calls logging.basicConfig).
+    filtered = [] if verbose else [h for h in (*logging.getLogger().handlers, logging.lastResort) if h]
+    filtered += [] if verbose else [logging.getLogger(name) for name in _BEAM_ERROR_LOGGERS]
+    for target in filtered:
+        target.addFilter(drop)
     try:
         yield
     except Exception as e:  # noqa: BLE001 - only the errors os_error_message names are translated
@@ -196,5 +203,5 @@ def os_errors_as_user_errors(
             traceback.print_exception(e)
         raise error from None
     finally:
-        for handler in handlers:
-            handler.removeFilter(drop)
+        for target in filtered:
+            target.removeFilter(drop)

@@ -48,7 +48,7 @@ def new_figure(figsize: tuple[float, float] = (6.4, 4.8), dpi: int = _DPI) -> Fi
 
 def save(figure: Figure, path: str | os.PathLike) -> list[Path]:
     """Writes `path`.png and `path`.svg (a .png/.svg suffix of `path` is dropped), each atomically."""
-    stem = Path(path)
+    stem = artifacts.path(path)
     if stem.suffix.lower() in (".png", ".svg"):
         stem = stem.with_suffix("")
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -562,9 +562,11 @@ def montage(
         raise ValueError("montage needs at least one panel")
     images = []
     for source, label in panels:
-        if not Path(source).is_file():
+        if not artifacts.path(source).is_file():
             raise ValueError(f"montage panel {source} does not exist")
-        images.append((matplotlib.image.imread(source), label))
+        images.append(
+            (matplotlib.image.imread(io.BytesIO(artifacts.read_bytes(source)), format="png"), label)
+        )
     columns = max(1, min(columns, len(images)))
     rows = -(-len(images) // columns)
     aspect = max(image.shape[0] / image.shape[1] for image, _ in images)
@@ -576,7 +578,9 @@ def montage(
     for axes, (image, label) in zip(grid.flat, images):
         axes.imshow(image, interpolation="lanczos")
         axes.set_title(label, fontsize=10)
-    target = Path(path).with_suffix(".png")
+    target = artifacts.path(path).with_suffix(".png")
     target.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(target, dpi=_DPI)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=_DPI)
+    artifacts.atomic_write_bytes(target, buffer.getvalue())
     return target

@@ -3,7 +3,8 @@
 A data artifact (made by `smear noisify`, or `smear export-logits` for
 distillation) is a directory of `train-*.tfrecord` / `test-*.tfrecord` (and, held
 out of the noisy training examples, `validation-*.tfrecord`) shards of
-`tf.train.Example` with the features `id`, `image` (PNG), `label`, `clean_label`,
+`tf.train.Example` with the features `id`, `image` (PNG; or, for image_encoding
+"source", the source's encoded bytes, with `image_format`), `label`, `clean_label`,
 `is_noisy` (exported logits add `teacher_logits` and `pre_logits`) and a
 `manifest.json` that lists the shards, the image shape and the class count.
 
@@ -17,7 +18,12 @@ Speed: training must not wait for its input on a 2-core machine. So
   keyed by (seed, batch index, input pipeline), so they are cheap and
   reproducible and need no per-example Python-level map;
 - larger data (ImageNet) are shuffled as serialised records, then decoded with
-  parallel maps, never cached.
+  parallel maps, never cached;
+- data that keep the source's encoded images of any size (image_encoding "source",
+  ImageNet) are decoded and cropped per example (`pipeline.core.crops`): training
+  takes Inception-style random-resized crops and flips, keyed by (seed, the
+  example's position in the shuffled stream, input pipeline), so the same seed
+  gives the same crops and every epoch new ones; evaluation takes the centre crop.
 
 Example:
     ds = make_dataset(artifact_dir, "train", batch_size=128, training=True,
@@ -30,13 +36,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from pipeline.core import artifacts, schema
+from pipeline.core import artifacts, crops, schema
 from pipeline.core.artifacts import read_manifest
 from pipeline.core.datasets import DATASETS
 from pipeline.core.errors import UserError
@@ -56,7 +61,9 @@ def read_data_manifest(artifact_dir: str | os.PathLike, *, verify: bool = True) 
     manifest = read_manifest(artifact_dir, what="data artifact", verify=verify)
     for key in MANIFEST_KEYS:
         if key not in manifest:
-            raise UserError(f"data artifact manifest {Path(artifact_dir) / 'manifest.json'} has no {key!r}")
+            raise UserError(
+                f"data artifact manifest {artifacts.join(artifact_dir, artifacts.MANIFEST)} has no {key!r}"
+            )
     return manifest
 
 
@@ -69,19 +76,21 @@ def normalization(dataset: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
 
 
-# train.augment name -> whether it crops and flips images of a shape: the one list of augmentations.
+# train.augment name -> whether it crops and flips images of a shape and encoding: the one list of
+# augmentations. The crops are pad-4 crops of PNG data, random-resized crops of source-encoded data.
 AUGMENTATIONS = {
-    "auto": lambda image_shape: tuple(image_shape) == (32, 32, 3),  # the paper's CIFAR recipe, only for CIFAR
-    "crop_flip": lambda image_shape: True,
-    "none": lambda image_shape: False,
+    # the paper's CIFAR recipe, only for CIFAR; ImageNet's, for source-encoded images
+    "auto": lambda image_shape, encoding="png": encoding == "source" or tuple(image_shape) == (32, 32, 3),
+    "crop_flip": lambda image_shape, encoding="png": True,
+    "none": lambda image_shape, encoding="png": False,
 }
 
 
-def uses_crop_flip(augment: str, image_shape: tuple[int, ...]) -> bool:
-    """Whether `augment` means random crop + flip for images of `image_shape`."""
+def uses_crop_flip(augment: str, image_shape: tuple[int, ...], encoding: str = "png") -> bool:
+    """Whether `augment` means random crop + flip for images of `image_shape` and `encoding`."""
     if augment not in AUGMENTATIONS:
         raise UserError(f"train.augment must be one of {', '.join(AUGMENTATIONS)}, got {augment!r}")
-    return AUGMENTATIONS[augment](image_shape)
+    return AUGMENTATIONS[augment](image_shape, encoding)
 
 
 def split_files(artifact_dir: str | os.PathLike, manifest: dict, split: str) -> list[str]:
@@ -89,7 +98,7 @@ def split_files(artifact_dir: str | os.PathLike, manifest: dict, split: str) -> 
     splits = manifest["splits"]
     if split not in splits:
         raise UserError(f"data artifact {artifact_dir} has no split {split!r} (has {', '.join(splits)})")
-    files = [str(Path(artifact_dir) / name) for name in splits[split]["files"]]
+    files = [str(artifacts.join(artifact_dir, name)) for name in splits[split]["files"]]
     if not files:
         raise UserError(f"data artifact {artifact_dir} lists no files for split {split!r}")
     return files
@@ -101,12 +110,15 @@ def _first_example(path: str) -> tf.train.Example | None:
     return None
 
 
-def _check_records(files: list[str], required: tuple[str, ...], image_shape: tuple[int, ...]) -> int:
+def _check_records(
+    files: list[str], required: tuple[str, ...], image_shape: tuple[int, ...], encoding: str = "png"
+) -> int:
     """Checks the first record of every shard; returns the teacher-logit width (0 if absent).
 
     Raises:
-      UserError: a required feature is missing, or an image's shape differs from
-        the manifest's image_shape.
+      UserError: a required feature is missing, a PNG image's shape differs from the
+        manifest's image_shape, or a source-encoded image's bytes are not the format
+        its `image_format` names.
     """
     logits_width = 0
     for path in files:
@@ -117,6 +129,16 @@ def _check_records(files: list[str], required: tuple[str, ...], image_shape: tup
         for name in required:
             if name not in feature:
                 raise UserError(f"feature {name!r} missing from records in {path}")
+        if encoding == "source":
+            declared = feature[schema.IMAGE_FORMAT].bytes_list.value[0].decode(errors="replace")
+            found = schema.image_format_of(feature["image"].bytes_list.value[0])
+            if declared != found:
+                raise UserError(
+                    f"images in {path} are {found or 'neither JPEG nor PNG'}, but their image_format says {declared}"
+                )
+            if "teacher_logits" in required:
+                logits_width = len(feature["teacher_logits"].float_list.value)
+            continue
         shape = tuple(tf.io.decode_png(feature["image"].bytes_list.value[0]).shape)
         if shape != image_shape:
             raise UserError(
@@ -222,7 +244,9 @@ def make_dataset(
         pipeline yields per-replica batches of batch_size / num_replicas.
       training: shuffle, repeat forever, drop the last partial batch, augment.
         Otherwise one ordered pass with a partial last batch and no augmentation.
-      augment: "auto" (crop + flip for 32x32x3 images), "crop_flip" or "none".
+      augment: "auto" (crop + flip for 32x32x3 images and source-encoded ones), "crop_flip"
+        or "none". Source-encoded images (manifest image_encoding "source") are always cropped
+        to image_shape: random-resized crops and flips when training augments, else the centre crop.
       shuffle_buffer: shuffle buffer size in examples.
       seed: seeds shuffling and augmentation.
       num_classes: the model's class count; must equal the artifact's.
@@ -252,15 +276,27 @@ def make_dataset(
     num_examples = int(manifest["splits"][split].get("num_examples", manifest["counts"].get(split, 0)))
     if subset:
         num_examples = min(num_examples, subset)
+    encoding = schema.image_encoding(manifest)
+    crop_flip = training and uses_crop_flip(augment, image_shape, encoding)
+    random_crops = crop_flip and encoding == "source"  # per example, before batching: sizes differ
     if cache == "auto":  # only training reads the data more than once
         cache = training and num_examples * int(np.prod(image_shape)) <= CACHE_LIMIT_BYTES
+    cache = cache and not random_crops  # a cached random crop would be the same crop every epoch
 
     ds = _records(files, num_pipelines, pipeline_id, subset)
-    decode = _decoder(image_shape, num_classes, with_teacher_logits)
+    decode = _decoder(image_shape, num_classes, with_teacher_logits, encoding)
     # repeat() before shuffle(): every iterator of this dataset yields the same seeded stream
     # (a reshuffling shuffle would change with the number of iterators made, e.g. by
     # tf.distribute), and no epoch boundary drains the buffer.
-    if cache:
+    if random_crops:  # each crop keyed by the example's position in the (seeded) stream
+        ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+        ds = ds.enumerate().map(
+            lambda index, record: decode(
+                record, tf.stack([tf.cast(seed, tf.int64), index * num_pipelines + pipeline_id])
+            ),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    elif cache:
         ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
         if training:
             ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
@@ -272,7 +308,7 @@ def make_dataset(
 
     finish = _batch_finisher(
         num_classes, normalization(str(manifest["dataset"]), image_shape[-1]),
-        crop_flip=training and uses_crop_flip(augment, image_shape), seed=seed, num_pipelines=num_pipelines,
+        crop_flip=crop_flip and not random_crops, seed=seed, num_pipelines=num_pipelines,
         pipeline_id=pipeline_id, include_metadata=include_metadata, with_teacher_logits=with_teacher_logits,
     )  # fmt: skip
     ds = ds.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE)
@@ -294,8 +330,14 @@ def _checked_files(
             f"but the model expects {num_classes}"
         )
     files = split_files(artifact_dir, manifest, split)
-    required = schema.FEATURES + (("teacher_logits",) if with_teacher_logits else ())
-    logits_width = _check_records(files, required, tuple(int(d) for d in manifest["image_shape"]))
+    encoding = schema.image_encoding(manifest)
+    if encoding not in schema.IMAGE_ENCODINGS:
+        raise UserError(
+            f"data artifact {artifact_dir} has image_encoding {encoding!r}; this version reads "
+            f"{', '.join(schema.IMAGE_ENCODINGS)}"
+        )
+    required = schema.required_features(encoding) + (("teacher_logits",) if with_teacher_logits else ())
+    logits_width = _check_records(files, required, tuple(int(d) for d in manifest["image_shape"]), encoding)
     if with_teacher_logits and logits_width and logits_width != num_classes:
         raise UserError(
             f"teacher logits in {artifact_dir} have width {logits_width}, "
@@ -336,13 +378,25 @@ def _records(files: list[str], num_pipelines: int, pipeline_id: int, subset: int
     return ds
 
 
-def _decoder(image_shape: tuple[int, ...], num_classes: int, with_teacher_logits: bool):
-    """record -> {image uint8, label, clean_label, is_noisy, id (, teacher_logits)}."""
-    features = schema.parse_spec(num_classes, with_teacher_logits=with_teacher_logits)
+def _decoder(
+    image_shape: tuple[int, ...], num_classes: int, with_teacher_logits: bool, encoding: str = "png"
+):
+    """(record, crop seed or None) -> {image uint8, label, clean_label, is_noisy, id (, teacher_logits)}.
 
-    def decode(record):
+    A PNG is decoded as it is; a source-encoded image is cropped to image_shape: a random-resized
+    crop and flip given a seed, else the centre crop.
+    """
+    features = schema.parse_spec(num_classes, with_teacher_logits=with_teacher_logits, encoding=encoding)
+    size, channels = int(image_shape[0]), int(image_shape[-1])
+
+    def decode(record, seed=None):
         parsed = tf.io.parse_single_example(record, features)
-        image = tf.ensure_shape(tf.io.decode_png(parsed["image"], channels=image_shape[-1]), image_shape)
+        if encoding != "source":
+            image = tf.ensure_shape(tf.io.decode_png(parsed["image"], channels=channels), image_shape)
+        elif seed is None:
+            image = crops.eval_crop(parsed["image"], parsed[schema.IMAGE_FORMAT], size, channels)
+        else:
+            image = crops.train_crop(parsed["image"], parsed[schema.IMAGE_FORMAT], size, channels, seed)
         example = {
             "image": image,
             "label": tf.cast(parsed["label"], tf.int32),
@@ -399,7 +453,7 @@ def teacher_config_of(logits_dir: str | os.PathLike | None) -> dict | None:
     if not logits_dir or not artifacts.is_complete(logits_dir):
         return None
     try:
-        manifest = json.loads((Path(logits_dir) / artifacts.MANIFEST).read_text())
+        manifest = json.loads(artifacts.join(logits_dir, artifacts.MANIFEST).read_text())
     except (OSError, ValueError):
         return None
     for key in ("teacher_config", "teacher"):
@@ -407,7 +461,7 @@ def teacher_config_of(logits_dir: str | os.PathLike | None) -> dict | None:
             return manifest[key]
     for key in ("model", "teacher"):
         ref = manifest.get("inputs", {}).get(key)
-        path = Path(ref["path"]) / "config.json" if isinstance(ref, dict) and "path" in ref else None
+        path = artifacts.join(ref["path"], "config.json") if isinstance(ref, dict) and "path" in ref else None
         if path is not None and path.is_file():
             try:
                 return json.loads(path.read_text())

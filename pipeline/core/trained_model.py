@@ -32,7 +32,7 @@ def read(model_dir: str | os.PathLike) -> tuple[dict, Path]:
       UserError: the directory is missing, partial, corrupt or has no model.keras.
     """
     manifest = artifacts.read_manifest(model_dir, what="model artifact")
-    path = Path(model_dir) / MODEL_FILE
+    path = artifacts.join(model_dir, MODEL_FILE)
     if not path.is_file():
         raise UserError(f"model artifact {model_dir} has no {MODEL_FILE}")
     return manifest, path

@@ -376,7 +376,11 @@ def evaluate_stage(
 
     ModelSpec.from_description(description)  # a UserError unless the report can group by it
     e = config.eval
-    model_dir, data_dir, out_dir = Path(model_dir), Path(data_dir), Path(out_dir)
+    model_dir, data_dir, out_dir = (
+        artifacts.path(model_dir),
+        artifacts.path(data_dir),
+        artifacts.path(out_dir),
+    )
     model_manifest, model_path = trained_model.read(model_dir)
     data_manifest = tfdata.read_data_manifest(data_dir)
     fp = layout.evaluation_fingerprint(config, model_manifest["fingerprint"], data_manifest["fingerprint"])
@@ -540,10 +544,12 @@ def run(argv=None) -> None:
     from pipeline.core import tfdata
 
     # Paths and fingerprints only: evaluate_stage verifies both artifacts' checksums when it reads them.
-    data_dir = Path(layout.data(config, args.workdir).path)
+    data_dir = artifacts.path(layout.data(config, args.workdir).path)
     data_manifest = tfdata.read_data_manifest(data_dir, verify=False)
     model_dir = (
-        Path(args.model) if args.model else Path(layout.configured_model(config, args.workdir)[0].path)
+        artifacts.path(args.model)
+        if args.model
+        else artifacts.path(layout.configured_model(config, args.workdir)[0].path)
     )
     model_manifest = artifacts.read_manifest(model_dir, what="model artifact", verify=False)
     trained_on = (model_manifest.get("inputs") or {}).get("data", {}).get("fingerprint")
@@ -559,7 +565,7 @@ def run(argv=None) -> None:
     # Named as `smear run` names it: after the model's directory, else the name its manifest records.
     named = model_dir.name.endswith(f"-{model_manifest['fingerprint'][:10]}")
     name = layout.base_name(model_dir) if named else str(model_manifest.get("model_name") or spec.name)
-    out_dir = Path(
+    out_dir = artifacts.path(
         layout.evaluation(
             config, args.workdir, name, model_manifest["fingerprint"], data_manifest["fingerprint"]
         ).path

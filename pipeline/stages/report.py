@@ -38,7 +38,6 @@ import csv
 import io
 import json
 import os
-import shutil
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -191,7 +190,7 @@ class Evaluation:
 
 def load_evaluation(path: str | os.PathLike) -> Evaluation:
     """Reads a complete evaluation artifact (manifest verified) and its metrics.json."""
-    path = Path(path)
+    path = artifacts.path(path)
     manifest = artifacts.read_manifest(path, what="evaluation")
     if manifest.get("stage") != "evaluate":
         raise UserError(f"{path} is a {manifest.get('stage')!r} artifact, not an evaluation")
@@ -204,7 +203,7 @@ def load_evaluation(path: str | os.PathLike) -> Evaluation:
 
 def find_evaluations(workdir: str | os.PathLike, log: Callable[[str], None] = print) -> list[Path]:
     """Every complete evaluation directory under `<workdir>/eval/`, sorted by name."""
-    root = Path(workdir) / "eval"
+    root = artifacts.join(workdir, "eval")
     if not root.is_dir():
         raise UserError(f"no evaluations: {root} does not exist; run `smear evaluate` first")
     found = []
@@ -690,11 +689,10 @@ def _copy_model_figures(setting: Setting, out_dir: Path) -> list[list[str]]:
                 cells.append(MISSING)
                 continue
             target = out_dir / "figures" / "models" / run.path.name / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            artifacts.copy_file(source, target)
             svg = source.with_suffix(".svg")
             if svg.is_file():
-                shutil.copyfile(svg, target.with_suffix(".svg"))
+                artifacts.copy_file(svg, target.with_suffix(".svg"))
             rel_target = target.relative_to(out_dir).as_posix()
             cells.append(f"[png]({rel_target})")
             found = True
@@ -942,7 +940,7 @@ def report_stage(
         raise UserError("report: no evaluations to aggregate")
     evaluations = [load_evaluation(p) for p in eval_dirs]
     fp = layout.report_fingerprint(config, [e.manifest["fingerprint"] for e in evaluations])
-    out_dir = Path(out_dir)
+    out_dir = artifacts.path(out_dir)
     if artifacts.is_complete(out_dir) and not force:
         cached = artifacts.read_manifest(out_dir, what="report")
         if cached.get("fingerprint") == fp:
@@ -983,7 +981,9 @@ def run(argv=None) -> None:
     args, config, _ = parse_stage_args(parser, argv)
     eval_dirs = args.evaluations or find_evaluations(args.workdir)
     evaluations = [load_evaluation(p) for p in eval_dirs]
-    out_dir = Path(layout.report(config, args.workdir, [e.manifest["fingerprint"] for e in evaluations]).path)
+    out_dir = artifacts.path(
+        layout.report(config, args.workdir, [e.manifest["fingerprint"] for e in evaluations]).path
+    )
     report_stage(config, eval_dirs, out_dir, force=args.force)
     print(f"report: {out_dir / 'report.md'}")
     print(f"report: TensorBoard HParams: tensorboard --logdir {out_dir / 'tensorboard'}")

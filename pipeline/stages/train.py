@@ -29,7 +29,6 @@ import json
 import math
 import os
 import resource
-import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -42,7 +41,7 @@ import tensorflow as tf
 
 from keras_components import losses, models, noise, optimizers
 from keras_components.losses import LOSSES
-from pipeline.core import artifacts, curves, layout, resources, tfdata, trained_model
+from pipeline.core import artifacts, curves, layout, resources, schema, tfdata, trained_model
 from pipeline.core.cli_common import parse_stage_args, stage_parser
 from pipeline.core.config import to_plain
 from pipeline.core.errors import UserError
@@ -126,7 +125,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
     if layout.uses_transition_file(config):
         check(
-            os.path.isfile(loss.transition_file),
+            artifacts.path(loss.transition_file).is_file(),
             f"loss.transition=file but loss.transition_file {loss.transition_file!r} does not exist",
         )
 
@@ -145,12 +144,13 @@ def loss_floor(config: ml_collections.ConfigDict) -> float:
 TEACHER_VIEWS = ("auto", "exported", "online")
 
 
-def teacher_view(config: ml_collections.ConfigDict, image_shape) -> str:
+def teacher_view(config: ml_collections.ConfigDict, image_shape, encoding: str = "png") -> str:
     """distill.teacher_view resolved: "auto" is "online" when training crops and flips the images."""
     view = config.distill.teacher_view
     if view != "auto":
         return view
-    return "online" if tfdata.uses_crop_flip(config.train.augment, tuple(image_shape)) else "exported"
+    crops = tfdata.uses_crop_flip(config.train.augment, tuple(image_shape), encoding)
+    return "online" if crops else "exported"
 
 
 def teacher_model_dir(logits_dir: str | os.PathLike) -> Path:
@@ -166,13 +166,13 @@ def teacher_model_dir(logits_dir: str | os.PathLike) -> Path:
         if not path:
             raise UserError("its manifest names no teacher model (inputs.model.path)")
         artifacts.read_manifest(path, what="teacher model artifact", verify=False)
-        if not (Path(path) / trained_model.MODEL_FILE).is_file():
+        if not artifacts.join(path, trained_model.MODEL_FILE).is_file():
             raise UserError(f"teacher model artifact {path} has no {trained_model.MODEL_FILE}")
     except UserError as e:
         raise UserError(
             f"the online teacher (distill.teacher_view) of the logits {logits_dir}: {e}"
         ) from None
-    return Path(path)
+    return artifacts.path(path)
 
 
 # ---------------------------------------------------------------- components
@@ -345,12 +345,12 @@ def _read_inputs(data_dir, logits_dir) -> tuple[Path, dict, dict]:
     A student reads its teacher's exported logits, which must match the data's classes and image shape.
     """
     data_manifest = tfdata.read_data_manifest(data_dir)
-    train_dir, train_manifest = Path(data_dir), data_manifest
+    train_dir, train_manifest = artifacts.path(data_dir), data_manifest
     inputs = {"data": artifacts.input_ref(data_dir, data_manifest)}
     if logits_dir is not None:
-        train_dir = Path(logits_dir)
+        train_dir = artifacts.path(logits_dir)
         train_manifest = (
-            data_manifest if train_dir == Path(data_dir) else tfdata.read_data_manifest(logits_dir)
+            data_manifest if train_dir == artifacts.path(data_dir) else tfdata.read_data_manifest(logits_dir)
         )
         inputs["logits"] = artifacts.input_ref(logits_dir, train_manifest)
         for key in ("num_classes", "image_shape"):
@@ -464,7 +464,7 @@ def _write_model(
         "strategy": type(strategy).__name__,
     }
     artifacts.atomic_write_json(out_dir / "history.json", history)
-    shutil.rmtree(backup_dir, ignore_errors=True)
+    artifacts.remove_tree(backup_dir)
     last = epochs[-1] if epochs else {}
     manifest = artifacts.write_manifest(
         out_dir,
@@ -607,7 +607,7 @@ class WholeFileBackup(keras.callbacks.BackupAndRestore):
             self.model, weights_store=store, assets_store=None, inner_path="", visited_saveables=set()
         )
         store.close()
-        Path(self.backup_dir).mkdir(parents=True, exist_ok=True)
+        artifacts.path(self.backup_dir).mkdir(parents=True, exist_ok=True)
         artifacts.atomic_write_bytes(self._weights_path, buffer.getvalue())
         metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
         artifacts.atomic_write_json(self._training_metadata_path, metadata)
@@ -626,7 +626,7 @@ def _discard_unfinished_backup(backup_dir: Path, log: Callable[[str], None]) -> 
         return
     try:
         json.loads(metadata.read_text())
-        complete = metadata.stat().st_mtime_ns >= weights.stat().st_mtime_ns
+        complete = artifacts.mtime_ns(metadata) >= artifacts.mtime_ns(weights)
     except (OSError, ValueError):
         complete = False
     if not complete:
@@ -670,10 +670,11 @@ def train_stage(
     t = config.train
     train_dir, train_manifest, inputs = _read_inputs(data_dir, logits_dir)
     num_classes, image_shape = int(train_manifest["num_classes"]), tuple(train_manifest["image_shape"])
-    view = teacher_view(config, image_shape) if logits_dir is not None else None
+    encoding = schema.image_encoding(train_manifest)
+    view = teacher_view(config, image_shape, encoding) if logits_dir is not None else None
     teacher_dir = teacher_model_dir(logits_dir) if view == "online" else None
     fingerprint = fingerprint or layout.model_fingerprint(config, train_manifest["fingerprint"])
-    out_dir = Path(out_dir)
+    out_dir = artifacts.path(out_dir)
     if name is None:
         name = ModelSpec.from_config(to_plain(config), tfdata.teacher_config_of(logits_dir)).name
 
@@ -744,7 +745,7 @@ def train_stage(
     )
     wall_time = time.time() - started
     if not chief:
-        shutil.rmtree(backup_dir, ignore_errors=True)
+        artifacts.remove_tree(backup_dir)
         with contextlib.suppress(OSError):
             backup_dir.parent.rmdir()  # .workers/, once empty
         return {}
@@ -775,8 +776,8 @@ def run(argv=None) -> None:
     if logits_dir is not None:  # the data the teacher's logits were exported from, as `smear run` passes it
         logits_manifest = tfdata.read_data_manifest(logits_dir)  # verified before its records lead anywhere
         data_ref = (logits_manifest.get("inputs") or {}).get("data") or {}
-        data_dir = Path(data_ref.get("path") or logits_dir)
-    out_dir = Path(model.path)
+        data_dir = artifacts.path(data_ref.get("path") or logits_dir)
+    out_dir = artifacts.path(model.path)
     print(f"train: input {input_dir}")
     print(f"train: model artifact {out_dir}")
     print(f"train: TensorBoard: tensorboard --logdir {out_dir / 'tensorboard'}")
