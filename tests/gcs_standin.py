@@ -2,7 +2,9 @@
 
 - The store is `gcp-storage-emulator` (PyPI): GCS's JSON API (upload, list, rewrite,
   delete) and its download URLs, over plain HTTP on 127.0.0.1, data in a local folder.
-- Beam's GcsFileSystem (google-cloud-storage) is pointed at it by `STORAGE_EMULATOR_HOST`.
+- Beam's GcsFileSystem (google-cloud-storage) is pointed at it by `STORAGE_EMULATOR_HOST`,
+  and signs in with a generated service-account key (`GOOGLE_APPLICATION_CREDENTIALS`)
+  whose token endpoint is the stand-in (without credentials Beam retries for ~20 s).
 - TensorFlow's built-in GCS filesystem has no endpoint setting: it always calls
   https://www.googleapis.com and https://storage.googleapis.com. It does honour
   `https_proxy`, `CURL_CA_BUNDLE` and `GOOGLE_AUTH_TOKEN_FOR_TESTING`, so a local
@@ -12,7 +14,7 @@
 
 So the test exercises TF's and Beam's real GCS code (HTTP requests, resumable
 uploads, ranged reads, listing, rename-by-rewrite), not a fake scheme. It cannot
-exercise authentication, IAM, regional latency or GCS's consistency under real load.
+exercise real authentication, IAM, regional latency or GCS's consistency under real load.
 
 Run as a process: `python tests/gcs_standin.py DATA_DIR BUCKET...` prints one JSON line
 (the environment a client process needs), then serves until killed.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import select
 import socket
 import socketserver
@@ -77,6 +80,29 @@ def _write_certificates(directory: str) -> tuple[str, str, str]:
     return paths
 
 
+def _write_service_account(path: str, token_uri: str) -> None:
+    """A service-account key file whose token endpoint is the stand-in's: Beam's client finds
+    credentials (GOOGLE_APPLICATION_CREDENTIALS) and signs in without leaving the machine."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    account = {
+        "type": "service_account",
+        "project_id": "stand-in",
+        "private_key_id": "stand-in",
+        "private_key": pem,
+        "client_email": "stand-in@stand-in.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": token_uri,
+    }
+    with open(path, "w") as f:
+        json.dump(account, f)
+
+
 def _pipe(a: socket.socket, b: socket.socket) -> None:
     """Copies bytes both ways until either side closes."""
     sockets = [a, b]
@@ -114,6 +140,9 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
                 return
             head += chunk
         method, target = head.split(b"\r\n", 1)[0].split(b" ")[:2]
+        if method == b"POST" and target == b"/token":  # the service account's token endpoint (Beam's)
+            self._token(head)
+            return
         host = target.decode().rsplit(":", 1)[0]
         if method != b"CONNECT" or host not in HOSTS:
             self.request.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
@@ -125,6 +154,23 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             return
         with socket.create_connection(("127.0.0.1", self.server.emulator_port)) as upstream:
             _pipe(client, upstream)
+
+    def _token(self, head: bytes) -> None:
+        """An OAuth token for any request (the emulator checks none), as Google's token endpoint answers."""
+        header, _, body = head.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", header)
+        remaining = int(length[1]) - len(body) if length else 0
+        while remaining > 0:
+            chunk = self.request.recv(min(remaining, 65536))
+            if not chunk:
+                break
+            remaining -= len(chunk)
+        token = json.dumps({"access_token": "stand-in", "expires_in": 3600, "token_type": "Bearer"}).encode()
+        self.request.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(token)}\r\n\r\n".encode()
+            + token
+        )
 
 
 def _patch_emulator() -> None:
@@ -201,9 +247,11 @@ class GcsStandIn:
         self.emulator_port = port
         ca, leaf, key = _write_certificates(data_dir)
         self.ca_bundle = ca
+        self.credentials = os.path.join(data_dir, "service-account.json")
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(leaf, key)
         self._proxy = _Proxy(port, tls)
+        _write_service_account(self.credentials, f"http://127.0.0.1:{self._proxy.server_address[1]}/token")
 
     def start(self) -> GcsStandIn:
         self._server.start()
@@ -227,8 +275,9 @@ class GcsStandIn:
             "CURL_CA_BUNDLE": self.ca_bundle,
             "GOOGLE_AUTH_TOKEN_FOR_TESTING": "stand-in",
             "NO_GCE_CHECK": "true",
-            # Beam (google-cloud-storage): straight to the emulator, anonymous
+            # Beam (google-cloud-storage): straight to the emulator, signed in with a stand-in account
             "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{self.emulator_port}",
+            "GOOGLE_APPLICATION_CREDENTIALS": self.credentials,
             "GOOGLE_CLOUD_PROJECT": "stand-in",
         }
 

@@ -32,7 +32,6 @@ FAST = [
     "--config.data.max_test_examples=128",
     "--config.sweep.teachers=('fc:est',)",  # the CE teacher, its export, the estimate, the FC teacher
     "--config.sweep.students=()",
-    "--no_auth",  # a Beam flag: its gs:// client goes to the stand-in anonymously, without credential retries
 ]
 _HANG_IN_FC_TEACHER = """
 import sys, time
