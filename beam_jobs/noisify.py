@@ -10,7 +10,8 @@ split of the noisy training examples (data.validation_fraction, chosen by a
 hash of the example id: the same examples whatever the noise seed, rate or
 runner; its labels are noisy, as a practitioner would have them, and the clean
 labels are kept), writes sharded TFRecords in the DESIGN.md schema, the
-realised noise per split in `noise_report.json`, and the manifest last. Images are
+realised noise per split in `noise_report.json` (its L x L matrices in `noise_report.npz` above
+100 classes), and the manifest last. Images are
 stored as PNGs (data.image_encoding=png: Fashion-MNIST, CIFAR), or as the source's own
 encoded bytes with their format (source: ImageNet's JPEGs, cropped at training). Any Beam runner flag is passed through, e.g.
 `--direct_num_workers=2 --direct_running_mode=multi_processing`, or
@@ -20,6 +21,7 @@ encoded bytes with their format (source: ImageNet's JPEGs, cropped at training).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import time
@@ -307,6 +309,33 @@ def noise_report(
     return report
 
 
+# Above this many classes the L x L matrices leave noise_report.json for noise_report.npz: ImageNet's
+# three 1000 x 1000 matrices per split made a 134 MB JSON.
+JSON_MATRIX_CLASSES = 100
+MATRICES = ("realised_counts", "realised_transition", "expected_transition")
+
+
+def write_noise_report(out_dir, report: dict) -> None:
+    """noise_report.json; with more than JSON_MATRIX_CLASSES classes its matrices go to noise_report.npz
+    (keys `<split>/<matrix>`, `annotations/<name>/<matrix>`), which the JSON names under "matrices"."""
+    entries = {k: v for k, v in report.items() if isinstance(v, dict) and "realised_counts" in v}
+    entries.update({f"annotations/{k}": v for k, v in report.get("annotations", {}).items()})
+    if all(len(entry["realised_counts"]) <= JSON_MATRIX_CLASSES for entry in entries.values()):
+        artifacts.atomic_write_json(artifacts.join(out_dir, "noise_report.json"), report)
+        return
+    arrays = {}
+    for key, entry in entries.items():
+        for name in MATRICES:
+            value = entry.pop(name, None)
+            if value is not None:
+                arrays[f"{key}/{name}"] = np.asarray(value)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    artifacts.atomic_write_bytes(artifacts.join(out_dir, "noise_report.npz"), buffer.getvalue())
+    report["matrices"] = "noise_report.npz"
+    artifacts.atomic_write_json(artifacts.join(out_dir, "noise_report.json"), report)
+
+
 def _check_images_vary(source, dataset: str, n: int) -> None:
     """Instance-dependent noise reads the image: refuse data whose first training images carry none."""
     images = np.asarray(source.read("train", 0, n)[0]).reshape(n, -1)
@@ -409,7 +438,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             FileSystems.delete([path])
     report["noise"] = to_plain(config.noise)
     report["dead_letter_records"] = dead
-    artifacts.atomic_write_json(artifacts.join(out_dir, "noise_report.json"), report)
+    write_noise_report(out_dir, report)
 
     splits = {
         s: {

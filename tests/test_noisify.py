@@ -477,3 +477,22 @@ def test_missing_cifar_n_files_are_one_line_naming_the_manual_download(tmp_path,
     assert code == 2 and len(err) == 1, err
     assert "cifar10_n needs a manual download" in err[0] and "CIFAR-10_human_annotations.csv" in err[0], err
     assert not glob.glob(str(tmp_path / "work" / "data" / "*" / "manifest.json"))
+
+
+def test_the_matrices_of_many_classes_leave_the_json_for_an_npz(tmp_path):
+    """ImageNet's three 1000 x 1000 matrices per split made noise_report.json 134 MB."""
+    rng = np.random.default_rng(0)
+    report = {}
+    for classes, directory in ((10, tmp_path / "few"), (noisify.JSON_MATRIX_CLASSES + 1, tmp_path / "many")):
+        directory.mkdir()
+        counts = rng.integers(0, 5, size=(classes, classes))
+        report = {"train": noisify.noise_report(counts, np.eye(classes)), "noise": {"rate": 0.2}}
+        noisify.write_noise_report(directory, report)
+    few = json.loads((tmp_path / "few" / "noise_report.json").read_text())
+    assert len(few["train"]["realised_counts"]) == 10 and not (tmp_path / "few" / "noise_report.npz").exists()
+    many = json.loads((tmp_path / "many" / "noise_report.json").read_text())
+    assert many["matrices"] == "noise_report.npz" and "realised_counts" not in many["train"]
+    assert many["train"]["realised_flip_rate"] == pytest.approx(1 - np.trace(counts) / counts.sum())
+    with np.load(tmp_path / "many" / "noise_report.npz") as arrays:
+        np.testing.assert_array_equal(arrays["train/realised_counts"], counts)
+        assert arrays["train/expected_transition"].shape == (counts.shape[0],) * 2
