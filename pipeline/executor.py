@@ -125,10 +125,7 @@ RUNNERS: dict[str, Callable[..., dict]] = {
 
 def cached(node: Node) -> bool:
     """Whether the node's complete artifact, with its fingerprint, exists."""
-    if not artifacts.is_complete(node.out_dir):
-        return False
-    manifest = artifacts.read_manifest(node.out_dir, what=f"{node.kind} artifact", verify=False)
-    return manifest.get("fingerprint") == node.fingerprint
+    return artifacts.is_complete_with(node.out_dir, node.fingerprint)
 
 
 def failure_message(error: BaseException) -> tuple[str, bool]:

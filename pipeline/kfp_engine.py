@@ -59,14 +59,6 @@ def check_installed() -> None:
 
 
 # ---------------------------------------------------------------- what a task runs
-def complete_with(output: str, fingerprint: str) -> bool:
-    """Whether `output` holds a complete artifact with this fingerprint (as `executor.cached`)."""
-    if not artifacts.is_complete(output):
-        return False
-    manifest = artifacts.read_manifest(output, what="artifact", verify=False)
-    return manifest.get("fingerprint") == fingerprint
-
-
 def _fail(message: str, status: int = 2):
     print(f"smear kfp: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(status)
@@ -95,7 +87,7 @@ def run_task(
             f"the pipeline was compiled by label-smearing {version}, the image has {__version__}: "
             "fingerprints differ; build the image of the compiling version or compile again"
         )
-    if complete_with(output, fingerprint):
+    if artifacts.is_complete_with(output, fingerprint):
         print(f"smear kfp: cached: {output} is complete with fingerprint {fingerprint[:10]}", flush=True)
         return CACHED
     with tempfile.TemporaryDirectory(prefix="smear-config-") as tmp:
@@ -110,7 +102,7 @@ def run_task(
         status = subprocess.call([sys.executable, "-m", "pipeline.cli", *argv])
     if status != 0:
         _fail(f"{command[0]} {command[1]} exited with status {status}", status)
-    if not complete_with(output, fingerprint):
+    if not artifacts.is_complete_with(output, fingerprint):
         _fail(f"{command[0]} {command[1]} finished but {output} holds no complete artifact "
               f"with fingerprint {fingerprint[:10]}")  # fmt: skip
     return RAN

@@ -205,7 +205,7 @@ def test_the_compiled_pipeline_runs_every_stage_and_its_metrics_equal_smear_runs
     _, outputs = first_run
     assert outputs == {n.label: "ran" for n in nodes}
     for node in nodes:
-        assert kfp_engine.complete_with(str(node.out_dir), node.fingerprint), node.label
+        assert artifacts.is_complete_with(node.out_dir, node.fingerprint), node.label
     expected = _metrics(reference.wait())
     assert len(expected) == 2 and expected == _metrics(workdir)
     for metrics in expected.values():
@@ -224,7 +224,7 @@ def test_a_resubmitted_pipeline_skips_finished_stages_and_recomputes_a_deleted_o
     assert stamps == {
         n.label: os.stat(artifacts.join(n.out_dir, artifacts.MANIFEST)).st_mtime_ns for n in nodes[:-1]
     }  # not rewritten
-    assert kfp_engine.complete_with(str(report.out_dir), report.fingerprint)
+    assert artifacts.is_complete_with(report.out_dir, report.fingerprint)
 
 
 # ---------------------------------------------------------------- a task

@@ -344,8 +344,8 @@ def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
     from pipeline.core.config import load_config
 
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
-    out_dir = layout.data(config, f"{object_store}/work").path
-    assert str(out_dir).startswith(f"{object_store}/work/data/")
+    out_dir = layout.data(config, f"{object_store}/run").path
+    assert str(out_dir).startswith(f"{object_store}/run/data/")
     manifest = noisify.noisify_stage(config, out_dir, log=lambda _: None)
     assert manifest["counts"]["train"] + manifest["counts"]["validation"] == 512
     assert manifest["splits"]["train"]["files"] == [f"train-{i:05d}-of-00004.tfrecord" for i in range(4)]
@@ -374,7 +374,7 @@ def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store,
 
     monkeypatch.setattr(DataflowRunner, "run_pipeline", fake_run_pipeline)
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
-    out_dir = layout.data(config, f"{object_store}/work").path
+    out_dir = layout.data(config, f"{object_store}/run").path
     flags = [
         "--runner=DataflowRunner",
         "--project=my-project",

@@ -172,6 +172,13 @@ def is_complete(location: str | os.PathLike) -> bool:
     return join(location, MANIFEST).is_file()
 
 
+def is_complete_with(location: str | os.PathLike, fp: str) -> bool:
+    """Whether `location` holds a complete artifact whose manifest has fingerprint `fp` (a cached result)."""
+    if not is_complete(location):
+        return False
+    return read_manifest(location, verify=False).get("fingerprint") == fp
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     if is_url(path):
         with _gfile().GFile(str(path), "wb") as f:  # an object appears whole, when it is closed

@@ -54,10 +54,15 @@ def save(figure: Figure, path: str | os.PathLike) -> list[Path]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     written = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.svg"]
     for target in written:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format=target.suffix[1:], dpi=figure.dpi)
-        artifacts.atomic_write_bytes(target, buffer.getvalue())
+        _write(figure, target, figure.dpi)
     return written
+
+
+def _write(figure: Figure, target, dpi: int) -> None:
+    """The figure in `target`'s format (its suffix), written whole (a local path or a URL)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=target.suffix[1:], dpi=dpi)
+    artifacts.atomic_write_bytes(target, buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------
@@ -580,7 +585,5 @@ def montage(
         axes.set_title(label, fontsize=10)
     target = artifacts.path(path).with_suffix(".png")
     target.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=_DPI)
-    artifacts.atomic_write_bytes(target, buffer.getvalue())
+    _write(figure, target, _DPI)
     return target
