@@ -1,7 +1,7 @@
 # `make demo` and `make test` each set everything up from nothing: a virtual
 # environment in .venv with this package installed editable (with dev extras),
 # and Debian's dataset-fashion-mnist where apt-get is usable. `make bench` adds the
-# bench extra (the CPU build of PyTorch that setup.py pins) to the same environment.
+# bench extra (the CPU build of PyTorch that pyproject.toml pins) to the same environment.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,13 +12,13 @@ DEMO_WORKDIR ?= demo_workdir
 
 .PHONY: setup demo test lint bench clean
 
-$(STAMP): setup.py
+$(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 # Only `make bench` installs the bench extra (torch, for benchmarks/train.py's PyTorch side).
-$(BENCH_STAMP): $(STAMP) setup.py
+$(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
@@ -33,7 +33,7 @@ $(FMNIST_DIR):
 setup: $(STAMP) | $(FMNIST_DIR)
 
 demo: setup
-	$(BIN)/smear run --config configs/quickstart.py --workdir $(DEMO_WORKDIR)
+	$(BIN)/smear run --config quickstart --workdir $(DEMO_WORKDIR)
 
 lint: setup
 	$(BIN)/ruff check .

@@ -5,7 +5,7 @@
 Generates a data artifact of random 28x28x1 PNG examples and an (untrained)
 CIFAR ResNet-8 (width 16) teacher, then times, in one process:
 
-- `predict`: `model.predict` over `pipeline.core.tfdata.make_dataset` (the
+- `predict`: `model.predict` over `label_smearing.core.tfdata.make_dataset` (the
   evaluation tf.data pipeline: read, decode, normalise, batch) on the same
   TFRecords: the speed a plain Keras script would get;
 - `export_stage`: the whole stage end to end (launcher checks, Beam pipeline
@@ -36,12 +36,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from beam_jobs import export_logits  # noqa: E402
-from beam_jobs.core.tfrecords import encode_png  # noqa: E402
-from keras_components import models  # noqa: E402
-from pipeline.core import artifacts, tfdata, trained_model  # noqa: E402
-from pipeline.core.config import load_config  # noqa: E402
-from pipeline.core.schema import make_example  # noqa: E402
+from label_smearing.beam_core.tfrecords import encode_png  # noqa: E402
+from label_smearing.core import artifacts, tfdata, trained_model  # noqa: E402
+from label_smearing.core.config import load_config  # noqa: E402
+from label_smearing.core.schema import make_example  # noqa: E402
+from label_smearing.modeling import models  # noqa: E402
+from label_smearing.stages import export_logits  # noqa: E402
 
 IMAGE_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks" / "export.json"))
     args = parser.parse_args(argv)
 
-    config = load_config(str(ROOT / "configs" / "quickstart.py"),
+    config = load_config(str(ROOT / "label_smearing" / "configs" / "quickstart.py"),
                          [f"export.batch_size={args.batch_size}", "export.num_shards=4"])  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -34,12 +34,12 @@ def main() -> None:
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
-    from beam_jobs.core.tfrecords import encode_png, tfrecord_frame
-    from pipeline import cli
-    from pipeline.core.schema import make_example
+    from label_smearing import cli
+    from label_smearing.beam_core.tfrecords import encode_png, tfrecord_frame
+    from label_smearing.core.schema import make_example
 
     n = args.examples
-    flags = ["--config", os.path.join(ROOT, "configs", "imagenet.py") + ":smoke", f"--config.data.chunk_size={n}",
+    flags = ["--config", os.path.join(ROOT, "label_smearing", "configs", "imagenet.py") + ":smoke", f"--config.data.chunk_size={n}",
              f"--config.data.max_train_examples={n}", f"--config.data.max_test_examples={n}"]  # fmt: skip
 
     def record_bytes(workdir: str, encoding: str) -> float:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/memory.py [--steps 100] [--train-examples 0] [--stages noisify,train,...]
 
 Runs the quickstart pipeline's stages one after another with the `smear` command
-(`python -m pipeline.cli STAGE --config configs/quickstart.py --workdir TMP`, the
+(`python -m label_smearing.cli STAGE --config configs/quickstart.py --workdir TMP`, the
 same overrides for all, so each stage finds the artifact the previous one wrote):
 noisify (Beam DirectRunner, in process), train (the CE teacher, --steps steps),
 export-logits (Beam RunInference over the training split), evaluate and report.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
+QUICKSTART = str(ROOT / "label_smearing" / "configs" / "quickstart.py")
 DEBIAN_IDX = "/usr/share/datasets/fashion-mnist"
 STAGES = ("noisify", "train", "export-logits", "evaluate", "report")
 TARGET_MIB = 4 * 1024
@@ -42,7 +42,7 @@ def run_stage(stage: str, workdir: str, overrides: list[str], log_path: Path) ->
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "label_smearing.cli",
         stage,
         "--config",
         QUICKSTART,

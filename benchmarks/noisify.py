@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-QUICKSTART = str(ROOT / "configs" / "quickstart.py")
+QUICKSTART = str(ROOT / "label_smearing" / "configs" / "quickstart.py")
 DEBIAN_IDX = "/usr/share/datasets/fashion-mnist"
 SHARDS = 4
 
@@ -42,10 +42,10 @@ SHARDS = 4
 def _loop(idx_dir: str, out_dir: str, n_train: int, n_test: int) -> None:
     import tensorflow as tf
 
-    from beam_jobs.core.sources import IdxSource
-    from beam_jobs.core.tfrecords import encode_png
-    from keras_components import noise
-    from pipeline.core.schema import make_example
+    from label_smearing.beam_core.sources import IdxSource
+    from label_smearing.beam_core.tfrecords import encode_png
+    from label_smearing.core.schema import make_example
+    from label_smearing.modeling import noise
 
     source = IdxSource("fashion_mnist", idx_dir)
     t = noise.symmetric_transition(10, 0.2)
@@ -62,8 +62,8 @@ def _loop(idx_dir: str, out_dir: str, n_train: int, n_test: int) -> None:
 
 
 def _beam(idx_dir: str, out_dir: str, n_train: int, n_test: int, workers: int) -> None:
-    from beam_jobs import noisify
-    from pipeline.core.config import load_config
+    from label_smearing.core.config import load_config
+    from label_smearing.stages import noisify
 
     config = load_config(QUICKSTART, [
         "data.source=idx", f"data.source_dir={idx_dir}", f"data.max_train_examples={n_train}",

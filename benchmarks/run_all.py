@@ -62,12 +62,12 @@ start-up (about 0.6 s against a 1 s predict); with `--examples 16384` it is 0.83
   (Mean, SquaredDifference, Mul, Sub, Tile, Sum, AddN, forward and backward) about 30%. PyTorch's
   fused batch norm is 19% of its step (`torch.profiler`). Before the fix PyTorch was 1.19x faster
   on ResNet-20 (815 vs 687 images/s; the stage/PyTorch target was missed at 0.85x).
-- Changed: `keras_components.models.FusedBatchNormalization`, used by both model builders, runs
+- Changed: `label_smearing.modeling.models.FusedBatchNormalization`, used by both model builders, runs
   TensorFlow's FusedBatchNormV3 in training (same outputs, gradients and moving statistics
   within 1e-5, tested; other cases fall back to Keras' code), and the train stage saves a
   plain-Keras copy (`models.plain_copy`), so `model.keras` still loads without this package.
   Alternating fresh-process A/B runs: ResNet-20 687/663 -> 878/852 images/s, ResNet-32 326/315
-  -> 422/414 (1.28-1.31x), for the stage and any user of `keras_components.models`.
+  -> 422/414 (1.28-1.31x), for the stage and any user of `label_smearing.modeling.models`.
 - Tried, not kept: `TF_ENABLE_ONEDNN_OPTS=0` (384-390 images/s, vs 687), one inter-op thread
   (641-655); XLA is 4x slower on CPU (DESIGN.md).
 - Remains: the step reaches about 75% of the large-matmul rate (convolutions of 16-64 channels
@@ -80,7 +80,7 @@ start-up (about 0.6 s against a 1 s predict); with `--examples 16384` it is 0.83
   other load. Judge a re-run by the CPU-second ratios and the load average printed below it.
 """,
     "train_process": """
-**Findings (missed).** Profiled after this run (`python -m cProfile -m pipeline.cli train ...` with 200
+**Findings (missed).** Profiled after this run (`python -m cProfile -m label_smearing.cli train ...` with 200
 steps, and a `smear train` of 100 steps timed line by line; a test suite ran beside both): of a stage's
 time outside Keras' own step, the learning curves take about 1.6 s per epoch (`curves.measure`: three
 1000-example subsamples; 8 epochs here, about 13 s, inside `fit s`), importing TensorFlow and Beam about

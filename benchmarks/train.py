@@ -8,7 +8,7 @@ and the configs' step schedule: ResNet-32 on 32x32x3 (`configs/cifar.py:cifar10,
 crop + flip augmentation) and ResNet-20 on 28x28x1 (`configs/quickstart.py` with
 depth 20: no augmentation). For each, in one process:
 
-- `stage`: `pipeline.stages.train.train_stage` on a generated data artifact (smooth random
+- `stage`: `label_smearing.stages.train.train_stage` on a generated data artifact (smooth random
   PNG TFRecords): TFRecord read, decode, cache, shuffle, augmentation as configured,
   the project's loss, the accuracy metric and its callbacks (history, BackupAndRestore,
   TensorBoard), timed by the epochs of its history.json, the first (tracing, cache
@@ -16,7 +16,7 @@ depth 20: no augmentation). For each, in one process:
   reported apart: the configs back up every 200-1000 steps, here every 15;
 - `keras`: bare `model.fit` on in-memory NumPy arrays with Keras' built-in
   SparseCategoricalCrossentropy(from_logits=True), the same model
-  (`keras_components.models.cifar_resnet`), optimizer, batch and metric: what a user
+  (`label_smearing.modeling.models.cifar_resnet`), optimizer, batch and metric: what a user
   of Keras would write;
 - `keras+ls`, `keras+fc`, `keras+bc` (on --loss-models): the same with the project's
   LabelSmoothing / ForwardCorrected / BackwardCorrected losses (alpha 0.1);
@@ -68,13 +68,13 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from beam_jobs.core.tfrecords import encode_png  # noqa: E402
-from keras_components import losses, models, optimizers  # noqa: E402
-from keras_components.losses import CE, LOSSES  # noqa: E402
-from pipeline.core import artifacts  # noqa: E402
-from pipeline.core.config import load_config  # noqa: E402
-from pipeline.core.schema import make_example  # noqa: E402
-from pipeline.stages import train as train_mod  # noqa: E402
+from label_smearing.beam_core.tfrecords import encode_png  # noqa: E402
+from label_smearing.core import artifacts  # noqa: E402
+from label_smearing.core.config import load_config  # noqa: E402
+from label_smearing.core.schema import make_example  # noqa: E402
+from label_smearing.modeling import losses, models, optimizers  # noqa: E402
+from label_smearing.modeling.losses import CE, LOSSES  # noqa: E402
+from label_smearing.stages import train as train_mod  # noqa: E402
 
 NUM_CLASSES = 10
 ALPHA = 0.1
@@ -217,7 +217,7 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 def _timed_training_log(marks: EpochMarks):
-    """pipeline.stages.train.TrainingLog that also records CPU time per epoch (patched in for the stage side)."""
+    """label_smearing.stages.train.TrainingLog that also records CPU time per epoch (patched in for the stage side)."""
 
     class TimedTrainingLog(train_mod.TrainingLog):
         def on_epoch_begin(self, epoch, logs=None):
@@ -293,7 +293,7 @@ def torch_available() -> str | None:
 
 
 def torch_resnet(depth: int, in_channels: int, width: int = 16):
-    """The same CIFAR ResNet v1 as keras_components.models.cifar_resnet, in PyTorch."""
+    """The same CIFAR ResNet v1 as label_smearing.modeling.models.cifar_resnet, in PyTorch."""
     import torch
     from torch import nn
 

@@ -21,7 +21,7 @@ included, unlike benchmarks/train.py:
 - `bare`: this script with --bare-fit, what a Keras user would write: the same
   Fashion-MNIST IDX files read with NumPy, the same examples and (noisy) labels as
   the artifact's train split, normalised as the stage does, the same model
-  (`keras_components.models.cifar_resnet`), Keras' SGD and PiecewiseConstantDecay
+  (`label_smearing.modeling.models.cifar_resnet`), Keras' SGD and PiecewiseConstantDecay
   with the same values, Keras' SparseCategoricalCrossentropy(from_logits=True), the
   accuracy metric, and `model.fit` on `tf.data.Dataset.from_tensor_slices` of the
   arrays (shuffled each pass, repeated, batches of 128) for the same epochs and
@@ -80,8 +80,8 @@ def prepare_bare(spec_path: str) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from pipeline.core import layout, tfdata
-    from pipeline.core.config import load_config
+    from label_smearing.core import layout, tfdata
+    from label_smearing.core.config import load_config
 
     spec = json.loads(Path(spec_path).read_text())
     config = load_config(str(ROOT / spec["config"]), spec["overrides"])
@@ -137,7 +137,7 @@ def bare_fit(spec_path: str) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from keras_components import models
+    from label_smearing.modeling import models
 
     s = json.loads(Path(spec_path).read_text())
     arrays = np.load(s["arrays"])
@@ -250,7 +250,9 @@ def main(argv=None) -> int:
             f"no Fashion-MNIST IDX files in {args.idx_dir}: install dataset-fashion-mnist or pass --idx-dir"
         )
 
-    from pipeline.core.config import load_config  # ml_collections only: this process stays without TensorFlow
+    from label_smearing.core.config import (
+        load_config,  # ml_collections only: this process stays without TensorFlow
+    )
 
     overrides = [f"train.steps={args.steps}"] if args.steps else []
     overrides += [f"train.steps_per_epoch={args.steps_per_epoch}"] if args.steps_per_epoch else []
@@ -275,7 +277,7 @@ def main(argv=None) -> int:
         parser.error(f"train.steps={t.steps} must be a multiple of train.steps_per_epoch={t.steps_per_epoch}")
 
     smear_bin = Path(sys.executable).parent / "smear"
-    smear = [str(smear_bin)] if smear_bin.is_file() else [sys.executable, "-m", "pipeline.cli"]
+    smear = [str(smear_bin)] if smear_bin.is_file() else [sys.executable, "-m", "label_smearing.cli"]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-train-process-") as tmp:
         tmp = Path(tmp)

@@ -66,7 +66,7 @@ def write_data_artifact(
     """
     import tensorflow as tf
 
-    from pipeline.core import artifacts
+    from label_smearing.core import artifacts
 
     rng = np.random.default_rng(seed)
     description = {

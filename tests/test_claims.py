@@ -6,8 +6,8 @@ hand-computed claims table in tests/fixtures/report/expected_report.md.
 
 import pytest
 
-from pipeline.stages.claims import FAILS, HOLDS, ONE_SEED, UNSURE, Check
-from pipeline.stages.report import Stat
+from label_smearing.stages.claims import FAILS, HOLDS, ONE_SEED, UNSURE, Check
+from label_smearing.stages.report import Stat
 
 
 def _check(relation, a, b):

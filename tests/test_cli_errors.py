@@ -1,6 +1,6 @@
 """Bad input through the `smear` CLI: one stderr line naming the problem and the file or key, exit 2.
 
-One table of cases, each run in process with `pipeline.cli.main`: the error line
+One table of cases, each run in process with `label_smearing.cli.main`: the error line
 names what is wrong and where (the config key or the file), nothing else reaches
 stderr (no traceback unless --verbose), and no complete artifact is created or
 changed (every manifest.json under the fixtures keeps its bytes).
@@ -22,14 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cli
-from pipeline.core import artifacts, layout
-from pipeline.core.config import load_config
+from label_smearing import cli
+from label_smearing.core import artifacts, layout
+from label_smearing.core.config import load_config
 from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = f"{ROOT / 'configs' / 'quickstart.py'}:smoke"
+QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
 TINY = ["--config.train.steps=2", "--config.train.steps_per_epoch=2", "--config.train.batch_size=8"]
 
 
@@ -215,7 +215,7 @@ CASES = [
 
 def _argv(args: list[str], paths: dict[str, str]) -> list[str]:
     argv = [a.format(**paths) for a in args]
-    if argv[0] in cli.COMMANDS and "--config" not in argv:
+    if argv[0] in cli.commands() and "--config" not in argv:
         argv[1:1] = ["--config", QUICKSTART]
     return argv
 
@@ -237,7 +237,7 @@ def test_bad_input_is_one_line_naming_it_exit_2_nothing_complete_written(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2, err
     assert len(err) == 1, err
-    command = args[0] if args[0] in cli.COMMANDS else None
+    command = args[0] if args[0] in cli.commands() else None
     assert err[0].startswith(f"smear {command}: error: " if command else "smear: error: "), err
     for text in expected:
         assert text in err[0], (text, err[0])
@@ -255,7 +255,7 @@ def test_verbose_shows_the_traceback(paths, capsys):
 def test_a_real_process_prints_only_the_error_line(paths):
     """TensorFlow's and Beam's start-up lines are silenced: the user sees the one line."""
     result = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *_argv(["evaluate", "--workdir", "{work}", "--model", "{m5}"], paths)],
+        [sys.executable, "-m", "label_smearing.cli", *_argv(["evaluate", "--workdir", "{work}", "--model", "{m5}"], paths)],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
         env={k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"},
     )  # fmt: skip

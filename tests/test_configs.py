@@ -11,11 +11,11 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-from configs import base
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
+from label_smearing.configs import base
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "label_smearing" / "configs"
 BASE = CONFIGS / "base.py"
 IMAGENET = str(CONFIGS / "imagenet.py")
 QUICKSTART = str(CONFIGS / "quickstart.py")
@@ -100,7 +100,7 @@ def test_every_base_key_is_declared_on_one_commented_line():
 
 
 def test_imagenet_crops_to_224_and_the_size_can_be_overridden():
-    from beam_jobs.core.sources import resolve_source
+    from label_smearing.beam_core.sources import resolve_source
 
     assert resolve_source(load_config(IMAGENET).data).image_size == 224  # the docstring's 224x224x3
     config = load_config(f"{IMAGENET}:smoke", ["data.image_size=160"])

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline.core import tfdata
-from pipeline.core.errors import UserError
+from label_smearing.core import tfdata
+from label_smearing.core.errors import UserError
 
 
 def _decoded_examples(artifact_dir):

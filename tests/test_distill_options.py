@@ -9,14 +9,13 @@ import keras
 import numpy as np
 import pytest
 
-from beam_jobs import export_logits
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
-from pipeline.stages import train
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.stages import export_logits, train
 from tests.conftest import write_data_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
+QUICKSTART = str(ROOT / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 TINY = ["train.steps=4", "train.steps_per_epoch=2", "train.batch_size=16", "train.shuffle_buffer=64"]
 
 
@@ -209,7 +208,7 @@ def test_bad_teacher_view_settings_are_one_line_user_errors(tmp_path):
 
 
 def test_both_options_are_in_a_students_fingerprint_and_not_in_a_teachers():
-    from pipeline.core import layout
+    from label_smearing.core import layout
 
     def fingerprint(*overrides):
         return layout.model_fingerprint(_config(*overrides), "data")

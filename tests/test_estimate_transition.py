@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_jobs import estimate_transition
-from beam_jobs.core.tfrecords import encode_png
-from keras_components import noise
-from pipeline import cli
-from pipeline.core import artifacts
-from pipeline.core.config import load_config
-from pipeline.core.schema import make_example
+from label_smearing import cli
+from label_smearing.beam_core.tfrecords import encode_png
+from label_smearing.core import artifacts
+from label_smearing.core.config import load_config
+from label_smearing.core.schema import make_example
+from label_smearing.modeling import noise
+from label_smearing.stages import estimate_transition
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 TRUE_T = np.array([[0.80, 0.15, 0.05], [0.10, 0.75, 0.15], [0.05, 0.10, 0.85]])
 ANCHORS, BULK, OUTLIERS = 20, 500, 5
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.stages.evaluate on a tiny trained model and the conftest data artifact."""
+"""Tests for label_smearing.stages.evaluate on a tiny trained model and the conftest data artifact."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from pipeline.core import artifacts
-from pipeline.core.config import load_config, to_plain
-from pipeline.core.errors import UserError
-from pipeline.core.spec import ModelSpec
-from pipeline.stages.evaluate import evaluate_stage, summarize
+from label_smearing.core import artifacts
+from label_smearing.core.config import load_config, to_plain
+from label_smearing.core.errors import UserError
+from label_smearing.core.spec import ModelSpec
+from label_smearing.stages.evaluate import evaluate_stage, summarize
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
+CONFIG = str(Path(__file__).resolve().parents[1] / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 TEACHER = {"role": "teacher", "method": "ls", "alpha": 0.1, "seed": 0, "transition": "smoothing"}
 
 
 def _read_split(data_dir: Path, split: str) -> dict[str, np.ndarray]:
-    """Decodes a split's records directly (not through pipeline.core.tfdata)."""
+    """Decodes a split's records directly (not through label_smearing.core.tfdata)."""
     import tensorflow as tf
 
     manifest = json.loads((data_dir / "manifest.json").read_text())
@@ -86,7 +86,7 @@ def evaluated(data_artifact, tmp_path_factory):
 
 
 def test_test_accuracy_nll_and_ece_equal_a_direct_computation(evaluated, data_artifact):
-    from keras_components.metrics import expected_calibration_error
+    from label_smearing.modeling.metrics import expected_calibration_error
 
     metrics = json.loads((evaluated["out"] / "metrics.json").read_text())
     test = _read_split(data_artifact, "test")
@@ -251,8 +251,8 @@ def test_summarize_quantiles():
 
 
 def test_cli_evaluates_a_model_dir_and_fails_in_one_line(make_data_artifact, data_artifact, tmp_path, capsys):
-    from pipeline import cli
-    from pipeline.core import layout
+    from label_smearing import cli
+    from label_smearing.core import layout
 
     workdir = tmp_path / "w"
     make_data_artifact(
@@ -286,7 +286,7 @@ def test_cli_evaluates_a_model_dir_and_fails_in_one_line(make_data_artifact, dat
 
 
 def test_eval_artifact_path_is_named_after_the_model_and_keyed_by_what_changes_the_numbers(tmp_path):
-    from pipeline.core import layout
+    from label_smearing.core import layout
 
     config = load_config(CONFIG)
     model_fp, data_fp = "a" * 64, "b" * 64

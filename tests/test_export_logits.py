@@ -12,18 +12,18 @@ import tensorflow as tf
 from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import export_logits
-from beam_jobs.core.tfrecords import encode_png
-from keras_components import models, noise
-from pipeline import cli
-from pipeline.core import artifacts, layout, tfdata
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
-from pipeline.core.schema import make_example
+from label_smearing import cli
+from label_smearing.beam_core.tfrecords import encode_png
+from label_smearing.core import artifacts, layout, tfdata
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.core.schema import make_example
+from label_smearing.modeling import models, noise
+from label_smearing.stages import export_logits
 from tests.conftest import write_data_artifact
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 NUM_TRAIN = 70  # not a multiple of the batch size: the last batch is partial
 
 
@@ -71,7 +71,7 @@ def exported(tmp_path_factory):
 
 
 def test_logits_equal_model_predict_on_the_evaluation_inputs(exported):
-    # The reference inputs come from pipeline.core.tfdata's evaluation pipeline, not from the job's code.
+    # The reference inputs come from label_smearing.core.tfdata's evaluation pipeline, not from the job's code.
     batches = tfdata.make_dataset(
         exported["data"], "train", batch_size=32, training=False, num_classes=10, include_metadata=True
     )
@@ -126,7 +126,7 @@ def test_every_original_feature_is_kept_and_the_manifest_matches(exported):
     for key in ("dataset", "num_classes", "image_shape", "class_names"):
         assert m[key] == artifacts.read_manifest(exported["data"])[key]
     assert m["pre_logits_dim"] == 16
-    # A student reads it with pipeline.core.tfdata (TF's fast Example parser).
+    # A student reads it with label_smearing.core.tfdata (TF's fast Example parser).
     batch = next(iter(tfdata.make_dataset(exported["out"], "train", batch_size=8, training=False, num_classes=10,
                                         with_teacher_logits=True, include_metadata=True)))  # fmt: skip
     expected = [records[i.decode()]["teacher_logits"].float_list.value for i in batch["id"].numpy()]

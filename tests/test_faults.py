@@ -14,21 +14,21 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from pipeline import cli
-from pipeline.core import artifacts, layout
-from pipeline.core.config import load_config
+from label_smearing import cli
+from label_smearing.core import artifacts, layout
+from label_smearing.core.config import load_config
 from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
 from tests.processes import kill_at_marker
 from tests.test_cli_errors import save_model_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = f"{ROOT / 'configs' / 'quickstart.py'}:smoke"
+QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
 
 # Noisify: the 100th image encoded (the second of four train chunks) never finishes.
 _HANG_IN_NOISIFY = """
 import sys, time
-from beam_jobs import noisify
+from label_smearing.stages import noisify
 encode, calls = noisify.encode_png, []
 def encode_or_hang(image):
     calls.append(1)
@@ -37,14 +37,14 @@ def encode_or_hang(image):
         time.sleep(600)
     return encode(image)
 noisify.encode_png = encode_or_hang
-from pipeline.cli import main
+from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 # Export: the teacher has run on two batches of 16 (of four) when the job stops.
 _HANG_IN_EXPORT = """
 import sys, time
-from beam_jobs.export_logits import KerasTeacherHandler
+from label_smearing.stages.export_logits import KerasTeacherHandler
 infer, calls = KerasTeacherHandler.run_inference, []
 def infer_then_hang(self, batch, model, inference_args=None):
     result = infer(self, batch, model, inference_args)
@@ -54,7 +54,7 @@ def infer_then_hang(self, batch, model, inference_args=None):
         time.sleep(600)
     return result
 KerasTeacherHandler.run_inference = infer_then_hang
-from pipeline.cli import main
+from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

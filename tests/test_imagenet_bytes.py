@@ -13,17 +13,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_jobs import export_logits
-from beam_jobs.core.sources import TfdsSource, resolve_source
-from pipeline import cli
-from pipeline.core import layout, schema, tfdata
-from pipeline.core.config import load_config
+from label_smearing import cli
+from label_smearing.beam_core.sources import TfdsSource, resolve_source
+from label_smearing.core import layout, schema, tfdata
+from label_smearing.core.config import load_config
+from label_smearing.stages import export_logits
 
 tfds = pytest.importorskip("tensorflow_datasets")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGENET = os.path.join(ROOT, "configs", "imagenet.py")
-QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+IMAGENET = os.path.join(ROOT, "label_smearing", "configs", "imagenet.py")
+QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 NUM_EXAMPLES = 24  # per split of the mock
 SIZE = 32  # the crops' size: small, so the smoke training takes seconds
 # One chunk per split: the mock generates a split's examples afresh for every read, so one read
@@ -161,7 +161,7 @@ def test_evaluation_takes_the_centre_crop(noisified):
 def test_export_preprocessing_is_the_evaluation_centre_crop(noisified):
     import keras
 
-    from keras_components import models
+    from label_smearing.modeling import models
 
     raw = {i.encode(): r for i, (_, r) in _records(noisified["data"], "test").items()}
     ds = tfdata.make_dataset(
@@ -226,7 +226,7 @@ def test_bad_image_encoding_is_one_line_exit_2_nothing_written(tmp_path, capsys,
 def test_a_record_whose_bytes_are_not_its_format_is_refused(noisified, tmp_path):
     import shutil
 
-    from pipeline.core.errors import UserError
+    from label_smearing.core.errors import UserError
 
     copy = tmp_path / "data"
     shutil.copytree(noisified["data"], copy)

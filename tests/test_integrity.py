@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipeline import cli
-from pipeline.core import artifacts
+from label_smearing import cli
+from label_smearing.core import artifacts
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = f"{ROOT / 'configs' / 'quickstart.py'}:smoke"
-PACKAGES = ("beam_jobs", "keras_components", "pipeline", "configs")
+QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
+PACKAGES = ("label_smearing",)
 KINDS = ("data", "models", "logits", "eval", "report")
 # What the libraries put in a fresh HOME on first use: Keras' config file, matplotlib's font cache.
 LIBRARY_FILES = re.compile(r"^(\.keras/keras\.json|\.cache/matplotlib/.*|\.config/matplotlib/?.*)$")
@@ -63,7 +63,7 @@ def run(tmp_path_factory):
     env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp), "PYTHONPATH": str(ROOT)}
     env.pop("KERAS_HOME", None)
     env.pop("MPLCONFIGDIR", None)
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], cwd=cwd, env=env,
+    result = subprocess.run([sys.executable, "-m", "label_smearing.cli", *argv], cwd=cwd, env=env,
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return {"base": base, "cwd": cwd, "home": home, "tmp": tmp, "work": cwd / "work", "idx": idx_dir}
@@ -157,7 +157,7 @@ def test_training_twice_with_a_fixed_seed_and_op_determinism_gives_identical_res
     (data_dir,) = (run["work"] / "data").iterdir()
     shutil.copytree(data_dir, tmp_path / "data" / data_dir.name)
     argv = ["train", "--workdir", str(tmp_path), *_config_args(run["idx"])]
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], cwd=ROOT, capture_output=True,
+    result = subprocess.run([sys.executable, "-m", "label_smearing.cli", *argv], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (first,) = (run["work"] / "models").glob("teacher-*")

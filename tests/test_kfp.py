@@ -11,7 +11,6 @@ teacher and its CE student on 256 examples, 7 stages.
 
 from __future__ import annotations
 
-import ast
 import fnmatch
 import json
 import os
@@ -19,20 +18,22 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 
-from pipeline import __version__, cli, kfp_engine
-from pipeline.core import artifacts
-from pipeline.core.config import load_config
-from pipeline.plan import plan
+from label_smearing import __version__, cli
+from label_smearing.core import artifacts
+from label_smearing.core.config import load_config
+from label_smearing.pipeline import kfp_engine
+from label_smearing.pipeline.plan import plan
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = f"{ROOT / 'configs' / 'quickstart.py'}:smoke"
+QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
 SMALL = [
     "--config.train.steps=6",
     "--config.train.steps_per_epoch=3",
@@ -68,7 +69,7 @@ def reference(tmp_path_factory, idx_dir):
     """A plain `smear run` of the same plan, started in a fresh process; `.wait()` returns its workdir."""
     workdir = tmp_path_factory.mktemp("reference")
     process = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", "run", *_config_args(idx_dir), "--workdir", str(workdir)],
+        [sys.executable, "-m", "label_smearing.cli", "run", *_config_args(idx_dir), "--workdir", str(workdir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
     )  # fmt: skip
@@ -147,7 +148,7 @@ def test_the_yaml_has_one_task_per_node_with_its_command_dependencies_image_and_
     by_label = {task["taskInfo"]["name"]: (key, task) for key, task in tasks.items()}
     assert sorted(by_label) == sorted(n.label for n in nodes) and len(tasks) == len(nodes) == 7
     assert [n.kind for n in nodes].count("train") == 2 and {n.kind for n in nodes} == {
-        "noisify", "train", "export", "evaluate", "report",
+        "noisify", "train", "export_logits", "evaluate", "report",
     }  # fmt: skip
     key_of = {id(n): by_label[n.label][0] for n in nodes}
     for node in nodes:
@@ -158,7 +159,7 @@ def test_the_yaml_has_one_task_per_node_with_its_command_dependencies_image_and_
         assert params["output"] == str(node.out_dir) and params["fingerprint"] == node.fingerprint
         assert params["command"] == node.command(QUICKSTART, workdir, overrides)  # the standalone command
         assert params["version"] == __version__
-        assert params["config_text"] == (ROOT / "configs" / "quickstart.py").read_text()
+        assert params["config_text"] == (ROOT / "label_smearing" / "configs" / "quickstart.py").read_text()
         assert not task.get("cachingOptions", {}).get("enableCache")  # KFP's caching off: see kfp_engine
         container = executors[spec["components"][task["componentRef"]["name"]]["executorLabel"]]["container"]
         assert container["image"] == IMAGE
@@ -302,16 +303,18 @@ def test_without_kfp_installed_engine_kfp_is_one_line_exit_2(tmp_path, idx_dir, 
 
 
 def test_smear_run_does_not_import_kfp_unless_asked():
-    script = "import sys; from pipeline import run, kfp_engine; print('kfp' in sys.modules)"
+    script = "import sys; from label_smearing.pipeline import run, kfp_engine; print('kfp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
 
 
 # ---------------------------------------------------------------- the image
+def _project() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
 def _extras() -> dict[str, list[str]]:
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup")
-    return ast.literal_eval(next(k.value for k in call.keywords if k.arg == "extras_require"))
+    return _project()["optional-dependencies"]
 
 
 def _ignored(path: str, patterns: list[str]) -> bool:
@@ -327,32 +330,31 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     )
 
 
-def test_the_dockerfile_installs_the_package_from_setup_py_with_the_kfp_and_gcp_extras():
+def test_the_dockerfile_installs_the_package_from_pyproject_with_the_kfp_and_gcp_extras():
     text = (ROOT / "Dockerfile").read_text()
     commands = re.sub(r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.startswith("#")))
     (base,) = re.findall(r"^FROM\s+(\S+)", commands, re.M)
-    assert re.fullmatch(r"python:3\.11[\w.-]*", base)  # setup.py's python_requires: >=3.10,<3.13
+    assert re.fullmatch(r"python:3\.11[\w.-]*", base)  # pyproject's requires-python: >=3.10,<3.13
     installs = [i.strip() for i in re.findall(r"pip install ([^&\n]+)", commands)]
-    assert installs == [
-        "-e '.[gcp,kfp]'"
-    ]  # the package itself, from setup.py: no second list of requirements
+    assert installs == ["'.[gcp,kfp]'"]  # the package itself, not editable: no second list of requirements
+    assert "rm -rf /opt/label-smearing" in commands  # the image runs from the install, not from a source tree
     extras = _extras()
     assert {"gcp", "kfp"} <= set(extras) and extras["kfp"] == ["kfp==2.17.*"]
     assert "kfp==2.17.*" in extras["dev"]  # what the tests compile with is what the image runs
     assert "requirements" not in commands
     assert re.search(r"^COPY \. \.$", commands, re.M)
-    # `smear` is on the PATH (setup.py's console script), checked by the build, and the default command
-    assert "smear=pipeline.cli:main" in (ROOT / "setup.py").read_text()
+    # `smear` is on the PATH (the project's console script), checked by the build, and the default command
+    assert _project()["scripts"] == {"smear": "label_smearing.cli:main"}
     assert "&& smear --help" in commands and re.search(r'^CMD \["smear"', commands, re.M)
     # the tasks' function needs kfp and this module in the image (kfp_engine compiles without installing kfp)
-    assert 'python -c "import kfp, pipeline.kfp_engine"' in commands
+    assert 'python -c "import kfp, label_smearing.pipeline.kfp_engine"' in commands
 
 
 def _egg_info(source: Path, out: Path) -> dict[str, str]:
     """setuptools' metadata of the package in `source`: {file name: text} (SOURCES.txt, requires.txt, ...)."""
     out.mkdir()
     subprocess.run(
-        [sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(out)],
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "egg_info", "--egg-base", str(out)],
         cwd=source, check=True, capture_output=True,
     )  # fmt: skip
     (info,) = out.glob("*.egg-info")
@@ -367,7 +369,7 @@ def test_the_build_context_the_dockerignore_leaves_holds_the_whole_package(tmp_p
         ".venv/bin/python",
         ".git/HEAD",
         "tests/test_kfp.py",
-        "pipeline/__pycache__/x.pyc",
+        "label_smearing/__pycache__/x.pyc",
         "demo_workdir/a",
     ):
         assert _ignored(path, patterns), path  # a small context: no environment, history, tests or results
@@ -382,19 +384,19 @@ def test_the_build_context_the_dockerignore_leaves_holds_the_whole_package(tmp_p
                 shutil.copy2(Path(directory) / name, context / prefix / name)
     built, repository = _egg_info(context, tmp_path / "built"), _egg_info(ROOT, tmp_path / "repository")
     packages = set(repository["top_level.txt"].split())
-    assert packages == {"beam_jobs", "configs", "keras_components", "pipeline"}
+    assert packages == {"label_smearing"}
 
     def modules(info: dict) -> set[str]:  # the packages' modules (SOURCES.txt also lists an sdist's extras)
         return {
             m for m in info["SOURCES.txt"].splitlines() if m.endswith(".py") and m.split("/")[0] in packages
         }
 
-    assert "pipeline/kfp_engine.py" in modules(repository) and "configs/base.py" in modules(repository)
+    assert {"label_smearing/pipeline/kfp_engine.py", "label_smearing/configs/base.py"} <= modules(repository)
     assert modules(built) == modules(repository)
     assert (
         built["requires.txt"] == repository["requires.txt"] and "[kfp]\nkfp==2.17.*" in built["requires.txt"]
     )
-    assert "smear = pipeline.cli:main" in built["entry_points.txt"]
+    assert "smear = label_smearing.cli:main" in built["entry_points.txt"]
 
 
 # ---------------------------------------------------------------- a bucket workdir

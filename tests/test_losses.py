@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_components import losses, noise
+from label_smearing.modeling import losses, noise
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.function")
 

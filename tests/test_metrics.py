@@ -1,11 +1,15 @@
-"""Tests for keras_components.metrics (expected calibration error)."""
+"""Tests for label_smearing.modeling.metrics (expected calibration error)."""
 
 import keras
 import numpy as np
 import pytest
 
-from keras_components import metrics
-from keras_components.metrics import ExpectedCalibrationError, expected_calibration_error, reliability_bins
+from label_smearing.modeling import metrics
+from label_smearing.modeling.metrics import (
+    ExpectedCalibrationError,
+    expected_calibration_error,
+    reliability_bins,
+)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_components import models
+from label_smearing.modeling import models
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow kernel")
 

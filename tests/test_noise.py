@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from keras_components import noise
+from label_smearing.modeling import noise
 
 
 def test_symmetric_transition_flips_to_other_classes_only():

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 
 import apache_beam as beam
 import numpy as np
@@ -13,16 +14,16 @@ import tensorflow as tf
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from beam_jobs import noisify
-from beam_jobs.core.sources import IdxSource, TfdsSource
-from keras_components import noise
-from pipeline import cli
-from pipeline.core import layout
-from pipeline.core.datasets import DATASETS
+from label_smearing import cli
+from label_smearing.beam_core.sources import IdxSource, TfdsSource
+from label_smearing.core import layout
+from label_smearing.core.datasets import DATASETS
+from label_smearing.modeling import noise
+from label_smearing.stages import noisify
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +212,7 @@ def test_same_labels_with_one_and_two_workers_and_across_runs(tmp_path, idx_dir)
     assert _noisify(tmp_path / "b", idx_dir) == 0
     env = dict(os.environ, PYTHONPATH=ROOT)
     two_workers = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "noisify", "--config", f"{QUICKSTART}:smoke",
+        [sys.executable, "-m", "label_smearing.cli", "noisify", "--config", f"{QUICKSTART}:smoke",
          "--workdir", str(tmp_path / "c"), "--config.data.source=idx", f"--config.data.source_dir={idx_dir}",
          "--config.data.max_train_examples=0", "--config.data.max_test_examples=0", "--config.data.chunk_size=300",
          "--direct_num_workers=2", "--direct_running_mode=multi_processing"],
@@ -313,24 +314,62 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, idx_dir, capsys,
         assert not workdir.exists()  # refused before anything is written
 
 
-def test_existing_complete_artifact_needs_force(tmp_path, idx_dir, capsys):
+def test_a_complete_artifact_is_reused_and_force_recomputes_it(tmp_path, idx_dir, capsys):
     assert _noisify(tmp_path, idx_dir) == 0
     manifest = os.path.join(_artifact(tmp_path), "manifest.json")
     before = open(manifest).read()
     capsys.readouterr()
-    assert _noisify(tmp_path, idx_dir) == 2
-    assert "--force" in capsys.readouterr().err
+    assert _noisify(tmp_path, idx_dir) == 0  # the same lifecycle as `smear run`: cached, not an error
+    assert "noisify: cached: " in capsys.readouterr().out
     assert open(manifest).read() == before
     assert _noisify(tmp_path, idx_dir, "--force") == 0
+    assert "cached" not in capsys.readouterr().out
 
 
-def test_dataflow_options_ship_this_package():
+def _check_worker_wheel(path: str, tmp_path) -> None:
+    """The wheel Dataflow's workers get holds the whole installed package, its version and requirements."""
+    import importlib.metadata
+
+    import label_smearing
+
+    assert os.path.basename(path) == f"label_smearing-{label_smearing.__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(path) as wheel:
+        names = set(wheel.namelist())
+        info = f"label_smearing-{label_smearing.__version__}.dist-info"
+        metadata = wheel.read(f"{info}/METADATA").decode()
+        record = wheel.read(f"{info}/RECORD").decode()
+    package = {
+        os.path.relpath(p, os.path.dirname(os.path.dirname(label_smearing.__file__))).replace(os.sep, "/")
+        for p in glob.glob(
+            os.path.join(os.path.dirname(label_smearing.__file__), "**", "*.py"), recursive=True
+        )
+    }
+    assert package <= names and "label_smearing/configs/quickstart.py" in names
+    assert all(f"Requires-Dist: {r}" in metadata for r in importlib.metadata.requires("label-smearing"))
+    assert all(name in record for name in package)
+    # pip installs it: the workers' view, without dependencies, into a throw-away directory
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(target), path],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    assert (target / "label_smearing" / "stages" / "noisify.py").is_file()
+
+
+def test_dataflow_options_ship_this_package_as_a_wheel_built_from_the_install(tmp_path):
     options = noisify.pipeline_options(
         ["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/tmp"]
+    ).get_all_options()
+    assert options["setup_file"] is None  # no setup.py: an installed package has none beside it
+    (wheel,) = options["extra_packages"]
+    _check_worker_wheel(wheel, tmp_path)
+    local = noisify.pipeline_options([]).get_all_options()
+    assert not local["extra_packages"] and local["setup_file"] is None
+    # A user who ships the package themselves is left alone.
+    own = noisify.pipeline_options(
+        ["--runner=DataflowRunner", "--extra_package=/w/label_smearing-9-py3-none-any.whl"]
     )
-    setup_file = options.get_all_options()["setup_file"]
-    assert os.path.samefile(setup_file, os.path.join(ROOT, "setup.py"))
-    assert noisify.pipeline_options([]).get_all_options()["setup_file"] is None
+    assert own.get_all_options()["extra_packages"] == ["/w/label_smearing-9-py3-none-any.whl"]
 
 
 @pytest.fixture
@@ -340,8 +379,8 @@ def object_store(gcs_env, tmp_path):
 
 
 def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
-    from pipeline.core import artifacts
-    from pipeline.core.config import load_config
+    from label_smearing.core import artifacts
+    from label_smearing.core.config import load_config
 
     config = load_config(f"{QUICKSTART}:smoke", ["data.source=idx", f"data.source_dir={idx_dir}"])
     out_dir = layout.data(config, f"{object_store}/run").path
@@ -350,7 +389,7 @@ def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
     assert manifest["counts"]["train"] + manifest["counts"]["validation"] == 512
     assert manifest["splits"]["train"]["files"] == [f"train-{i:05d}-of-00004.tfrecord" for i in range(4)]
     assert artifacts.read_manifest(out_dir)["fingerprint"] == layout.data_fingerprint(config)
-    from pipeline.core.errors import UserError
+    from label_smearing.core.errors import UserError
 
     with pytest.raises(UserError, match="--force"):
         noisify.noisify_stage(config, out_dir, log=lambda _: None)
@@ -360,7 +399,7 @@ def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store,
     """Everything up to the job submission: the outside world starts at run_pipeline."""
     from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
-    from pipeline.core.config import load_config
+    from label_smearing.core.config import load_config
 
     submitted = {}
 
@@ -383,7 +422,8 @@ def test_dataflow_submission_gets_the_package_and_the_remote_paths(object_store,
     ]
     with pytest.raises(Submitted):
         noisify.noisify_stage(config, out_dir, beam_args=flags, log=lambda _: None)
-    assert os.path.samefile(submitted["options"]["setup_file"], os.path.join(ROOT, "setup.py"))
+    (wheel,) = submitted["options"]["extra_packages"]
+    assert wheel.endswith(".whl") and os.path.isfile(wheel)
     assert {"Chunks", "ReadNoisifyWrite", "WriteCounts"} <= set(submitted["labels"])
     assert not noisify.artifacts.is_complete(out_dir)
 
@@ -396,7 +436,7 @@ def test_a_mistyped_beam_flag_is_an_error_not_a_warning(tmp_path, idx_dir, capsy
     assert not (tmp_path / "data").exists()
 
 
-CIFAR_N = os.path.join(ROOT, "configs", "cifar_n.py")
+CIFAR_N = os.path.join(ROOT, "label_smearing", "configs", "cifar_n.py")
 
 
 def test_human_noise_reads_cifar10_n_annotations_through_tfds(tmp_path):

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_components import losses, optimizers
+from label_smearing.modeling import losses, optimizers
 
 tensorflow_only = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute")
 

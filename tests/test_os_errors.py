@@ -20,17 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli
-from pipeline.core import artifacts, layout, resources
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
-from pipeline.core.oserrors import KEPT, os_error_message
+from label_smearing import cli
+from label_smearing.core import artifacts, layout, resources
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.core.oserrors import KEPT, os_error_message
 from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
 from tests.test_cli_errors import save_model_artifact
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = f"{ROOT / 'configs' / 'quickstart.py'}:smoke"
+QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
 TINY = ["--config.train.steps=2", "--config.train.steps_per_epoch=2", "--config.train.batch_size=8"]
 ENOSPC = os.strerror(errno.ENOSPC)
 
@@ -128,7 +128,7 @@ import errno, os, sys
 saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
 os.dup2(devnull, 2)  # the libraries' start-up lines, as `smear` silences them
 import tensorflow, apache_beam
-from beam_jobs import noisify
+from label_smearing.stages import noisify
 os.dup2(saved, 2)
 encode, calls = noisify.encode_png, []
 def encode_or_fail(image):
@@ -137,7 +137,7 @@ def encode_or_fail(image):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return encode(image)
 noisify.encode_png = encode_or_fail
-from pipeline.cli import main
+from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -202,7 +202,7 @@ _FILE_SIZE_LIMIT = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
-from pipeline.cli import main
+from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -346,8 +346,8 @@ def test_a_batch_that_does_not_fit_in_memory_is_refused_before_anything_is_writt
 _PEAK_RSS = """
 import json, resource, sys
 import numpy as np, keras, tensorflow as tf
-from keras_components import models
-from pipeline.core import resources
+from label_smearing.modeling import models
+from label_smearing.core import resources
 batch = int(sys.argv[1])
 model = models.build_model("cifar_resnet", 10, (28, 28, 1), depth=8)
 model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9),
@@ -403,7 +403,7 @@ def test_available_memory_is_the_least_of_meminfo_and_the_cgroup_limit(tmp_path)
 
 
 def test_a_back_up_whose_metadata_is_older_than_its_weights_is_discarded(tmp_path):
-    from pipeline.stages.train import _discard_unfinished_backup
+    from label_smearing.stages.train import _discard_unfinished_backup
 
     backup, lines = tmp_path / "backup", []
     backup.mkdir()

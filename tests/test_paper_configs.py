@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.config import load_config
-from pipeline.stages import train
+from label_smearing.core.config import load_config
+from label_smearing.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
-CIFAR = str(ROOT / "configs" / "cifar.py")
-IMAGENET = str(ROOT / "configs" / "imagenet.py")
-FMNIST_PAPER = str(ROOT / "configs" / "fmnist_paper.py")
+CIFAR = str(ROOT / "label_smearing" / "configs" / "cifar.py")
+IMAGENET = str(ROOT / "label_smearing" / "configs" / "imagenet.py")
+FMNIST_PAPER = str(ROOT / "label_smearing" / "configs" / "fmnist_paper.py")
 
 
 @pytest.mark.parametrize("dataset, classes", [("cifar10", 10), ("cifar100", 100)])
@@ -44,7 +44,7 @@ def test_cifar_configs_carry_the_papers_values(dataset, classes, model, depth):
 
 
 def test_bad_config_args_are_rejected():
-    from pipeline.core.errors import UserError
+    from label_smearing.core.errors import UserError
 
     for spec in (f"{CIFAR}:cifar10,resnet20,ls", f"{CIFAR}:svhn,resnet32,ls", f"{IMAGENET}:focal"):
         with pytest.raises(UserError, match="expected"):

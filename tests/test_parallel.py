@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli, executor
-from pipeline.core import artifacts, layout, locks
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
-from pipeline.plan import plan
+from label_smearing import cli
+from label_smearing.core import artifacts, layout, locks
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.pipeline import executor
+from label_smearing.pipeline.plan import plan
 from tests.idx_fixture import write_idx_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = f"{ROOT / 'configs' / 'quickstart.py'}:smoke"
+QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
 FAST = [
     "--config.train.steps=6",
     "--config.train.steps_per_epoch=3",
@@ -35,7 +36,7 @@ FAST = [
 # Holds the lock of argv[1] and prints READY, then sleeps until killed.
 _HOLD = """
 import sys, time
-from pipeline.core import locks
+from label_smearing.core import locks
 locks.acquire(sys.argv[1])
 print("READY", flush=True)
 time.sleep(600)
@@ -58,7 +59,7 @@ def _smear(argv: list[str]) -> subprocess.Popen:
     """`smear ARGV` in a fresh process, with Ctrl-C's default (a background shell's job ignores SIGINT)."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "label_smearing.cli", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=env, cwd=ROOT, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 

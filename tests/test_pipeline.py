@@ -9,16 +9,16 @@ import sys
 
 import pytest
 
-from pipeline import cli
-from pipeline import plan as pipeline_plan
-from pipeline.core import artifacts
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
+from label_smearing import cli
+from label_smearing.core import artifacts
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.pipeline import plan as pipeline_plan
 from tests.idx_fixture import write_idx_dataset
 from tests.processes import kill_at_marker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 FAST = [
     "--config.train.steps=6",
     "--config.train.steps_per_epoch=3",
@@ -83,7 +83,7 @@ def test_publish_copies_the_report_and_the_time_of_every_stage(finished, idx_dir
     assert times["total_seconds"] == pytest.approx(sum(r["seconds"] for r in times["per_stage"]), abs=0.05)
     cells = {row["cell"]: row for row in times["cells"]}
     ls = cells["teacher-ls0.1"]  # its training, logit export and evaluation, one seed
-    assert ls["runs"] == 1 and ls["train"] > 0 and ls["export"] > 0 and ls["evaluate"] > 0
+    assert ls["runs"] == 1 and ls["train"] > 0 and ls["export_logits"] > 0 and ls["evaluate"] > 0
     assert "student-T2-ce-from-ls0.1" in cells
     assert "| teacher-ls0.1 | 1 |" in (dest / "stage_times.md").read_text()
     # Republishing replaces the report's files and keeps the others.
@@ -118,18 +118,18 @@ def test_the_plan_as_json_gives_each_node_a_standalone_command_that_finds_the_sa
     assert sorted(str(p) for p in finished.glob("*/*")) == before  # no command made a new artifact
 
 
-def test_a_workdir_of_an_earlier_version_is_recomputed_as_a_whole_with_a_note(tmp_path, idx_dir, capsys):
-    # A complete artifact as version 0.1.0 wrote it, in the place the plan's noisify stage had then.
+def test_artifacts_of_an_earlier_compute_version_are_recomputed_with_a_note(tmp_path, idx_dir, capsys):
+    # A complete artifact as version 0.1.0 wrote it (then every kind's compute version), where noisify's was.
     old = tmp_path / "data" / "fashion_mnist-symmetric0.2-s0-0123456789"
     old.mkdir(parents=True)
     (old / "manifest.json").write_text(json.dumps({"stage": "noisify", "package_version": "0.1.0"}))
     capsys.readouterr()
     assert cli.main([*_args(tmp_path, idx_dir, *SWEEP), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    notes = [line for line in out.splitlines() if "earlier version" in line]
+    notes = [line for line in out.splitlines() if "earlier compute version" in line]
     assert notes == [
-        f"run: note: {tmp_path} holds artifacts made by an earlier version (1 of version 0.1.0); this version "
-        f"({artifacts.PACKAGE_VERSION}) recomputes the plan as a whole and leaves them in place"
+        f"run: note: {tmp_path} holds artifacts of an earlier compute version (1 noisify of version 0.1.0); "
+        "those stages and everything downstream are recomputed, and the old artifacts are left in place"
     ]
     assert " cached " not in out and out.count(" run ") == 9  # nothing of the old workdir is read
 
@@ -170,7 +170,7 @@ def test_changing_one_alpha_reruns_only_that_variant_and_what_follows(finished, 
 
 _HANG_IN_LS_TEACHER = """
 import sys, time
-from pipeline.stages.train import WholeFileBackup as BackupAndRestore  # training's back-up
+from label_smearing.stages.train import WholeFileBackup as BackupAndRestore  # training's back-up
 save = BackupAndRestore._save_model
 def save_then_hang(self):
     save(self)
@@ -178,7 +178,7 @@ def save_then_hang(self):
         print("BACKED-UP", flush=True)
         time.sleep(600)
 BackupAndRestore._save_model = save_then_hang
-from pipeline.cli import main
+from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -192,7 +192,7 @@ def test_sigkill_during_training_resumes_from_checkpoint(tmp_path, idx_dir):
     (finished_teacher,) = (tmp_path / "models").glob("teacher-ce*")
     assert artifacts.is_complete(finished_teacher)
 
-    second = subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+    second = subprocess.run([sys.executable, "-m", "label_smearing.cli", *args], capture_output=True, text=True,
                             env=env, cwd=ROOT, timeout=600)  # fmt: skip
     assert second.returncode == 0, second.stderr[-2000:]
     out = second.stdout
@@ -213,12 +213,12 @@ def test_estimated_t_variants_wire_an_estimate_from_the_ce_teacher(tmp_path, idx
     stages = pipeline_plan.plan(config, tmp_path)
     labels = [s.label for s in stages]
     for seed in (0, 1):
-        estimate = next(s for s in stages if s.kind == "estimate" and f"-s{seed}-" in s.name)
+        estimate = next(s for s in stages if s.kind == "estimate_transition" and f"-s{seed}-" in s.name)
         assert [d.label for d in estimate.inputs] == [f"export teacher-ce-s{seed}-train"]
         fc = next(s for s in stages if s.label == f"train teacher-fc-est-s{seed}")
         assert estimate in fc.inputs
         assert labels.index(estimate.label) < labels.index(fc.label)
-    assert sum(s.kind == "estimate" for s in stages) == 2  # one per seed, shared by fc and bc
+    assert sum(s.kind == "estimate_transition" for s in stages) == 2  # one per seed, shared by fc and bc
     assert sum(s.kind == "evaluate" for s in stages) == 6  # fc, bc and their ce teacher, per seed
 
 
@@ -239,7 +239,7 @@ def test_bad_sweep_entries_are_one_line_errors(tmp_path, teachers, students, mes
         pipeline_plan.plan(config, tmp_path)
 
 
-FMNIST_PAPER = os.path.join(ROOT, "configs", "fmnist_paper.py")
+FMNIST_PAPER = os.path.join(ROOT, "label_smearing", "configs", "fmnist_paper.py")
 
 
 def test_noise_rates_plan_one_setting_per_rate_with_students_where_asked(tmp_path):

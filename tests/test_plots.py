@@ -1,4 +1,4 @@
-"""Tests for pipeline.core.plots: projection geometry and that each figure is a real image."""
+"""Tests for label_smearing.core.plots: projection geometry and that each figure is a real image."""
 
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from keras_components.metrics import reliability_bins
-from pipeline.core import plots
+from label_smearing.core import plots
+from label_smearing.modeling.metrics import reliability_bins
 
 
 def _assert_real_figure(paths: list[Path], *texts: str) -> None:

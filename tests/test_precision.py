@@ -10,14 +10,14 @@ import ml_collections
 import numpy as np
 import pytest
 
-from keras_components import losses, models, optimizers
-from pipeline.core import layout, tfdata, trained_model
-from pipeline.core.config import load_config, to_plain
-from pipeline.core.errors import UserError
-from pipeline.stages import train
+from label_smearing.core import layout, tfdata, trained_model
+from label_smearing.core.config import load_config, to_plain
+from label_smearing.core.errors import UserError
+from label_smearing.modeling import losses, models, optimizers
+from label_smearing.stages import train
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
+QUICKSTART = str(ROOT / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 TINY = ["train.steps=4", "train.steps_per_epoch=2", "train.batch_size=16", "train.shuffle_buffer=64"]
 MIXED = ("mixed_bfloat16", "mixed_float16")
 HALF = {"mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
@@ -71,7 +71,7 @@ def test_a_mixed_precision_training_ends_with_float32s_loss(trained, precision):
 def test_the_saved_model_is_float32_loads_and_exports_float32_logits(
     trained, data_artifact, precision, tmp_path
 ):
-    from beam_jobs import export_logits
+    from label_smearing.stages import export_logits
 
     model = trained_model.load(trained_model.read(trained[precision])[1])
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}

@@ -9,12 +9,12 @@ import keras
 import numpy as np
 import pytest
 
-from keras_components.metrics import expected_calibration_error
-from pipeline.core import curves, tfdata
-from pipeline.core.config import load_config
-from pipeline.plan import plan
+from label_smearing.core import curves, tfdata
+from label_smearing.core.config import load_config
+from label_smearing.modeling.metrics import expected_calibration_error
+from label_smearing.pipeline.plan import plan
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
+CONFIG = str(Path(__file__).resolve().parents[1] / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 
 
 # ---------------------------------------------------------------- noise draws in the plan
@@ -29,7 +29,7 @@ def test_each_seed_draws_its_own_noise_and_its_models_read_it(tmp_path):
     assert [n.overrides["noise.seed"] for n in data] == [5, 6]
     assert len({n.fingerprint for n in data}) == 2
     for node in nodes:
-        if node.kind in ("train", "export", "evaluate"):
+        if node.kind in ("train", "export_logits", "evaluate"):
             (source,) = [n for n in node.inputs if n.kind == "noisify"] or [
                 next(n for n in node.input_of("train").inputs if n.kind == "noisify")
             ]
@@ -84,7 +84,7 @@ def test_first_divergence_reads_a_history_resumed_or_not():
 
 
 def test_the_loss_floor_is_each_losss_own():
-    from pipeline.stages.train import loss_floor
+    from label_smearing.stages.train import loss_floor
 
     def floor(*overrides):
         return loss_floor(load_config(CONFIG, list(overrides)))
@@ -159,8 +159,8 @@ def test_learning_curves_measure_fixed_subsamples_as_numpy_does(make_data_artifa
 def test_a_run_past_the_logit_limit_is_recorded_as_diverged_from_training_to_metrics(
     make_data_artifact, tmp_path
 ):
-    from pipeline.core.spec import ModelSpec
-    from pipeline.stages import evaluate, train
+    from label_smearing.core.spec import ModelSpec
+    from label_smearing.stages import evaluate, train
 
     data = make_data_artifact(tmp_path, num_train=64, num_test=32, num_validation=16)
     config = load_config(
@@ -193,7 +193,7 @@ def test_a_run_past_the_logit_limit_is_recorded_as_diverged_from_training_to_met
 
 
 def test_a_ce_warmup_names_a_new_model_only_where_it_changes_the_training():
-    from pipeline.core import layout
+    from label_smearing.core import layout
 
     def fingerprint(*overrides):
         return layout.model_fingerprint(load_config(CONFIG, list(overrides)), "data")

@@ -18,12 +18,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_jobs import export_logits
-from pipeline.core import artifacts, curves, tfdata, trained_model
-from pipeline.core.config import load_config, to_plain
-from pipeline.stages import evaluate
+from label_smearing.core import artifacts, curves, tfdata, trained_model
+from label_smearing.core.config import load_config, to_plain
+from label_smearing.stages import evaluate, export_logits
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
+CONFIG = str(Path(__file__).resolve().parents[1] / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 TEACHER = {"role": "teacher", "method": "ce", "alpha": 0.0, "seed": 0, "transition": "smoothing"}
 ROUNDS = 6  # models in a row: TensorFlow's detector warns from the fifth trace on
 

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 
-from pipeline.cli import COMMANDS
+from label_smearing.cli import commands
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
@@ -29,7 +29,7 @@ def test_readme_starts_with_the_two_commands_and_names_only_real_subcommands():
     head = "\n".join(text.splitlines()[:12])
     assert "make demo" in head and "make test" in head
     for command in set(re.findall(r"\bsmear ([a-z-]+)", text)):
-        assert command in COMMANDS, command
+        assert command in commands(), command
 
 
 def _section(text: str, heading: str) -> str:

@@ -15,13 +15,13 @@ import sys
 
 import pytest
 
-from pipeline import cli
-from pipeline.core import locks
+from label_smearing import cli
+from label_smearing.core import locks
 from tests.idx_fixture import write_idx_dataset
 from tests.processes import kill_at_marker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-QUICKSTART = os.path.join(ROOT, "configs", "quickstart.py")
+QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 WORKDIR = "gs://bucket/remote-run"
 FAST = [
     "--config.train.steps=6",
@@ -35,7 +35,7 @@ FAST = [
 ]
 _HANG_IN_FC_TEACHER = """
 import sys, time
-from pipeline.stages.train import WholeFileBackup
+from label_smearing.stages.train import WholeFileBackup
 save = WholeFileBackup._save_model
 def save_then_hang(self):
     save(self)
@@ -43,7 +43,7 @@ def save_then_hang(self):
         print("BACKED-UP", flush=True)
         time.sleep(600)
 WholeFileBackup._save_model = save_then_hang
-from pipeline.cli import main
+from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -62,7 +62,7 @@ def _objects(env, prefix):
 
 def _smear(env, *args):
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=900,
+        [sys.executable, "-m", "label_smearing.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=900,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env),
     )  # fmt: skip
 

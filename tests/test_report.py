@@ -1,4 +1,4 @@
-"""Tests for pipeline.stages.report on hand-written evaluations (tests/fixtures/report/).
+"""Tests for label_smearing.stages.report on hand-written evaluations (tests/fixtures/report/).
 
 The fixture evaluations hold per-seed numbers chosen by hand; expected_report.md
 holds the tables computed from them by hand (the claims table too: e.g. claim 2,
@@ -16,15 +16,15 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from pipeline import cli
-from pipeline.core import artifacts, layout
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
-from pipeline.core.layout import report_fingerprint
-from pipeline.stages.report import report_stage
+from label_smearing import cli
+from label_smearing.core import artifacts, layout
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.core.layout import report_fingerprint
+from label_smearing.stages.report import report_stage
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "quickstart.py") + ":smoke"
+CONFIG = str(Path(__file__).resolve().parents[1] / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 
 
 def _eval_artifact(directory: Path, metrics: dict) -> Path:

@@ -4,12 +4,15 @@ import os
 
 import pytest
 
-from pipeline.core.config import load_config, to_plain
-from pipeline.core.errors import UserError
-from pipeline.core.spec import STUDENT, TEACHER, ModelSpec, student_cell, teacher_cell
+from label_smearing.core.config import load_config, to_plain
+from label_smearing.core.errors import UserError
+from label_smearing.core.spec import STUDENT, TEACHER, ModelSpec, student_cell, teacher_cell
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = [f"{ROOT}/configs/fmnist_paper.py", f"{ROOT}/configs/cifar_distill.py:cifar100,resnet32"]
+CONFIGS = [
+    f"{ROOT}/label_smearing/configs/fmnist_paper.py",
+    f"{ROOT}/label_smearing/configs/cifar_distill.py:cifar100,resnet32",
+]
 
 
 def _sweep(config_spec):

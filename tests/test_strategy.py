@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
-from pipeline.core.strategy import cluster_spec, make_strategy
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.core.strategy import cluster_spec, make_strategy
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
+QUICKSTART = str(ROOT / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 # Native start-up log lines TensorFlow writes to stderr before Python can silence them.
 NATIVE_LOG = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl|To enable the following"
                         r"|WARNING:root:)")  # fmt: skip
@@ -60,7 +60,7 @@ def test_unknown_strategy_and_bad_tf_config_are_user_errors(monkeypatch):
 
 @pytest.mark.parametrize("tpu", ["", "grpc://127.0.0.1:1"])
 def test_tpu_without_a_tpu_fails_with_one_clear_line(tpu, make_data_artifact, tmp_path):
-    from pipeline.core import layout
+    from label_smearing.core import layout
 
     overrides = ["train.strategy=tpu", f"train.tpu={tpu}"]
     config = load_config(QUICKSTART, overrides)
@@ -69,7 +69,7 @@ def test_tpu_without_a_tpu_fails_with_one_clear_line(tpu, make_data_artifact, tm
     argv = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
         f"--config.{o}" for o in overrides
     ]
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "label_smearing.cli", *argv], capture_output=True, text=True,
                             env=_env(), cwd=ROOT, timeout=120)  # fmt: skip
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip() and not NATIVE_LOG.match(line)]
@@ -85,9 +85,9 @@ import json, sys
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from pipeline.stages import train
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
+from label_smearing.stages import train
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
 data_dir, work = sys.argv[1], sys.argv[2]
 result = {}
 for strategy in ("default", "mirrored"):
@@ -118,7 +118,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(color_data_artifact, tm
 
 
 def test_multi_worker_with_two_local_workers_trains(make_data_artifact, tmp_path):
-    from pipeline.core import layout
+    from label_smearing.core import layout
 
     overrides = [
         "train.steps=4",
@@ -135,7 +135,7 @@ def test_multi_worker_with_two_local_workers_trains(make_data_artifact, tmp_path
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
-        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.cli", *argv], stdout=subprocess.PIPE,
+        procs.append(subprocess.Popen([sys.executable, "-m", "label_smearing.cli", *argv], stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, text=True, env=_env(TF_CONFIG=tf_config), cwd=ROOT))  # fmt: skip
     outputs = []
     try:

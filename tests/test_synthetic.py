@@ -12,12 +12,12 @@ import pytest
 import scipy.stats
 import tensorflow as tf
 
-from pipeline import cli
-from pipeline.core import artifacts
-from pipeline.core.config import load_config
-from pipeline.stages import synthetic
+from label_smearing import cli
+from label_smearing.core import artifacts
+from label_smearing.core.config import load_config
+from label_smearing.experiments import synthetic
 
-CONFIG = str(Path(__file__).resolve().parents[1] / "configs" / "synthetic.py")
+CONFIG = str(Path(__file__).resolve().parents[1] / "label_smearing" / "configs" / "synthetic.py")
 EXPECTED_FILES = {
     *(f"figure1_{m}.{ext}" for m in ("ls", "bc", "fc") for ext in ("png", "svg")),
     *(f"figure5_{k}.{ext}" for k in ("ls", "l2") for ext in ("png", "svg")),

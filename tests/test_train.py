@@ -12,14 +12,14 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.core.artifacts import read_manifest
-from pipeline.core.config import load_config
-from pipeline.core.errors import UserError
-from pipeline.stages import train
+from label_smearing.core.artifacts import read_manifest
+from label_smearing.core.config import load_config
+from label_smearing.core.errors import UserError
+from label_smearing.stages import train
 from tests.processes import kill_at_marker
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICKSTART = str(ROOT / "configs" / "quickstart.py") + ":smoke"
+QUICKSTART = str(ROOT / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 TINY = ["train.steps=4", "train.steps_per_epoch=2", "train.batch_size=16", "train.shuffle_buffer=64"]
 
 
@@ -67,7 +67,7 @@ def test_training_is_step_based_and_stops_at_exactly_train_steps(data_artifact, 
 
 _HANG_AFTER_SECOND_BACKUP = """
 import sys, time
-from pipeline.stages.train import WholeFileBackup as BackupAndRestore  # training's back-up
+from label_smearing.stages.train import WholeFileBackup as BackupAndRestore  # training's back-up
 save = BackupAndRestore._save_model
 def save_then_hang(self):
     save(self)
@@ -75,13 +75,13 @@ def save_then_hang(self):
         print("BACKED-UP", flush=True)
         time.sleep(600)
 BackupAndRestore._save_model = save_then_hang
-from pipeline.cli import main
+from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
 def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
-    from pipeline.core import layout
+    from label_smearing.core import layout
 
     overrides = [
         "train.steps=12",
@@ -102,7 +102,7 @@ def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
     assert (model_dir / "backup" / "training_metadata.json").is_file()
     assert not (model_dir / "manifest.json").exists()  # partial: never read as input
 
-    second = subprocess.run([sys.executable, "-m", "pipeline.cli", *argv], capture_output=True, text=True,
+    second = subprocess.run([sys.executable, "-m", "label_smearing.cli", *argv], capture_output=True, text=True,
                             env=env, cwd=ROOT, timeout=300)  # fmt: skip
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resuming from step 6 of 12" in second.stdout
@@ -163,9 +163,9 @@ def test_student_trains_on_teacher_logits(logits_artifact, make_data_artifact, t
 
 
 def test_names_and_fingerprints_follow_what_changes_the_model():
-    from pipeline.core import layout
-    from pipeline.core.config import to_plain
-    from pipeline.core.spec import ModelSpec
+    from label_smearing.core import layout
+    from label_smearing.core.config import to_plain
+    from label_smearing.core.spec import ModelSpec
 
     def name(config, teacher=None):
         return ModelSpec.from_config(to_plain(config), teacher and to_plain(teacher)).name
@@ -200,7 +200,7 @@ def test_step_schedule_decays_at_fractions_of_steps_with_optional_warmup():
 
 
 def test_user_model_compiles_with_label_smoothing():
-    from keras_components.losses import LabelSmoothingCrossEntropy
+    from label_smearing.modeling.losses import LabelSmoothingCrossEntropy
 
     model = keras.Sequential(
         [keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]

@@ -1,0 +1,147 @@
+"""The `smear` command: one subcommand per stage kind, `run` for the whole pipeline, `configs`.
+
+Every stage subcommand takes `--config NAME[:arg]` (a bundled config, see `smear
+configs`) or `--config path.py[:arg]`, dotted overrides (`--config.noise.rate=0.4`),
+`--workdir` and `--force`. Errors the user can fix print one line and exit with
+status 2; `--verbose` shows the traceback.
+
+The stage subcommands come from the stage registry (`label_smearing.core.registry`).
+`smear --help`, `smear --version`, `smear configs` and `smear COMMAND --help` do not
+import TensorFlow or Beam; a command loads them only when it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import sys
+import traceback
+
+from label_smearing import __version__
+from label_smearing.core import locks, registry
+from label_smearing.core.cli_common import command_parser, quiet_native_stderr
+from label_smearing.core.errors import UserError
+from label_smearing.core.oserrors import os_errors_as_user_errors
+
+RUN, CONFIGS = "run", "configs"
+# Commands that are not stage kinds: the module whose `run(argv)` runs it, and one line of help.
+OTHER_COMMANDS = {
+    RUN: ("label_smearing.pipeline.run", "run the whole pipeline from a config, cached and resumable"),
+    CONFIGS: ("", "list the bundled configs, each with its one-line description"),
+}
+HELP_FLAGS = ("-h", "--help")
+
+
+def commands() -> dict[str, tuple[str, str]]:
+    """Every subcommand -> (its module, its help line): the registry's stage kinds, then `run` and `configs`."""
+    stages = {k.command: (k.module, k.summary) for k in registry.STAGES.values()}
+    return {**stages, **OTHER_COMMANDS}
+
+
+def _usage() -> str:
+    lines = [
+        "usage: smear COMMAND --config NAME[:arg] --workdir DIR [options]",
+        "       smear --version | smear configs",
+        "",
+        "commands:",
+    ]
+    for name, (_, text) in commands().items():
+        lines.append(f"  {name:<20} {text}")
+    lines += ["", "Run `smear COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def _list_configs() -> None:
+    from label_smearing.core.config import bundled_configs
+
+    configs = bundled_configs()
+    width = max(len(name) for name in configs)
+    print(
+        "bundled configs (smear run --config NAME[:arg]; each file's docstring gives its args and command):"
+    )
+    for name, line in configs.items():
+        print(f"  {name:<{width}}  {line}")
+
+
+def _help(command: str, rest: list[str]) -> None:
+    """`smear COMMAND --help`, from the parser alone: no stage module is imported."""
+    kind = registry.by_command(command)
+    if kind is not None:
+        parser = command_parser(kind.name)
+    else:
+        from label_smearing.pipeline.run import parser as run_parser  # light: its heavy imports are in run()
+
+        parser = run_parser()
+    with contextlib.suppress(SystemExit):
+        parser.parse_args(rest)  # prints the help
+
+
+def _workdir(args: list[str]) -> str | None:
+    """The --workdir among a subcommand's arguments: named by an OS error that names no file."""
+    for i, arg in enumerate(args):
+        if arg.startswith("--workdir="):
+            return arg.split("=", 1)[1]
+        if arg == "--workdir" and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in (*HELP_FLAGS, "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        print(f"smear (label-smearing) {__version__}")
+        return 0
+    command, rest = argv[0], argv[1:]
+    table = commands()
+    if command not in table:
+        print(f"smear: error: unknown command {command!r}; one of: {', '.join(table)}", file=sys.stderr)
+        return 2
+    if command == CONFIGS:
+        _list_configs()
+        return 0
+    if any(flag in rest for flag in HELP_FLAGS):
+        _help(command, rest)
+        return 0
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter
+    if hasattr(sys.stdout, "reconfigure"):  # progress lines show as they happen, also through a pipe
+        sys.stdout.reconfigure(line_buffering=True)
+    verbose = "--verbose" in rest or os.environ.get("SMEAR_VERBOSE") == "1"
+    saved_verbose = os.environ.get("SMEAR_VERBOSE")
+    if verbose:
+        os.environ["SMEAR_VERBOSE"] = "1"  # for `smear run --jobs N`'s workers; restored below
+    rest = [a for a in rest if a != "--verbose"]
+    kind = registry.by_command(command)
+    # Libraries a command loads sooner or later, loaded first with their start-up lines silenced:
+    # TensorFlow for every stage (the report too: plots), Beam for the Beam stages and the plan's runs.
+    preload = ["tensorflow"] + (["apache_beam"] if kind is None or kind.beam else [])
+    try:
+        with quiet_native_stderr(not verbose):
+            for name in preload:
+                importlib.import_module(name)
+            sys.modules["tensorflow"].config.list_physical_devices()  # logs a failed cuInit without a GPU
+            module = importlib.import_module(table[command][0])
+        with os_errors_as_user_errors(_workdir(rest), verbose=verbose):  # a full disk, a permission: one line
+            module.run(rest)
+    except UserError as e:
+        if verbose:
+            traceback.print_exc()
+        print(f"smear {command}: error: {e}", file=sys.stderr)
+        return getattr(e, "exit_status", 2)  # 2; 1 for `smear run` stages that failed of a bug
+    except KeyboardInterrupt:
+        print(f"smear {command}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        locks.release_all()  # a stage that failed before completing its artifact
+        if saved_verbose is None:
+            os.environ.pop("SMEAR_VERBOSE", None)
+        else:
+            os.environ["SMEAR_VERBOSE"] = saved_verbose
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

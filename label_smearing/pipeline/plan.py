@@ -1,0 +1,308 @@
+"""The plan as data: a config's sweep expanded into typed nodes, in a runnable order.
+
+`plan(config, workdir)` only wires: per noise setting, the noisy data; per seed
+and sweep entry, a teacher (and, for an estimated T, the baseline teacher's
+logit export and the estimate); per student, its teacher's export and the
+student; an evaluation per model; one report. Nothing runs and nothing is
+written. Each `Node` has its kind, its `ModelSpec` (None for data and report),
+its input nodes, its output `layout.Artifact` (directory + fingerprint), and
+serialises to JSON (`to_json`) and to the standalone command that computes the
+same artifact (`command`).
+
+Optional noise-rate sweep (label_smearing/configs/fmnist_paper.py):
+  sweep.noise_rates          e.g. (0.2, 0.4): the whole sweep once per rate, each its own
+                             setting in the report; () = noise.rate only
+  sweep.student_noise_rates  the rates whose students run; () = every rate
+  sweep.redraw_noise         each training seed s draws its own noise too (noise.seed + s),
+                             so the spread over seeds includes the noise draw's
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import ml_collections
+
+from label_smearing.core import artifacts, layout, registry
+from label_smearing.core.errors import UserError
+from label_smearing.core.registry import ESTIMATE_TRANSITION, EVALUATE, EXPORT_LOGITS, NOISIFY, REPORT, TRAIN
+from label_smearing.core.spec import ESTIMATED, STUDENT, TEACHER, ModelSpec
+from label_smearing.modeling.losses import CE
+
+
+@dataclasses.dataclass(eq=False)
+class Node:
+    """One stage of the plan: what runs (a kind of `registry.STAGES`), on which inputs, into which artifact."""
+
+    kind: str
+    output: layout.Artifact
+    inputs: list[Node]
+    spec: ModelSpec | None = None
+    tag: str = ""  # the noise setting (`rho0.4`) when a sweep has several
+    overrides: dict[str, Any] = dataclasses.field(default_factory=dict)  # on top of the run's config
+    flags: list[str] = dataclasses.field(default_factory=list)  # the standalone command's own flags
+    config: ml_collections.ConfigDict | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.output.name
+
+    @property
+    def fingerprint(self) -> str:
+        return self.output.fingerprint
+
+    @property
+    def out_dir(self) -> Path | str:
+        return self.output.path
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}" + (f" @{self.tag}" if self.tag else "")
+
+    @property
+    def stage(self) -> registry.StageKind:
+        return registry.kind(self.kind)
+
+    def input_of(self, kind: str) -> Node:
+        return next(n for n in self.inputs if n.kind == kind)
+
+    def request(self, *, force: bool = False, beam_args=(), log=print) -> registry.StageRequest:
+        """What this node asks of its stage (`compute_planned`): its config, input directories and output."""
+        inputs: dict[str, list] = {}
+        for node in self.inputs:
+            inputs.setdefault(node.kind, []).append(node.out_dir)
+        return registry.StageRequest(
+            self.config, inputs, self.out_dir, self.fingerprint, self.name,
+            None if self.spec is None else self.spec.describe(), force, beam_args, log,
+        )  # fmt: skip
+
+    def command(
+        self, config_arg: str, workdir: str | Path, config_overrides: tuple[str, ...] = ()
+    ) -> list[str]:
+        """The standalone `smear` command that computes this node's artifact (same path, same fingerprint)."""
+        args = ["smear", self.stage.command, "--config", config_arg]
+        args += [f"--config.{item}" for item in config_overrides]
+        args += [f"--config.{key}={_text(value)}" for key, value in self.overrides.items()]
+        return args + ["--workdir", str(workdir), *self.flags]
+
+    def to_json(self, config_arg: str = "", workdir: str | Path = "", config_overrides=()) -> dict[str, Any]:
+        out = {
+            "kind": self.kind,
+            "label": self.label,
+            "spec": None if self.spec is None else {"sweep": self.spec.sweep, **self.spec.describe()},
+            "setting": self.tag,
+            "inputs": [str(n.out_dir) for n in self.inputs],
+            "output": self.output.to_json(),
+            "fingerprint": self.fingerprint,
+            "overrides": {k: _text(v) for k, v in self.overrides.items()},
+        }
+        if config_arg:
+            out["command"] = self.command(config_arg, workdir, config_overrides)
+        return out
+
+
+def _text(value: Any) -> str:
+    """A config value as `--config.KEY=VALUE` text (`label_smearing.core.config` parses it back to the same value)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(value))
+    return str(value)
+
+
+# ---------------------------------------------------------------- sweep checks
+def _unique(values: list, what: str) -> list:
+    if len(set(values)) != len(values):
+        raise UserError(f"{what} has duplicates: {tuple(values)}")
+    return values
+
+
+def _rates(config, key: str) -> list[float]:
+    rates = [float(r) for r in config.sweep[key]]
+    for r in rates:
+        if not 0.0 <= r <= 1.0:
+            raise UserError(f"sweep.{key}: noise rate must be in [0, 1], got {r}")
+    return _unique(rates, f"sweep.{key}")
+
+
+def noise_settings(config) -> tuple[list[float], list[float]]:
+    """(every swept noise rate, the rates whose students run)."""
+    rates = _rates(config, "noise_rates") or [float(config.noise.rate)]
+    students = _rates(config, "student_noise_rates")
+    missing = [r for r in students if r not in rates]
+    if missing:
+        raise UserError(
+            f"sweep.student_noise_rates {tuple(missing)} not in the swept noise rates {tuple(rates)}"
+        )
+    return rates, students or rates
+
+
+def sweep_specs(config, noise_rate: float | None = None) -> tuple[list[ModelSpec], list[ModelSpec]]:
+    """The sweep's teachers and students, every seed, as specs (teachers first, seed by seed)."""
+    seeds = _unique(list(config.sweep.seeds), "sweep.seeds")
+    if not seeds:
+        raise UserError("sweep.seeds is empty")
+    _unique([ModelSpec.parse(s) for s in config.sweep.teachers], "sweep.teachers")
+    temperature = float(config.distill.temperature)
+    teachers = [
+        ModelSpec.parse(s, seed=seed, noise_rate=noise_rate) for seed in seeds for s in config.sweep.teachers
+    ]
+    students = [
+        ModelSpec.parse(s, role=STUDENT, seed=seed, temperature=temperature, noise_rate=noise_rate)
+        for seed in seeds
+        for s in config.sweep.students
+    ]
+    return teachers, students
+
+
+# ---------------------------------------------------------------- wiring
+class _Setting:
+    """Builds one noise setting's nodes; each artifact is planned once and shared by its users."""
+
+    def __init__(self, config, workdir: Path, nodes: list[Node], tag: str, overrides: dict):
+        self.config, self.workdir, self.nodes = config, workdir, nodes
+        self.tag, self.overrides = tag, overrides  # the setting's label and its config values
+        self.models: dict[ModelSpec, Node] = {}
+        self.exports: dict[ModelSpec, Node] = {}
+        self.estimates: dict[int | None, Node] = {}
+        self.datas: dict[int | None, Node] = {}
+
+    def _add(self, kind, output, inputs, spec=None, *, overrides=None, flags=(), config=None) -> Node:
+        node = Node(
+            kind, output, inputs, spec, self.tag, {**self.overrides, **(overrides or {})}, list(flags),
+            config if config is not None else self.config,
+        )  # fmt: skip
+        self.nodes.append(node)
+        return node
+
+    def data(self, seed: int | None) -> Node:
+        """The noisy data a seed trains on: its own noise draw (noise.seed + seed) with sweep.redraw_noise."""
+        from label_smearing.modeling.noise import NOISE_MODELS
+
+        model = NOISE_MODELS.get(self.config.noise.model)
+        redraw = self.config.sweep.redraw_noise and (model is None or model.uses_seed)
+        key = seed if redraw else None
+        if key not in self.datas:
+            config, overrides = self.config, {}
+            if key is not None:
+                config = copy.deepcopy(self.config)
+                config.noise.seed = int(self.config.noise.seed) + int(key)
+                overrides = {"noise.seed": config.noise.seed}
+            self.datas[key] = self._add(
+                NOISIFY, layout.data(config, self.workdir), [], overrides=overrides, config=config
+            )
+        return self.datas[key]
+
+    def export(self, spec: ModelSpec) -> Node:
+        """The train-split logit export of a teacher."""
+        if spec not in self.exports:
+            model = self.teacher(spec)
+            data = self.data(spec.seed)
+            output = layout.logits(self.config, self.workdir, model.name, model.fingerprint, data.fingerprint)
+            self.exports[spec] = self._add(
+                EXPORT_LOGITS, output, [model, data], spec, overrides=model.overrides, config=model.config
+            )
+        return self.exports[spec]
+
+    def estimate(self, seed: int | None, noise_rate: float | None) -> Node:
+        """T estimated from the baseline teacher's exported logits (one per seed)."""
+        if seed not in self.estimates:
+            baseline = ModelSpec(TEACHER, CE, seed=seed, noise_rate=noise_rate)
+            logits = self.export(baseline)
+            output = layout.transition(self.config, self.workdir, baseline.name, logits.fingerprint)
+            self.estimates[seed] = self._add(
+                ESTIMATE_TRANSITION, output, [logits], baseline, flags=["--logits", str(logits.out_dir)]
+            )
+        return self.estimates[seed]
+
+    def teacher(self, spec: ModelSpec) -> Node:
+        if spec in self.models:
+            return self.models[spec]
+        data = self.data(spec.seed)
+        if spec.transition == ESTIMATED:
+            estimate = self.estimate(spec.seed, spec.noise_rate)
+            paths = {"transition_file": str(artifacts.join(estimate.out_dir, layout.TRANSITION_FILE))}
+            inputs, transition_fp = [data, estimate], estimate.fingerprint
+        else:
+            paths, inputs, transition_fp = {}, [data], None
+        config = spec.apply(data.config, **paths)
+        output = layout.model(config, self.workdir, spec, data.fingerprint, transition_fp)
+        overrides = {**data.overrides, **spec.overrides(**paths)}
+        node = self._add(TRAIN, output, inputs, spec, overrides=overrides, config=config)
+        self.models[spec] = node
+        return node
+
+    def student(self, spec: ModelSpec) -> Node:
+        logits, data = self.export(spec.teacher), self.data(spec.seed)
+        paths = {"logits_dir": str(logits.out_dir)}
+        config = spec.apply(data.config, **paths)
+        output = layout.model(config, self.workdir, spec, logits.fingerprint)
+        overrides = {**data.overrides, **spec.overrides(**paths)}
+        node = self._add(TRAIN, output, [data, logits], spec, overrides=overrides, config=config)
+        self.models[spec] = node
+        return node
+
+    def evaluations(self) -> list[Node]:
+        """One evaluation per model, teachers added only as dependencies (the baseline behind a T) included."""
+        out = []
+        for model in self.models.values():
+            data = self.data(model.spec.seed)
+            output = layout.evaluation(
+                self.config, self.workdir, model.name, model.fingerprint, data.fingerprint
+            )
+            out.append(
+                self._add(
+                    EVALUATE,
+                    output,
+                    [model, data],
+                    model.spec,
+                    overrides=data.overrides,
+                    flags=["--model", str(model.out_dir)],
+                    config=data.config,
+                )  # fmt: skip
+            )
+        return out
+
+
+def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
+    """Expands the config into nodes in a runnable order (each after its inputs). Writes nothing.
+
+    Raises:
+      UserError: a bad sweep entry, seed list or noise-rate list, naming it.
+    """
+    from label_smearing.stages.noisify import validate_config
+
+    workdir = artifacts.path(workdir)
+    rates, student_rates = noise_settings(config)
+    nodes: list[Node] = []
+    evaluations: list[Node] = []
+    several = len(rates) > 1  # then each setting is tagged and sets noise.rate in its commands
+    for rate in rates:
+        setting = copy.deepcopy(config)
+        setting.noise.rate = rate
+        validate_config(setting)
+        tag_rate = rate if several else None
+        teachers, students = sweep_specs(setting, tag_rate)
+        builder = _Setting(
+            setting,
+            workdir,
+            nodes,
+            f"rho{rate:g}" if several else "",
+            {"noise.rate": rate} if several or rate != config.noise.rate else {},
+        )
+        for spec in teachers:
+            builder.teacher(spec)
+        if rate in student_rates:
+            for spec in students:
+                builder.student(spec)
+        # Teachers first (in sweep order), then students, then those added only as dependencies.
+        order = {s: i for i, s in enumerate(teachers + students)}
+        builder.models = dict(sorted(builder.models.items(), key=lambda kv: order.get(kv[0], len(order))))
+        evaluations += builder.evaluations()
+    output = layout.report(config, workdir, [e.fingerprint for e in evaluations])
+    flags = ["--evaluations", *[str(e.out_dir) for e in evaluations]]
+    nodes.append(Node(REPORT, output, evaluations, None, "", {}, flags, config))
+    return nodes

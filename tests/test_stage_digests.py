@@ -1,0 +1,120 @@
+"""A stage whose output changes must say so: its compute version (registry.STAGES) is bumped with it.
+
+For the stage kinds whose smoke output is deterministic here, tests/fixtures/stage_digests.json
+records the kind's compute version and a digest of what it writes from fixed inputs. The test
+fails when the digest changes while the version stays: a forgotten bump would leave every
+cached artifact of that kind (and everything downstream) standing for outputs the code no
+longer makes. After a deliberate change: bump the kind's version, name it in CHANGELOG.md, and
+record the new digest with `SMEAR_UPDATE_DIGESTS=1 pytest tests/test_stage_digests.py`.
+
+The digest covers the data files a manifest checksums, minus what is not the stage's result:
+TensorBoard event files and the synthetic summary (they carry wall times) and figures (their bytes depend on matplotlib's
+build); the figures' data are in the JSON and CSV files that are covered.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from label_smearing.core import artifacts, registry
+from label_smearing.core.config import load_config
+from label_smearing.core.registry import ESTIMATE_TRANSITION, NOISIFY, REPORT, SYNTHETIC
+from tests.idx_fixture import write_idx_dataset
+
+FIXTURE = Path(__file__).parent / "fixtures" / "stage_digests.json"
+NOT_RESULTS = (".png", ".svg", ".pdf")
+
+
+WALL_TIMES = ("summary.md",)  # the synthetic experiments' summary: the data plus how long each took
+
+
+def digest(out_dir) -> str:
+    """SHA-256 over (path, SHA-256) of every file the artifact's manifest checksums, figures and logs aside."""
+    files = artifacts.read_manifest(out_dir)["files"]
+    kept = sorted(
+        (rel, entry["sha256"])
+        for rel, entry in files.items()
+        if not rel.endswith(NOT_RESULTS)
+        and "tfevents" not in rel
+        and not rel.startswith("tensorboard/")
+        and rel not in WALL_TIMES
+    )
+    assert kept, f"{out_dir}: nothing to digest"
+    return hashlib.sha256(json.dumps(kept).encode()).hexdigest()
+
+
+def _noisify(tmp: Path) -> Path:
+    from label_smearing.stages import noisify
+
+    idx = write_idx_dataset(tmp / "idx", num_train=600, num_test=100)
+    config = load_config("quickstart:smoke", ["data.source=idx", f"data.source_dir={idx}"])
+    noisify.noisify_stage(config, tmp / "out", log=lambda _: None)
+    return tmp / "out"
+
+
+def _estimate(tmp: Path) -> Path:
+    from label_smearing.stages import estimate_transition
+    from tests.test_estimate_transition import synthetic_probabilities, write_logits_artifact
+
+    logits = write_logits_artifact(tmp / "logits", synthetic_probabilities(outliers=True))
+    config = load_config("quickstart:smoke", ["estimate.percentile=97"])
+    estimate_transition.estimate_stage(config, logits, tmp / "out", log=lambda _: None)
+    return tmp / "out"
+
+
+def _report(tmp: Path) -> Path:
+    from label_smearing.stages.report import report_stage
+    from tests.test_report import _fixture_evaluations
+
+    dirs = _fixture_evaluations(tmp / "work")
+    report_stage(load_config("quickstart:smoke"), dirs, tmp / "out", log=lambda _: None)
+    return tmp / "out"
+
+
+def _synthetic(tmp: Path) -> Path:
+    from label_smearing.experiments import synthetic
+
+    return synthetic.run(["--config", "synthetic:smoke", "--workdir", str(tmp / "work")])
+
+
+MAKERS = {NOISIFY: _noisify, ESTIMATE_TRANSITION: _estimate, REPORT: _report, SYNTHETIC: _synthetic}
+
+
+@pytest.mark.parametrize("kind", sorted(MAKERS))
+def test_a_changed_output_comes_with_a_bumped_compute_version(kind, tmp_path):
+    recorded = json.loads(FIXTURE.read_text())
+    got = digest(MAKERS[kind](tmp_path))
+    version = registry.STAGES[kind].version
+    if os.environ.get("SMEAR_UPDATE_DIGESTS") == "1":
+        recorded[kind] = {"version": version, "digest": got}
+        FIXTURE.write_text(json.dumps(dict(sorted(recorded.items())), indent=1) + "\n")
+        return
+    assert recorded[kind]["version"] == version, (
+        f"{kind}'s compute version is now {version}: record its new output digest "
+        "(SMEAR_UPDATE_DIGESTS=1 pytest tests/test_stage_digests.py) and name the bump in CHANGELOG.md"
+    )
+    assert got == recorded[kind]["digest"], (
+        f"{kind}'s smoke output changed while its compute version stayed {version}: cached artifacts of the "
+        f"old output would be reused. Bump registry.STAGES[{kind!r}].version, name it in CHANGELOG.md, then "
+        "SMEAR_UPDATE_DIGESTS=1 pytest tests/test_stage_digests.py"
+    )
+
+
+def test_the_digest_sees_a_changed_result_file(tmp_path):
+    out = tmp_path / "a"
+    out.mkdir()
+    (out / "result.json").write_text("1")
+    (out / "figure.png").write_bytes(b"png")
+    artifacts.write_manifest(out, stage=REPORT, fingerprint="f" * 64, config={})
+    first = digest(out)
+    (out / "figure.png").write_bytes(b"other png")  # a figure's bytes are not the result
+    (out / "manifest.json").unlink()
+    artifacts.write_manifest(out, stage=REPORT, fingerprint="f" * 64, config={})
+    assert digest(out) == first
+    (out / "result.json").write_text("2")
+    (out / "manifest.json").unlink()
+    artifacts.write_manifest(out, stage=REPORT, fingerprint="f" * 64, config={})
+    assert digest(out) != first
