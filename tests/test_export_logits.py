@@ -258,5 +258,8 @@ def test_cli_export_then_estimate_with_default_paths(tmp_path, capsys):
     logits_fp = artifacts.read_manifest(logits_dir)["fingerprint"]
     assert transition_dir == layout.transition(cfg, workdir, layout.base_name(model_dir), logits_fp).path
     assert noise.load_transition(transition_dir / "transition.npy", 10).shape == (10, 10)  # row-stochastic
-    assert cli.main(["export-logits", *base]) == 2  # complete: not overwritten without --force
-    assert "--force" in capsys.readouterr().err
+    capsys.readouterr()
+    written = (logits_dir / "manifest.json").read_text()
+    assert cli.main(["export-logits", *base]) == 0  # complete with its fingerprint: reused, not overwritten
+    assert "export-logits: cached: " in capsys.readouterr().out
+    assert (logits_dir / "manifest.json").read_text() == written

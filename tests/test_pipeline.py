@@ -158,7 +158,7 @@ def test_changing_one_alpha_reruns_only_that_variant_and_what_follows(finished, 
     assert cli.main(_args(workdir, idx_dir, *changed)) == 0
     assert sorted(_ran(capsys.readouterr().out)) == sorted([
         "train teacher-ls0.2-s0",
-        "export teacher-ls0.2-s0-train",
+        "export_logits teacher-ls0.2-s0-train",
         "train student-T2-ce-s0-from-ls0.2",
         "evaluate teacher-ls0.2-s0",
         "evaluate student-T2-ce-s0-from-ls0.2",
@@ -214,7 +214,7 @@ def test_estimated_t_variants_wire_an_estimate_from_the_ce_teacher(tmp_path, idx
     labels = [s.label for s in stages]
     for seed in (0, 1):
         estimate = next(s for s in stages if s.kind == "estimate_transition" and f"-s{seed}-" in s.name)
-        assert [d.label for d in estimate.inputs] == [f"export teacher-ce-s{seed}-train"]
+        assert [d.label for d in estimate.inputs] == [f"export_logits teacher-ce-s{seed}-train"]
         fc = next(s for s in stages if s.label == f"train teacher-fc-est-s{seed}")
         assert estimate in fc.inputs
         assert labels.index(estimate.label) < labels.index(fc.label)

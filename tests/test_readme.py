@@ -28,7 +28,7 @@ def test_readme_starts_with_the_two_commands_and_names_only_real_subcommands():
     text = open(README).read()
     head = "\n".join(text.splitlines()[:12])
     assert "make demo" in head and "make test" in head
-    for command in set(re.findall(r"\bsmear ([a-z-]+)", text)):
+    for command in set(re.findall(r"\bsmear ([a-z][a-z-]*)", text)):  # not its options (smear --version)
         assert command in commands(), command
 
 

@@ -58,7 +58,14 @@ def run_standalone(
     artifact: Artifact, config, compute: Callable[[StageRequest], dict | None], *,
     inputs: dict | None = None, force: bool = False, beam_args=(), description: dict | None = None,
 ) -> tuple[str, dict | None]:  # fmt: skip
-    """`smear <stage>`: the same lifecycle for the artifact `layout` names, saying when it was cached."""
+    """`smear <stage>`: the same lifecycle for the artifact `layout` names, saying when it was cached.
+
+    The inputs are verified first (every file against its manifest's checksum), as the stage
+    would when it computes: a damaged input is refused in one line even if the output is cached.
+    """
+    for directories in (inputs or {}).values():
+        for directory in directories:
+            artifacts.read_manifest(directory, what=f"input artifact {directory}", verify=True)
     request = StageRequest(
         config,
         inputs or {},

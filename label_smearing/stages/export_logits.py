@@ -575,5 +575,6 @@ def run(argv=None) -> None:
             beam_args=request.beam_args,
         )  # fmt: skip
 
-    run_standalone(logits, config, compute, force=args.force, beam_args=beam_args)
+    inputs = {TRAIN: [model_dir], NOISIFY: [data_dir]}
+    run_standalone(logits, config, compute, inputs=inputs, force=args.force, beam_args=beam_args)
     print(f"export-logits: logits artifact {logits.path}")
