@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/imagenet_bytes.py [--examples 64] [--output results/imagenet_bytes/bytes.json]
 
-Runs `smear noisify` with configs/imagenet.py:smoke on tfds' mock `imagenet2012`
+Runs `smear noisify` with imagenet:smoke on tfds' mock `imagenet2012`
 (random JPEGs of varied sizes) twice: with data.image_encoding=source (what the config
 does) and =png (resize the shorter side to 224, centre-crop, re-encode as PNG: the path
 before). Bytes per example are the manifest's TFRecord bytes over its records. Mock images

@@ -13,9 +13,9 @@ other, each a fresh `smear run` process timed from start to exit:
   TensorFlow threads as `jobs1`.
 
 Workloads:
-- `quickstart`: `configs/quickstart.py`, what `make demo` runs (27 stages: 10
+- `quickstart`: `quickstart`, what `make demo` runs (27 stages: 10
   trainings, 4 logit exports, 10 evaluations, 2 noisy data sets, the report);
-- `fmnist_cell`: two cells of `configs/fmnist_paper.py:rho0.2` (the CE baseline and
+- `fmnist_cell`: two cells of `fmnist_paper:rho0.2` (the CE baseline and
   LS alpha 0.2, seed 0, no students): the paper-grid trainings at full size.
 
 Metrics: every evaluation's test accuracy, NLL and ECE, compared with `jobs1`'s.
@@ -42,9 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 # name -> (config file and argument, overrides); --quick adds the config's smoke variant.
 WORKLOADS = {
-    "quickstart": ("configs/quickstart.py", []),
+    "quickstart": ("quickstart", []),
     "fmnist_cell": (
-        "configs/fmnist_paper.py:rho0.2",
+        "fmnist_paper:rho0.2",
         [
             "--config.sweep.teachers=('ce', 'ls:0.2')",
             "--config.sweep.students=()",

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/memory.py [--steps 100] [--train-examples 0] [--stages noisify,train,...]
 
 Runs the quickstart pipeline's stages one after another with the `smear` command
-(`python -m label_smearing.cli STAGE --config configs/quickstart.py --workdir TMP`, the
+(`python -m label_smearing.cli STAGE --config quickstart --workdir TMP`, the
 same overrides for all, so each stage finds the artifact the previous one wrote):
 noisify (Beam DirectRunner, in process), train (the CE teacher, --steps steps),
 export-logits (Beam RunInference over the training split), evaluate and report.
@@ -65,9 +65,7 @@ def run_stage(stage: str, workdir: str, overrides: list[str], log_path: Path) ->
         "peak_rss_mib": usage.ru_maxrss / 1024,  # Linux: KiB
         "seconds": seconds,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
-        "command": " ".join(
-            ["smear", stage, "--config", "configs/quickstart.py", "--workdir", "WORKDIR", *overrides]
-        ),
+        "command": " ".join(["smear", stage, "--config", "quickstart", "--workdir", "WORKDIR", *overrides]),
     }
 
 
@@ -120,7 +118,7 @@ def main(argv=None) -> int:
                 "met": r["met"]} for r in rows]  # fmt: skip
     result = {
         "benchmark": "memory",
-        "config": "configs/quickstart.py",
+        "config": "quickstart",
         "source": idx_dir,
         "train_steps": args.steps,
         "train_examples": args.train_examples or 60000,

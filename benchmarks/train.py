@@ -4,8 +4,8 @@
         [--models resnet32,resnet20] [--loss-models resnet20] [--keras-batch-norm] [--no-torch]
 
 About 5 minutes on 2 idle cores. Two networks, batch 128, SGD with Nesterov momentum
-and the configs' step schedule: ResNet-32 on 32x32x3 (`configs/cifar.py:cifar10,resnet32,ce`:
-crop + flip augmentation) and ResNet-20 on 28x28x1 (`configs/quickstart.py` with
+and the configs' step schedule: ResNet-32 on 32x32x3 (`cifar:cifar10,resnet32,ce`:
+crop + flip augmentation) and ResNet-20 on 28x28x1 (`quickstart` with
 depth 20: no augmentation). For each, in one process:
 
 - `stage`: `label_smearing.stages.train.train_stage` on a generated data artifact (smooth random
@@ -80,13 +80,13 @@ NUM_CLASSES = 10
 ALPHA = 0.1
 NETWORKS = {
     "resnet32": {
-        "config": "configs/cifar.py:cifar10,resnet32,ce",
+        "config": "cifar:cifar10,resnet32,ce",
         "overrides": [],
         "dataset": "cifar10",
         "image_shape": (32, 32, 3),
     },
     "resnet20": {
-        "config": "configs/quickstart.py",
+        "config": "quickstart",
         "overrides": ["model.depth=20"],
         "dataset": "fashion_mnist",
         "image_shape": (28, 28, 1),
@@ -128,7 +128,7 @@ def network_config(name: str, steps_per_epoch: int, epochs: int):
         f"train.steps_per_epoch={steps_per_epoch}",
         "train.strategy=default",
     ]
-    return load_config(str(ROOT / spec["config"]), overrides)
+    return load_config(spec["config"], overrides)
 
 
 # ---------------------------------------------------------------- timing

@@ -1,10 +1,10 @@
 """Benchmark: the whole `smear train` process against a bare Keras `model.fit` in a fresh process.
 
     .venv/bin/python benchmarks/train_process.py [--pairs 3] [--steps 0] [--steps-per-epoch 0]
-        [--config configs/fmnist_paper.py:rho0.2] [--idx-dir /usr/share/datasets/fashion-mnist]
+        [--config fmnist_paper:rho0.2] [--idx-dir /usr/share/datasets/fashion-mnist]
 
 About 6 minutes on 2 idle cores (3 pairs; each side about 55 s). One fmnist_paper
-teacher (`configs/fmnist_paper.py:rho0.2`, the CE baseline): a CIFAR ResNet-8 (width
+teacher (`fmnist_paper:rho0.2`, the CE baseline): a CIFAR ResNet-8 (width
 16, weight decay 1e-4), 800 steps of batch 128 (8 epochs of 100 steps) on the 4,474
 training examples of the 5,000-example Fashion-MNIST subset (about 10% held out for
 validation by a hash of the id), SGD with Nesterov momentum 0.9, learning rate 0.1 divided by 10 at 50%
@@ -52,7 +52,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-CONFIG = "configs/fmnist_paper.py:rho0.2"
+CONFIG = "fmnist_paper:rho0.2"
 DEBIAN_IDX = "/usr/share/datasets/fashion-mnist"
 SIDES = ("smear", "bare")
 TARGET = 0.9

@@ -1,4 +1,4 @@
-"""The claim verdicts of pipeline/stages/claims.py: each rule on hand-made cells.
+"""The claim verdicts of label_smearing/stages/report/claims.py: each rule on hand-made cells.
 
 The report-level wiring (which cells each claim compares) is checked against the
 hand-computed claims table in tests/fixtures/report/expected_report.md.
@@ -6,8 +6,8 @@ hand-computed claims table in tests/fixtures/report/expected_report.md.
 
 import pytest
 
-from label_smearing.stages.claims import FAILS, HOLDS, ONE_SEED, UNSURE, Check
 from label_smearing.stages.report import Stat
+from label_smearing.stages.report.claims import FAILS, HOLDS, ONE_SEED, UNSURE, Check
 
 
 def _check(relation, a, b):

@@ -11,6 +11,7 @@ import pytest
 
 from label_smearing.core.config import load_config
 from label_smearing.core.errors import UserError
+from label_smearing.modeling import distillation
 from label_smearing.stages import export_logits, train
 from tests.conftest import write_data_artifact
 
@@ -64,7 +65,7 @@ def test_the_online_teacher_never_moves_and_only_the_student_is_saved(exported, 
         exported, out, "train.augment=crop_flip", "distill.teacher_view=auto", monkeypatch=monkeypatch
     )
     assert any("teacher view online (distill.teacher_view=auto)" in line for line in lines)
-    assert isinstance(model, train.OnlineTeacher) and manifest["counts"]["steps"] == 4
+    assert isinstance(model, distillation.OnlineTeacher) and manifest["counts"]["steps"] == 4
 
     # Every teacher weight, batch-norm moving statistics included, equals the saved teacher's.
     saved_teacher = _weights(exported["teacher"] / "model.keras")
@@ -137,7 +138,7 @@ def test_temperature_squared_scales_the_loss_and_the_online_loss_reads_the_teach
     )
 
     # Online: y_pred = [student | teacher]; y_true (the exported logits) does not matter.
-    online = train.AgainstOnlineTeacher(squared)
+    online = distillation.AgainstOnlineTeacher(squared)
     both = np.concatenate([student, teacher], axis=1)
     expected = float(squared(teacher, student))
     np.testing.assert_allclose(float(online(np.zeros_like(teacher), both)), expected, rtol=1e-6)

@@ -117,3 +117,28 @@ def test_the_readme_python_snippet_runs_from_the_install(installed):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert Path(result.stdout.strip().splitlines()[-1].split("from ", 1)[1]).is_relative_to(installed[1])
+
+
+def test_dataflow_gets_the_installed_package_as_a_wheel_built_from_the_install(installed):
+    """A non-editable install has no setup.py beside it: the options ship a wheel built from its files."""
+    _, site, env, away = installed
+    probe = (
+        "from label_smearing.beam_core.runners import pipeline_options\n"
+        "o = pipeline_options(['--runner=DataflowRunner', '--project=p', '--region=r',"
+        " '--temp_location=gs://b/t']).get_all_options()\n"
+        "print(o['setup_file']); print(o['extra_packages'][0])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=away, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    setup_file, wheel = result.stdout.strip().splitlines()[-2:]
+    assert setup_file == "None"
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {n for n in archive.namelist() if n.startswith("label_smearing/")}
+    installed_files = {
+        p.relative_to(site).as_posix()
+        for p in (site / "label_smearing").rglob("*")
+        if p.is_file() and (p.suffix == ".py" or p.name == "py.typed")
+    }
+    assert shipped == installed_files  # what the workers import is exactly what this install runs

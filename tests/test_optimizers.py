@@ -343,3 +343,14 @@ def test_build_optimizer_passes_hyperparameters():
     assert lars.trust_ratio == "simclr"
     sgd = optimizers.build_optimizer("sgd", schedule, trust_ratio="simclr")  # ignored for sgd
     assert isinstance(sgd, keras.optimizers.SGD)
+
+
+def test_warmup_then_rises_linearly_to_the_base_rate_then_follows_its_schedule():
+    from label_smearing.modeling.optimizers import WarmupThen
+
+    then = keras.optimizers.schedules.PiecewiseConstantDecay([20], [0.1, 0.01])
+    schedule = WarmupThen(then, base_learning_rate=0.1, warmup_steps=10)
+    # 0.1 * step / 10 below step 10; the step decay's 0.1 up to step 20, 0.01 after
+    values = [float(schedule(s)) for s in (0, 5, 9, 10, 20, 21)]
+    np.testing.assert_allclose(values, [0.0, 0.05, 0.09, 0.1, 0.1, 0.01], rtol=1e-6)
+    assert schedule.get_config()["warmup_steps"] == 10

@@ -306,6 +306,28 @@ class WarmupPolynomialDecay(_WarmupDecay):
         return {**super().get_config(), "power": self.power, "end_learning_rate": self.end_learning_rate}
 
 
+class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `base_learning_rate` over `warmup_steps`, then `schedule`.
+
+    The training stage puts it before the paper's step decay (`step_decay_schedule`).
+    """
+
+    def __init__(self, schedule, base_learning_rate: float, warmup_steps: int):
+        self.schedule, self.base_learning_rate, self.warmup_steps = schedule, base_learning_rate, warmup_steps
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = self.base_learning_rate * step / self.warmup_steps
+        return ops.where(step < self.warmup_steps, warm, ops.cast(self.schedule(step), "float32"))
+
+    def get_config(self):
+        return {
+            "schedule": keras.optimizers.schedules.serialize(self.schedule),
+            "base_learning_rate": self.base_learning_rate,
+            "warmup_steps": self.warmup_steps,
+        }
+
+
 def step_decay_schedule(
     base_learning_rate: float, boundaries: Sequence[int], factor: float = 0.1
 ) -> keras.optimizers.schedules.PiecewiseConstantDecay:

@@ -48,6 +48,12 @@ from label_smearing.core.registry import EXPORT_LOGITS, NOISIFY, TRAIN, StageReq
 from label_smearing.core.spec import ModelSpec
 from label_smearing.core.strategy import STRATEGIES, build_for_multi_worker, is_chief, make_strategy
 from label_smearing.modeling import losses, models, noise, optimizers
+from label_smearing.modeling.distillation import (
+    AgainstOnlineTeacher,
+    OnlineTeacher,
+    network_of,
+    online_teacher_agreement,
+)
 from label_smearing.modeling.losses import LOSSES
 
 
@@ -178,30 +184,13 @@ def teacher_model_dir(logits_dir: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------- components
-class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warm-up from 0 to `base_learning_rate` over `warmup_steps`, then `schedule`."""
-
-    def __init__(self, schedule, base_learning_rate: float, warmup_steps: int):
-        self.schedule, self.base_learning_rate, self.warmup_steps = schedule, base_learning_rate, warmup_steps
-
-    def __call__(self, step):
-        step = tf.cast(step, tf.float32)
-        warm = self.base_learning_rate * step / self.warmup_steps
-        return tf.where(step < self.warmup_steps, warm, tf.cast(self.schedule(step), tf.float32))
-
-    def get_config(self):
-        return {
-            "schedule": keras.optimizers.schedules.serialize(self.schedule),
-            "base_learning_rate": self.base_learning_rate,
-            "warmup_steps": self.warmup_steps,
-        }
-
-
 def _step_schedule(train: ml_collections.ConfigDict):
     """The paper's CIFAR decay: / lr_decay at fractions lr_boundaries of the steps, after an optional warm-up."""
     boundaries = [int(round(f * train.steps)) for f in train.lr_boundaries]
     step = optimizers.step_decay_schedule(train.learning_rate, boundaries, train.lr_decay)
-    return WarmupThen(step, train.learning_rate, train.warmup_steps) if train.warmup_steps else step
+    return (
+        optimizers.WarmupThen(step, train.learning_rate, train.warmup_steps) if train.warmup_steps else step
+    )
 
 
 # train.schedule name -> builder(config.train): the one list of schedules.
@@ -364,48 +353,6 @@ def _read_inputs(data_dir, logits_dir) -> tuple[Path, dict, dict]:
     return train_dir, train_manifest, inputs
 
 
-class OnlineTeacher(keras.Model):
-    """A student beside its frozen teacher: images -> [student logits | teacher logits], (B, 2L).
-
-    The teacher is not trainable, always runs in inference mode (batch norm with its
-    moving statistics, whatever `training` fit passes) and passes no gradient, so it
-    never changes; `student` is the network that trains and is saved.
-    """
-
-    def __init__(self, student: keras.Model, teacher: keras.Model, **kwargs):
-        super().__init__(**kwargs)
-        teacher.trainable = False
-        self.student, self.teacher = student, teacher
-        self.built = True  # both networks hold their weights already (BackupAndRestore needs a built model)
-
-    def call(self, images, training=None):
-        teacher_logits = keras.ops.stop_gradient(self.teacher(images, training=False))
-        return keras.ops.concatenate([self.student(images, training=training), teacher_logits], axis=-1)
-
-
-def network_of(model: keras.Model) -> keras.Model:
-    """The network that trains and is saved: an OnlineTeacher's student, else the model itself."""
-    return model.student if isinstance(model, OnlineTeacher) else model
-
-
-class AgainstOnlineTeacher(keras.losses.Loss):
-    """`loss(teacher logits, student logits)` on an OnlineTeacher's output; y_true (the exported logits) is unused."""
-
-    def __init__(self, loss: keras.losses.Loss):
-        super().__init__(name=loss.name, reduction=loss.reduction)
-        self.loss = loss
-
-    def call(self, y_true, y_pred):
-        student_logits, teacher_logits = keras.ops.split(y_pred, 2, axis=-1)
-        return self.loss.call(teacher_logits, student_logits)
-
-
-def _online_teacher_agreement(y_true, y_pred):
-    """Whether the student's top label is the online teacher's, per example."""
-    student_logits, teacher_logits = keras.ops.split(y_pred, 2, axis=-1)
-    return keras.metrics.categorical_accuracy(teacher_logits, student_logits)
-
-
 def _compiled_model(
     config, num_classes: int, image_shape, replicas: int, *, student: bool, teacher_dir: Path | None = None
 ) -> keras.Model:
@@ -436,7 +383,7 @@ def _compiled_model(
         teacher = trained_model.load(trained_model.read(teacher_dir)[1])
         model = OnlineTeacher(model, teacher, name=f"{model.name}_with_online_teacher")
         loss = AgainstOnlineTeacher(loss)
-        accuracy = keras.metrics.MeanMetricWrapper(_online_teacher_agreement, name="accuracy")
+        accuracy = keras.metrics.MeanMetricWrapper(online_teacher_agreement, name="accuracy")
     model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy], jit_compile=bool(t.jit_compile))
     return model
 
