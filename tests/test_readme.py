@@ -73,3 +73,25 @@ def test_beyond_the_paper_numbers_are_the_committed_reports_numbers():
     assert not missing, f"not in the committed reports: {missing}"
     verdicts = re.findall(r"^\| [^|]+ \|.*\| \*\*(holds|does not hold|inconclusive)", section, re.M)
     assert len(verdicts) >= 2, "both questions have a verdict"
+
+
+def test_every_readme_command_names_a_config_that_loads_and_every_run_plans(tmp_path):
+    """Each `smear ... --config X` line of the README: X loads (bundled or a path), with its overrides,
+    and a `smear run` plans (a dry run of the long ones, which would take hours)."""
+    from label_smearing.core.config import load_config
+    from label_smearing.pipeline.plan import plan
+
+    text = open(README).read().replace("\\\n", " ")
+    commands = [
+        line.split("#")[0].split()
+        for line in text.splitlines()
+        if re.match(r"\s*smear [a-z-]+ .*--config \S", line)
+    ]
+    assert len(commands) >= 25, len(commands)
+    for argv in commands:
+        config_arg = argv[argv.index("--config") + 1]
+        overrides = [a[len("--config.") :] for a in argv if a.startswith("--config.") and "=" in a]
+        overrides = [o for o in overrides if "<" not in o and "logits_dir" not in o]  # placeholders
+        config = load_config(config_arg, overrides)
+        if argv[1] == "run":
+            assert plan(config, tmp_path), argv
