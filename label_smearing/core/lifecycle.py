@@ -6,6 +6,8 @@
     3. check again   another process may have completed it while this one waited
     4. compute       the stage prepares the directory (`artifacts.prepare_output`: a partial one is
                      cleared, or kept for a training to resume), writes its data, then its manifest
+    5. manifest      the artifact must now be complete with the planned fingerprint (else a bug:
+                     the stage and its layout disagree, and every later run would recompute it)
 
 `--force` skips the checks and recomputes. A complete artifact with another
 fingerprint in the same directory is an error naming `--force` (from step 4).
@@ -48,7 +50,15 @@ def run_stage(
     try:
         if not request.force and artifacts.is_complete_with(out, request.fingerprint):
             return CACHED, artifacts.read_manifest(out, verify=False)
-        return RAN, compute(request)
+        manifest = compute(request)
+        if not artifacts.is_complete_with(out, request.fingerprint):
+            # A stage and its layout disagree on the fingerprint: every later run would recompute it.
+            written = (manifest or {}).get("fingerprint", "none")
+            raise RuntimeError(
+                f"{out}: the stage wrote fingerprint {str(written)[:10]}, not the {request.fingerprint[:10]} "
+                "its layout planned"
+            )
+        return RAN, manifest
     finally:
         if local:
             locks.release(out)
