@@ -227,7 +227,7 @@ def run_bare(spec_path: Path, spec: dict, log_path: Path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3, help="alternating (smear, bare) pairs")
-    parser.add_argument("--config", default=CONFIG, help="the teacher's config (path.py[:arg])")
+    parser.add_argument("--config", default=CONFIG, help="the teacher's config (NAME[:arg] or path.py[:arg])")
     parser.add_argument("--steps", type=int, default=0, help="train.steps (0 = the config's)")
     parser.add_argument(
         "--steps-per-epoch", type=int, default=0, help="train.steps_per_epoch (0 = the config's)"

@@ -12,7 +12,7 @@ Commands (what produced results/fashion_mnist_beyond/, one publish directory per
 The argument is MODEL[,direct][,smoke], MODEL symmetric | instance (noise.model);
 `direct` trains every loss from the first step, without the CE warm-up below.
 
-Two questions asked since the paper, under its protocol (label_smearing/configs/fmnist_paper.py:
+Two questions asked since the paper, under its protocol (fmnist_paper:
 the 5,000-example Fashion-MNIST subset with its 10% noisy validation hold-out,
 ResNet-8, 800 steps of batch 128, noise drawn per seed, alpha chosen on the
 noisy validation labels):

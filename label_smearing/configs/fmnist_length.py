@@ -9,7 +9,7 @@ premise: the paper's 64k-step CIFAR baseline is overconfident. At the 800 steps
 of label_smearing/configs/fmnist_paper.py ours is not yet (it fits about a quarter of the
 mislabelled examples' noisy labels), so LS only makes it underconfident. This
 setting trains three times as long, everything else as in
-label_smearing/configs/fmnist_paper.py:rho0.2 (the 5,000-example subset with its 10%
+fmnist_paper:rho0.2 (the 5,000-example subset with its 10%
 validation hold-out, ResNet-8, lr 0.1 divided by 10 at 50% and 75% of the
 steps, 20% symmetric noise drawn per seed): 1,600 steps of batch 128, about 45
 epochs. In the trials behind label_smearing/configs/quickstart.py, ~43 epochs were enough for

@@ -20,7 +20,7 @@ CE 70.00 ± 0.36, LS 71.69 ± 0.11, FC 76.56 ± 0.89; a training takes ~35 s.
 Alpha 0.4 (ours; the paper's tables use 0.1 and 0.2) makes the effect clear at
 this size.
 
-`label_smearing/configs/quickstart.py:smoke` shrinks everything to a few hundred examples and
+`quickstart:smoke` shrinks everything to a few hundred examples and
 a few steps so the whole pipeline runs in well under a minute (tests use it).
 """
 

@@ -4,7 +4,7 @@ Command:
     smear synthetic --config synthetic --workdir workdir
 
 Runtime here (2 shared CPU cores): about 8 s wall, 3 s of it computing (the rest is
-importing TensorFlow). `label_smearing/configs/synthetic.py:smoke` (fewer points, shorter grids)
+importing TensorFlow). `synthetic:smoke` (fewer points, shorter grids)
 computes in about 2 s.
 
 What it produces (results/synthetic/ holds a copy of a full run):

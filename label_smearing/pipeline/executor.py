@@ -224,7 +224,7 @@ def execute(
     """Runs the nodes, each after its inputs; returns {"ran": [...], "cached": [...], "seconds": ...}.
 
     With `workdir`, each node that ran appends its wall time to <workdir>/stage_times.jsonl.
-    With jobs > 1, `source` says how the nodes were planned, {"config": "path.py[:arg]",
+    With jobs > 1, `source` says how the nodes were planned, {"config": "NAME[:arg] or path.py[:arg]",
     "overrides": ["key=value", ...], "workdir": ...}: each worker plans them again from it
     (nothing is pickled), and runs a node only if its fingerprint is the one planned here.
 
