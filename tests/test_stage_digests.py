@@ -15,6 +15,8 @@ build); the figures' data are in the JSON and CSV files that are covered.
 import hashlib
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,9 +77,15 @@ def _report(tmp: Path) -> Path:
 
 
 def _synthetic(tmp: Path) -> Path:
-    from label_smearing.experiments import synthetic
-
-    return synthetic.run(["--config", "synthetic:smoke", "--workdir", str(tmp / "work")])
+    # In a fresh process, as a user runs it: its Keras fits read process-wide state (the dtype
+    # policy, op determinism, threads) that other tests of this session may have set.
+    subprocess.run(
+        [sys.executable, "-m", "label_smearing.cli", "synthetic", "--config", "synthetic:smoke",
+         "--workdir", str(tmp / "work")],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    (out,) = (tmp / "work" / "synthetic").iterdir()
+    return out
 
 
 MAKERS = {NOISIFY: _noisify, ESTIMATE_TRANSITION: _estimate, REPORT: _report, SYNTHETIC: _synthetic}
