@@ -37,3 +37,10 @@ def test_a_stage_that_writes_another_fingerprint_than_planned_is_a_bug_not_a_sil
     ):
         lifecycle.run_stage(request, _compute_with("0" * 64, []))
     assert locks.held() == []
+
+
+def test_a_process_that_writes_no_artifact_by_design_is_not_checked(tmp_path):
+    # A multi-worker training's non-chief worker returns no manifest: the chief writes the artifact.
+    request = StageRequest(None, {}, tmp_path / "a", "f" * 64, "a")
+    assert lifecycle.run_stage(request, lambda r: {}) == (lifecycle.RAN, {})
+    assert lifecycle.run_stage(request, lambda r: None) == (lifecycle.RAN, None)

@@ -7,7 +7,9 @@
     4. compute       the stage prepares the directory (`artifacts.prepare_output`: a partial one is
                      cleared, or kept for a training to resume), writes its data, then its manifest
     5. manifest      the artifact must now be complete with the planned fingerprint (else a bug:
-                     the stage and its layout disagree, and every later run would recompute it)
+                     the stage and its layout disagree, and every later run would recompute it),
+                     unless the stage returned no manifest: a multi-worker training's non-chief
+                     worker writes nothing
 
 `--force` skips the checks and recomputes. A complete artifact with another
 fingerprint in the same directory is an error naming `--force` (from step 4).
@@ -51,7 +53,8 @@ def run_stage(
         if not request.force and artifacts.is_complete_with(out, request.fingerprint):
             return CACHED, artifacts.read_manifest(out, verify=False)
         manifest = compute(request)
-        if not artifacts.is_complete_with(out, request.fingerprint):
+        # No manifest: this process does not write the artifact (a multi-worker training's non-chief worker).
+        if manifest and not artifacts.is_complete_with(out, request.fingerprint):
             # A stage and its layout disagree on the fingerprint: every later run would recompute it.
             written = (manifest or {}).get("fingerprint", "none")
             raise RuntimeError(
