@@ -297,4 +297,4 @@ def test_two_noise_rates_run_into_one_report_with_two_settings(tmp_path, idx_dir
     assert "## Setting 2: fashion_mnist, symmetric noise 0.4;" in text
     setting2 = text.split("## Setting 2")[1]
     assert "### All teachers" in setting2 and "### All students" not in setting2
-    assert "### The paper's claims, checked" in text
+    assert "### The paper's claims 1-6, checked" in text

@@ -163,7 +163,7 @@ STAGES: dict[str, StageKind] = {
         ),
         StageKind(
             REPORT, "report", "aggregate evaluations into the paper's tables and figures",
-            ("report",), (EVALUATE,), "label_smearing.stages.report", "0.3.0", flags=_report_flags,
+            ("report",), (EVALUATE,), "label_smearing.stages.report", "0.4.0", flags=_report_flags,
         ),
         StageKind(
             SYNTHETIC, "synthetic", "the paper's Figure 1, Figure 5 and Theorem 1 experiments",

@@ -1,6 +1,6 @@
 """Noise models: transition matrices and deterministic noisy-label assignment.
 
-T[i, j] = P(noisy label = j | clean label = i); rows sum to 1 (NOTES.md, Sec. 2.2).
+T[i, j] = P(noisy label = j | clean label = i); rows sum to 1 (the paper's Section 2.2).
 
 The noisy label of an example is a pure function of (seed, example id, clean
 label, T): a keyed BLAKE2b hash of (seed, id) gives a uniform u in [0, 1), and

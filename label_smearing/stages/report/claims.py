@@ -1,4 +1,17 @@
-"""The paper's claims 1-6 (../shared/paper/NOTES.md), and claim 8 from since, checked against one setting.
+"""The paper's claims 1-6, and claim 8 from since, checked against one setting.
+
+The claims of Lukasik et al. (ICML 2020), in our words (README, "The paper's claims"):
+1. Under label noise, LS improves clean test accuracy over the CE baseline.
+2. FC with the smoothing-form T is competitive with or better than LS; BC is worse than
+   the baseline for small alpha.
+3. LS raises train accuracy against the true labels on the mislabelled part more than it
+   lowers the fit to the noisy labels (Table 3).
+4. LS lowers confidence in the noisy label; FC and BC raise it (Figure 3).
+5. Small-alpha LS keeps or improves ECE; larger alpha, and FC/BC, worsen it (Table 4).
+6. Distilling from an LS (or FC) teacher trained on noisy data beats distilling from a
+   vanilla teacher; smoothing on the student helps less (Table 5, Figure 6).
+7. On the 2-D problem LS and L2 both move the noisy separator back toward the Bayes
+   separator (Figure 5), and Theorem 1 holds numerically: `smear synthetic` checks it.
 
 Every check compares two cells of the report, A and B (means over seeds), in the
 direction the paper claims. With s the larger of the two cells' sample standard

@@ -220,7 +220,7 @@ def claims_table(setting: Setting) -> Table | None:
         "A > B holds if A − B > s, does not hold if A − B < −s, and is inconclusive otherwise; "
         "A ≥ B holds unless A − B < −s. Claim 7 (the 2-D problem) is `smear synthetic`'s."
     )
-    title = "The paper's claims, checked (NOTES.md claims 1-6)"
+    title = "The paper's claims 1-6, checked (as the README states them)"
     if any(check.claim == "8" for check in found):
         title += ", and claim 8 from since"
         note += (
