@@ -75,6 +75,10 @@ def command_parser(kind: str) -> argparse.ArgumentParser:
     """The parser of a stage kind's `smear` command: the common flags and the kind's own (`registry`)."""
     entry = registry.kind(kind)
     parser = stage_parser(entry.command, entry.summary)
+    parser.epilog += (
+        f" Its artifacts go to <workdir>/{entry.folder}/; their fingerprint covers the config sections "
+        f"{', '.join(entry.sections)}, its inputs' fingerprints and its compute version {entry.version}."
+    )
     entry.flags(parser)
     return parser
 
