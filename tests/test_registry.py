@@ -15,10 +15,6 @@ def test_every_planned_node_reads_only_the_input_kinds_its_entry_names(config, t
     for node in nodes:
         assert node.stage.planned, node.label
         assert {n.kind for n in node.inputs} <= set(node.stage.inputs), node.label
-    used = {n.kind for n in nodes}
-    assert used == {name for name, kind in registry.STAGES.items() if kind.planned} or used < set(
-        registry.STAGES
-    )
 
 
 def test_a_commands_help_names_its_folder_sections_and_version(capsys):
