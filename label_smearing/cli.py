@@ -20,7 +20,7 @@ import traceback
 
 from label_smearing import __version__
 from label_smearing.core import locks, registry
-from label_smearing.core.cli_common import command_parser, quiet_native_stderr
+from label_smearing.core.cli_common import command_parser, exit_now, quiet_native_stderr
 from label_smearing.core.errors import UserError
 from label_smearing.core.oserrors import os_errors_as_user_errors
 
@@ -88,6 +88,13 @@ def _workdir(args: list[str]) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Runs one `smear` command; returns its exit status.
+
+    Called as the `smear` script (argv None), a command that ran ends its process
+    as soon as it returns (`cli_common.exit_now`); called with an argv list it
+    returns, for callers in the same process.
+    """
+    as_script = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in (*HELP_FLAGS, "help"):
         print(_usage())
@@ -118,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     # Libraries a command loads sooner or later, loaded first with their start-up lines silenced:
     # TensorFlow for every stage (the report too: plots), Beam for the Beam stages and the plan's runs.
     preload = ["tensorflow"] + (["apache_beam"] if kind is None or kind.beam else [])
+    status = 0
     try:
         with quiet_native_stderr(not verbose):
             for name in preload:
@@ -130,17 +138,19 @@ def main(argv: list[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         print(f"smear {command}: error: {e}", file=sys.stderr)
-        return getattr(e, "exit_status", 2)  # 2; 1 for `smear run` stages that failed of a bug
+        status = getattr(e, "exit_status", 2)  # 2; 1 for `smear run` stages that failed of a bug
     except KeyboardInterrupt:
         print(f"smear {command}: interrupted", file=sys.stderr)
-        return 130
+        status = 130
     finally:
         locks.release_all()  # a stage that failed before completing its artifact
         if saved_verbose is None:
             os.environ.pop("SMEAR_VERBOSE", None)
         else:
             os.environ["SMEAR_VERBOSE"] = saved_verbose
-    return 0
+    if as_script:
+        exit_now(status)
+    return status
 
 
 if __name__ == "__main__":

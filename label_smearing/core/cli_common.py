@@ -47,6 +47,27 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message} (see {self.prog} --help)")
 
 
+def exit_now(status: int) -> None:
+    """Ends a `smear` process whose work is done, without the interpreter's teardown.
+
+    Unloading the ~3,700 modules of TensorFlow, Keras and Beam took 8-14 s after
+    a stage's manifest was written (measured on 2 cores), with no thread left and
+    nothing left to write: every artifact file is closed and renamed into place
+    before its command returns, and the exit handlers are run here. Only what a
+    process prints is still buffered; it is flushed first.
+    """
+    import atexit
+    import logging
+
+    with contextlib.suppress(Exception):
+        atexit._run_exitfuncs()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
+
+
 def stage_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser with the flags every stage takes: --config, --workdir, --force."""
     parser = _Parser(

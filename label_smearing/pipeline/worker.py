@@ -58,4 +58,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from label_smearing.core.cli_common import exit_now
+
+    exit_now(main())  # without the interpreter's teardown: the parent waits for this process to end
