@@ -16,8 +16,9 @@ artifact every time:
 
 The values are added to the epoch's Keras logs, so `history.json` (the train
 stage's TrainingLog) and TensorBoard (`epoch_curve_*`) both record them. The
-subsamples are decoded once and cached; a measurement is one forward pass over
-at most 3 x `train.curve_examples` images. Under TPUStrategy the train stage
+subsamples are decoded once and kept as tensors, batches of `eval.batch_size`;
+a measurement is one forward pass over them (at most 3 x `train.curve_examples`
+images), through one function traced once for the whole training. Under TPUStrategy the train stage
 measures nothing (the forward pass would run on the host).
 
 Divergence: a training whose loss runs away is recorded, not hidden. At the end
@@ -89,7 +90,7 @@ class LearningCurves(keras.callbacks.Callback):
         self.num_examples, self.num_bins, self.batch_size = int(num_examples), int(num_bins), int(batch_size)
         self.logit_limit, self.loss_floor, self.log = float(logit_limit), float(loss_floor), log
         self._warned = False
-        self._datasets: dict[str, tf.data.Dataset] | None = None
+        self._batches: dict[str, list] | None = None
         self._forward = None
 
     # ------------------------------------------------------------ the subsamples
@@ -118,30 +119,42 @@ class LearningCurves(keras.callbacks.Callback):
             out["noisy_part"] = noisy
         return out
 
-    def _logits(self, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        logits, labels, clean = [], [], []
-        for batch in dataset:
-            logits.append(np.asarray(self._forward(batch["image"]), np.float64))
-            labels.append(batch["label"].numpy())
-            clean.append(batch["clean_label"].numpy())
-        if not logits:
+    def _cached_batches(self) -> dict[str, list[tuple[tf.Tensor, np.ndarray, np.ndarray]]]:
+        """Each subsample as a list of (images, noisy labels, clean labels) batches, read once.
+
+        The datasets held the same decoded images in their caches; as tensors, an
+        epoch's measurement is the forward passes alone, without creating a tf.data
+        iterator per subsample (about 0.1 s each, measured on 2 cores).
+        """
+        out = {}
+        for name, dataset in self._subsamples().items():
+            out[name] = [(b["image"], b["label"].numpy(), b["clean_label"].numpy()) for b in dataset]
+        return out
+
+    def _logits(self, batches) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not batches:
             return np.zeros((0, 0)), np.zeros(0, int), np.zeros(0, int)
-        return np.concatenate(logits), np.concatenate(labels), np.concatenate(clean)
+        logits = [self._forward(images) for images, _, _ in batches]  # dispatched before any is read
+        return (
+            np.concatenate([np.asarray(x, np.float64) for x in logits]),
+            np.concatenate([labels for _, labels, _ in batches]),
+            np.concatenate([clean for _, _, clean in batches]),
+        )
 
     def measure(self) -> dict[str, float]:
         """The curves' values for the network as it is now."""
         if self.num_examples <= 0:
             return {}
-        if self._datasets is None:
-            self._datasets = self._subsamples()
+        if self._batches is None:
+            self._batches = self._cached_batches()
             # One trace for the whole training: every epoch, subsample and last-batch size.
             self._forward = trained_model.forward_function(
                 self.network, self.manifest["image_shape"], pre_logits=False
             )
         values: dict[str, float] = {}
         largest = 0.0
-        for name, dataset in self._datasets.items():
-            logits, labels, clean = self._logits(dataset)
+        for name, batches in self._batches.items():
+            logits, labels, clean = self._logits(batches)
             if not len(logits):
                 continue
             largest = max(largest, float(np.max(np.abs(logits))))
