@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench-stamp
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_WORKDIR ?= demo_workdir
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The whole suite in TEST_JOBS processes (pytest-xdist), a test file per process at a time, so
+# a file's module fixtures run once. `make test-fast` leaves out the tests marked slow (whole
+# runs, subprocesses, emulators) and runs in one process: the loop while changing code.
+TEST_JOBS ?= 2
+
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
+
+test-fast: setup
+	$(BIN)/pytest -m "not slow"
 
 bench: setup $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py

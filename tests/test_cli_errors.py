@@ -252,6 +252,7 @@ def test_verbose_shows_the_traceback(paths, capsys):
     assert err.strip().splitlines()[-1] == "smear train: error: unknown config key: train.stepz"
 
 
+@pytest.mark.slow
 def test_a_real_process_prints_only_the_error_line(paths):
     """TensorFlow's and Beam's start-up lines are silenced: the user sees the one line."""
     result = subprocess.run(

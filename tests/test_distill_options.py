@@ -59,6 +59,7 @@ def _weights(path):
     return keras.saving.load_model(path, compile=False).get_weights()
 
 
+@pytest.mark.slow
 def test_the_online_teacher_never_moves_and_only_the_student_is_saved(exported, tmp_path, monkeypatch):
     out = tmp_path / "student"
     manifest, lines, model = _train_student(
@@ -85,6 +86,7 @@ def test_the_online_teacher_never_moves_and_only_the_student_is_saved(exported, 
     assert all(np.isfinite(e["loss"]) and 0 <= e["accuracy"] <= 1 for e in history["epochs"])
 
 
+@pytest.mark.slow
 def test_online_on_unaugmented_data_equals_exported(exported, tmp_path):
     common = ["train.augment=none", "train.deterministic=true"]
     _, exported_lines, _ = _train_student(exported, tmp_path / "exported", *common)  # auto: exported

@@ -85,6 +85,7 @@ def evaluated(data_artifact, tmp_path_factory):
     }
 
 
+@pytest.mark.slow
 def test_test_accuracy_nll_and_ece_equal_a_direct_computation(evaluated, data_artifact):
     from label_smearing.modeling.metrics import expected_calibration_error
 
@@ -250,6 +251,7 @@ def test_summarize_quantiles():
     assert stats["mean"] == 50 and stats["count"] == 101 and summarize(np.array([])) == {"count": 0}
 
 
+@pytest.mark.slow
 def test_cli_evaluates_a_model_dir_and_fails_in_one_line(make_data_artifact, data_artifact, tmp_path, capsys):
     from label_smearing import cli
     from label_smearing.core import layout

@@ -21,6 +21,7 @@ from label_smearing.core.schema import make_example
 from label_smearing.modeling import models, noise
 from label_smearing.stages import export_logits
 from tests.conftest import write_data_artifact
+from tests.test_cli_errors import rechecksum
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
@@ -143,6 +144,7 @@ def test_exporting_again_writes_the_same_bytes_into_the_same_files(exported, tmp
     assert len(first) == 3 and first == second  # a student then reads the same data in the same order
 
 
+@pytest.mark.slow
 def test_two_worker_direct_runner_gives_the_same_records(exported):
     out = exported["root"] / "logits" / "two-workers"
     export_logits.export_stage(
@@ -263,3 +265,103 @@ def test_cli_export_then_estimate_with_default_paths(tmp_path, capsys):
     assert cli.main(["export-logits", *base]) == 0  # complete with its fingerprint: reused, not overwritten
     assert "export-logits: cached: " in capsys.readouterr().out
     assert (logits_dir / "manifest.json").read_text() == written
+
+
+# ---------------------------------------------------------------- in process and on Beam
+FORCE_BEAM = ["--direct_num_workers=1"]  # any Beam flag runs the Beam job; this one is the local default
+
+
+def _without_timing(manifest):
+    return {key: value for key, value in manifest.items() if key not in ("created", "seconds")}
+
+
+def _shards(directory):
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("train-*.tfrecord"))}
+
+
+def _export_both_ways(data_dir, model_dir, out_root):
+    """(in-process result, Beam result): each the manifest or the UserError's text, with the out dir as OUT."""
+    results = []
+    for name, beam_args in (("in-process", []), ("beam", FORCE_BEAM)):
+        logs = []
+        out = out_root / name
+        try:
+            result = _without_timing(
+                export_logits.export_stage(
+                    config(), model_dir, data_dir, out, beam_args=beam_args, log=logs.append
+                )
+            )
+        except UserError as e:
+            result = str(e).replace(str(out), "OUT")
+        results.append(result)
+        if logs[-1].startswith("export-logits: wrote"):
+            assert logs[-1].endswith("in process)" if name == "in-process" else "Beam job)"), logs
+    return results
+
+
+def test_in_process_and_beam_exports_write_the_same_bytes(exported, tmp_path):
+    # 70 records in two files, batches of 16: a batch spans both files and the last is short. A record's
+    # logits depend in their last bits on its batch, so this holds only if both run the same batches.
+    teacher = exported["root"] / "models" / "teacher"
+    in_process, beam_job = _export_both_ways(exported["data"], teacher, tmp_path)
+    shards = _shards(tmp_path / "in-process")
+    assert len(shards) == 3 and shards == _shards(tmp_path / "beam")
+    assert in_process == beam_job
+    assert in_process["files"] == _without_timing(exported["manifest"])["files"]
+    for name in ("in-process", "beam"):  # no summary file or temporary shard is left
+        assert sorted(p.name for p in (tmp_path / name).iterdir()) == sorted([*shards, "manifest.json"])
+
+
+def _rewrite_train_shard(data_dir, extra_records):
+    """Writes `extra_records` between the records of the first train shard; the checksums then match again."""
+    path = data_dir / "train-00000-of-00002.tfrecord"
+    records = [r.numpy() for r in tf.data.TFRecordDataset(str(path))]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i, record in enumerate(records):
+            writer.write(record)
+            if i < len(extra_records):
+                writer.write(extra_records[i])
+    rechecksum(data_dir)
+
+
+def test_dead_letters_and_corrupt_input_are_handled_alike_in_process_and_on_beam(tmp_path):
+    model_dir = tmp_path / "teacher"
+    make_model_artifact(model_dir)
+    bad = [
+        make_example("fashion_mnist/train/bad-0", encode_png(np.zeros((32, 32, 3), np.uint8)), 1, 1),
+        make_example("fashion_mnist/train/bad-1", b"GIF89a", 1, 1),
+        b"\xff\x00garbage",
+    ]
+    dead = write_data_artifact(tmp_path / "dead", dataset="fashion_mnist", num_train=40, num_test=4)
+    _rewrite_train_shard(dead, bad)
+    in_process, beam_job = _export_both_ways(dead, model_dir, tmp_path / "dead-out")
+    assert in_process == beam_job and "3 of 40 records could not be exported" in in_process
+    dead_letters = (tmp_path / "dead-out" / "in-process" / "dead_letter.txt").read_text()
+    assert dead_letters == (tmp_path / "dead-out" / "beam" / "dead_letter.txt").read_text()
+    assert [line.split("\t")[0] for line in dead_letters.splitlines()] == [
+        "?", "fashion_mnist/train/bad-0", "fashion_mnist/train/bad-1"
+    ]  # fmt: skip
+
+    corrupt = write_data_artifact(tmp_path / "corrupt", dataset="fashion_mnist", num_train=40, num_test=4)
+    path = corrupt / "train-00001-of-00002.tfrecord"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit flipped in the middle of a record, then checksummed as written
+    path.write_bytes(bytes(data))
+    rechecksum(corrupt)
+    in_process, beam_job = _export_both_ways(corrupt, model_dir, tmp_path / "corrupt-out")
+    assert in_process == beam_job and "train-00001-of-00002.tfrecord is corrupt" in in_process
+    for name in ("in-process", "beam"):
+        assert not (tmp_path / "corrupt-out" / name / "manifest.json").exists()
+        assert not (tmp_path / "dead-out" / name / "manifest.json").exists()
+
+
+def test_small_exports_without_beam_flags_run_in_process_and_any_other_on_beam(exported):
+    data = exported["data"]
+    files = tfdata.split_files(data, artifacts.read_manifest(data), "train")
+    pattern = export_logits.in_process_pattern([], NUM_TRAIN, files)
+    assert pattern == os.path.join(str(data), "train-*.tfrecord")
+    assert export_logits.in_process_pattern(FORCE_BEAM, NUM_TRAIN, files) is None
+    assert export_logits.in_process_pattern(["--runner=DataflowRunner"], NUM_TRAIN, files) is None
+    assert export_logits.in_process_pattern([], export_logits.IN_PROCESS_MAX_EXAMPLES + 1, files) is None
+    # The glob matches another file too: the Beam job reads the files one by one, in batches not reproduced here.
+    assert export_logits.in_process_pattern([], NUM_TRAIN, files[:1]) is None

@@ -12,6 +12,7 @@ import glob
 import os
 from pathlib import Path
 
+import pytest
 import tensorflow as tf
 
 from label_smearing import cli
@@ -21,6 +22,8 @@ from tests.conftest import write_data_artifact
 from tests.idx_fixture import write_idx_dataset
 from tests.processes import kill_at_marker
 from tests.test_cli_errors import save_model_artifact
+
+pytestmark = pytest.mark.slow  # whole runs and subprocesses: `make test-fast` leaves them out
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"

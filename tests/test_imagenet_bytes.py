@@ -69,11 +69,13 @@ def _batches(data_dir, n, **kwargs):
     return [{k: v.numpy() for k, v in batch.items()} for batch in ds.take(n)]
 
 
+@pytest.mark.slow
 def test_the_mock_images_vary_in_size(noisified):
     shapes = {tuple(tf.image.extract_jpeg_shape(image).numpy()) for image, _ in noisified["source"]["train"]}
     assert len(shapes) > 10 and len({s[:2] for s in shapes}) > 10  # not one size: the crops must cope
 
 
+@pytest.mark.slow
 def test_records_hold_the_sources_encoded_bytes_and_their_format(noisified):
     records = {**_records(noisified["data"], "train"), **_records(noisified["data"], "validation")}
     tests = _records(noisified["data"], "test")
@@ -90,6 +92,7 @@ def test_records_hold_the_sources_encoded_bytes_and_their_format(noisified):
     assert manifest["image_encoding"] == "source" and manifest["image_shape"] == [SIZE, SIZE, 3]
 
 
+@pytest.mark.slow
 def test_training_crops_are_random_resized_and_reproducible(noisified):
     data_dir = noisified["data"]
     common = dict(batch_size=4, training=True, augment="crop_flip", shuffle_buffer=64)
@@ -139,6 +142,7 @@ def _reference_centre_crops(image_bytes, size, dataset="imagenet2012"):
     return out
 
 
+@pytest.mark.slow
 def test_evaluation_takes_the_centre_crop(noisified):
     batches = _batches(noisified["data"], 6, batch_size=4, training=False)
     assert batches[0]["image"].shape == (4, SIZE, SIZE, 3)
@@ -158,6 +162,7 @@ def test_evaluation_takes_the_centre_crop(noisified):
         np.testing.assert_array_equal(image, by_id[example_id])
 
 
+@pytest.mark.slow
 def test_export_preprocessing_is_the_evaluation_centre_crop(noisified):
     import keras
 
@@ -177,6 +182,7 @@ def test_export_preprocessing_is_the_evaluation_centre_crop(noisified):
     np.testing.assert_array_equal(ours, batch["image"].numpy())  # bit for bit
 
 
+@pytest.mark.slow
 def test_noisify_train_export_smoke(noisified):
     workdir = str(noisified["workdir"])
     flags = ["--config", f"{IMAGENET}:smoke", "--workdir", workdir, *DATA_FLAGS, *MODEL_FLAGS]
@@ -223,6 +229,7 @@ def test_bad_image_encoding_is_one_line_exit_2_nothing_written(tmp_path, capsys,
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_a_record_whose_bytes_are_not_its_format_is_refused(noisified, tmp_path):
     import shutil
 

@@ -76,6 +76,7 @@ def test_the_wheel_installs_one_import_name_with_its_metadata(installed):
     assert Path(found).is_relative_to(site), found  # the install, not the checkout
 
 
+@pytest.mark.slow
 def test_smear_version_and_configs_from_the_install(installed):
     import label_smearing
 
@@ -96,6 +97,7 @@ def test_smear_version_and_configs_from_the_install(installed):
     )
 
 
+@pytest.mark.slow
 def test_a_bundled_config_plans_what_the_checkout_planned_with_the_same_fingerprints(installed):
     result = _run(
         installed, "run", "--config", "quickstart:smoke", "--workdir", "work", "--dry-run", "--json"
@@ -111,6 +113,7 @@ def test_a_bundled_config_plans_what_the_checkout_planned_with_the_same_fingerpr
     assert not (installed[3] / "work").exists()  # a dry run writes nothing
 
 
+@pytest.mark.slow
 def test_the_readme_python_snippet_runs_from_the_install(installed):
     _, _, env, away = installed
     text = (ROOT / "README.md").read_text()

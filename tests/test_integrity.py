@@ -69,6 +69,7 @@ def run(tmp_path_factory):
     return {"base": base, "cwd": cwd, "home": home, "tmp": tmp, "work": cwd / "work", "idx": idx_dir}
 
 
+@pytest.mark.slow
 def test_a_run_writes_only_under_its_workdir(run):
     assert sorted(p.name for p in run["cwd"].iterdir()) == ["work"]
     # stage_times.jsonl: the seconds of every stage that ran (pipeline/publish.py)
@@ -85,6 +86,7 @@ def _count_records(directory: Path, split: str) -> int:
     return sum(1 for f in directory.glob(f"{split}-*.tfrecord") for _ in tf.data.TFRecordDataset(str(f)))
 
 
+@pytest.mark.slow
 def test_every_manifest_records_counts_and_checksums_of_every_file(run):
     dirs = _artifact_dirs(run["work"])
     assert [d.parent.name for d in dirs] == ["data", "models", "models", "logits", "eval", "eval", "report"]
@@ -121,6 +123,7 @@ FLIPS = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage, extra, damaged", FLIPS, ids=[f"{s}-{d.split('/')[0]}" for s, _, d in FLIPS])
 def test_a_stage_refuses_a_bit_flipped_input_in_one_line_naming_the_file(
     run, tmp_path, capsys, stage, extra, damaged
@@ -152,6 +155,7 @@ def _history_and_weights(model_dir: Path) -> tuple[list[dict], list[np.ndarray]]
     return [{k: e[k] for k in ("step", "loss", "accuracy")} for e in history], model.get_weights()
 
 
+@pytest.mark.slow
 def test_training_twice_with_a_fixed_seed_and_op_determinism_gives_identical_results(run, tmp_path):
     """The run's teacher (seed 0, train.deterministic=true) trained again in a new process, on a copy of its data."""
     (data_dir,) = (run["work"] / "data").iterdir()

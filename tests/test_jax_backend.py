@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # whole runs and subprocesses: `make test-fast` leaves them out
+
 pytest.importorskip("jax")
 
 ROOT = Path(__file__).resolve().parent.parent

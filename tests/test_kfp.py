@@ -199,6 +199,7 @@ def test_export_gets_the_accelerator_with_export_accelerator(tmp_path, idx_dir):
 
 
 # ---------------------------------------------------------------- the run
+@pytest.mark.slow
 def test_the_compiled_pipeline_runs_every_stage_and_its_metrics_equal_smear_runs(
     compiled, first_run, reference
 ):
@@ -213,6 +214,7 @@ def test_the_compiled_pipeline_runs_every_stage_and_its_metrics_equal_smear_runs
         assert {"accuracy", "nll", "ece"} <= set(metrics["test"])
 
 
+@pytest.mark.slow
 def test_a_resubmitted_pipeline_skips_finished_stages_and_recomputes_a_deleted_one(compiled, first_run):
     yaml_path, workdir, nodes = compiled
     root, _ = first_run

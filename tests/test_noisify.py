@@ -207,6 +207,7 @@ def test_no_validation_split_with_fraction_zero_and_a_too_small_fraction_is_refu
     assert not glob.glob(str(tmp_path / "b" / "data" / "*"))
 
 
+@pytest.mark.slow
 def test_same_labels_with_one_and_two_workers_and_across_runs(tmp_path, idx_dir):
     assert _noisify(tmp_path / "a", idx_dir) == 0
     assert _noisify(tmp_path / "b", idx_dir) == 0
@@ -378,6 +379,7 @@ def object_store(gcs_env, tmp_path):
     return f"gs://bucket/{tmp_path.name}"
 
 
+@pytest.mark.slow
 def test_noisify_writes_to_an_object_store_workdir(object_store, idx_dir):
     from label_smearing.core import artifacts
     from label_smearing.core.config import load_config

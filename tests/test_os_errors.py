@@ -142,6 +142,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_full_disk_inside_a_beam_dofn_is_one_line_and_the_rerun_completes(tmp_path):
     idx = write_idx_dataset(tmp_path / "idx", num_train=256, num_test=64)
     workdir = tmp_path / "work"
@@ -169,6 +170,7 @@ def _train_workdir(tmp_path: Path, num_train: int = 64) -> Path:
     return workdir
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_training_writes_its_artifact_is_one_line_and_the_rerun_completes(
     tmp_path, monkeypatch, capsys
 ):
@@ -207,6 +209,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_write_that_fails_in_the_training_back_up_is_one_line_not_a_crash(tmp_path):
     """Keras' own back-up wrote HDF5 straight to the disk: after a failed write HDF5 crashed at exit (SIGSEGV)."""
     workdir = _train_workdir(tmp_path)
@@ -241,6 +244,7 @@ def test_a_write_that_fails_in_the_training_back_up_is_one_line_not_a_crash(tmp_
     ],
     ids=["EACCES", "TF EROFS"],
 )
+@pytest.mark.slow
 def test_a_permission_error_while_evaluating_is_one_line_and_the_rerun_completes(
     tmp_path, monkeypatch, capsys, error, expected
 ):
@@ -302,6 +306,7 @@ def test_a_read_only_directory_is_one_line_and_the_rerun_completes(tmp_path, cap
     assert artifacts.is_complete(model)
 
 
+@pytest.mark.slow
 def test_a_global_batch_larger_than_the_training_split_is_refused_and_400_of_512_trains(tmp_path, capsys):
     workdir = _train_workdir(tmp_path, num_train=512)
     argv = ["train", "--config", QUICKSTART, "--workdir", str(workdir), "--config.train.steps=1",
@@ -362,6 +367,7 @@ print("RESULT", json.dumps({"measured": peak - before,
 """
 
 
+@pytest.mark.slow
 def test_the_training_memory_estimate_is_within_a_factor_of_two_of_the_measured_peak():
     """Measured here: the peak grows by 0.66-1.09 x the estimate (ResNet-8, -20; batches 64-2048).
 

@@ -68,6 +68,7 @@ SMOKE = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, dataset, classes", SMOKE, ids=[s[0].split(":")[1] for s in SMOKE])
 def test_every_paper_config_trains_in_its_smoke_form(spec, dataset, classes, make_data_artifact, tmp_path):
     config = load_config(spec, ["train.steps=2", "train.steps_per_epoch=1"])

@@ -172,6 +172,7 @@ def test_a_stage_command_on_an_artifact_being_written_exits_2_naming_the_holder(
 
 
 # ---------------------------------------------------------------- the executor
+@pytest.mark.slow
 def test_jobs_2_with_every_core_per_worker_makes_the_single_runs_numbers(single, idx_dir, tmp_path, capsys):
     capsys.readouterr()
     cores = str(len(os.sched_getaffinity(0)))
@@ -184,6 +185,7 @@ def test_jobs_2_with_every_core_per_worker_makes_the_single_runs_numbers(single,
     assert _verify_every_manifest(tmp_path) == _verify_every_manifest(single)
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_on_one_workdir_write_each_artifact_once(single, idx_dir, tmp_path):
     first = _smear(_args(tmp_path, idx_dir))
     time.sleep(2)
@@ -209,6 +211,7 @@ def _config(idx_dir):
     return load_config(QUICKSTART, [*overrides, "data.source=idx"])
 
 
+@pytest.mark.slow
 def test_a_failing_stage_is_one_line_at_the_end_and_starts_nothing_after_it(
     single, idx_dir, tmp_path, capsys
 ):
@@ -227,6 +230,7 @@ def test_a_failing_stage_is_one_line_at_the_end_and_starts_nothing_after_it(
     assert not (workdir / "report").exists()  # it needs the failed evaluation: it never started
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_workers_and_leaves_no_lock_held_and_no_partial_manifest(idx_dir, tmp_path):
     process = _smear(_args(tmp_path, idx_dir, "--jobs", "2", "--config.train.steps=600"))
     deadline = time.time() + 240

@@ -52,6 +52,7 @@ def finished(tmp_path_factory, idx_dir):
     return workdir
 
 
+@pytest.mark.slow
 def test_first_run_makes_every_artifact_and_a_report(finished):
     for kind, count in (("data", 1), ("models", 3), ("logits", 1), ("eval", 3), ("report", 1)):
         dirs = list((finished / kind).iterdir())
@@ -62,6 +63,7 @@ def test_first_run_makes_every_artifact_and_a_report(finished):
     assert "Test accuracy" in text and "LS teacher" in text
 
 
+@pytest.mark.slow
 def test_second_run_trains_nothing(finished, idx_dir, capsys):
     capsys.readouterr()
     assert cli.main(_args(finished, idx_dir, *SWEEP)) == 0
@@ -70,6 +72,7 @@ def test_second_run_trains_nothing(finished, idx_dir, capsys):
     assert "0 stages ran, 9 cached" in out
 
 
+@pytest.mark.slow
 def test_publish_copies_the_report_and_the_time_of_every_stage(finished, idx_dir, tmp_path, capsys):
     dest = tmp_path / "results"
     assert cli.main(_args(finished, idx_dir, *SWEEP, "--publish", str(dest))) == 0
@@ -94,6 +97,7 @@ def test_publish_copies_the_report_and_the_time_of_every_stage(finished, idx_dir
     assert not (dest / ".publish-tmp").exists()
 
 
+@pytest.mark.slow
 def test_the_plan_as_json_gives_each_node_a_standalone_command_that_finds_the_same_artifact(
     finished, idx_dir, capsys
 ):
@@ -145,6 +149,7 @@ def test_publish_refuses_a_directory_it_did_not_write_before_running(tmp_path, i
     assert not workdir.exists() and os.listdir(dest) == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_changing_one_alpha_reruns_only_that_variant_and_what_follows(finished, idx_dir, tmp_path, capsys):
     workdir = tmp_path / "copy"
     shutil.copytree(finished, workdir)
@@ -183,6 +188,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_sigkill_during_training_resumes_from_checkpoint(tmp_path, idx_dir):
     args = _args(tmp_path, idx_dir, *SWEEP)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -285,6 +291,7 @@ def test_bad_noise_rates_are_one_line_errors(tmp_path, overrides, message):
     assert not any(tmp_path.iterdir())  # planning writes nothing
 
 
+@pytest.mark.slow
 def test_two_noise_rates_run_into_one_report_with_two_settings(tmp_path, idx_dir):
     args = [
         "run", "--config", f"{FMNIST_PAPER}:smoke", "--workdir", str(tmp_path),

@@ -54,6 +54,7 @@ def _history(model_dir: Path) -> dict:
     return json.loads((model_dir / "history.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", MIXED)
 def test_a_mixed_precision_training_ends_with_float32s_loss(trained, precision):
     reference, history = _history(trained["float32"]), _history(trained[precision])
@@ -67,6 +68,7 @@ def test_a_mixed_precision_training_ends_with_float32s_loss(trained, precision):
     assert history["epochs"][-1]["loss"] < history["epochs"][0]["loss"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", models.PRECISIONS)
 def test_the_saved_model_is_float32_loads_and_exports_float32_logits(
     trained, data_artifact, precision, tmp_path
@@ -158,6 +160,7 @@ def test_layers_compute_in_the_policy_but_the_logits_in_float32(precision):
     assert keras.mixed_precision.global_policy().name == "float32"  # nothing process-global was set
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", optimizers.OPTIMIZER_NAMES)
 def test_mixed_float16_scales_the_loss_for_each_optimizer(optimizer):
     config = _config("train.precision=mixed_float16", f"train.optimizer={optimizer}")

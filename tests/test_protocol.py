@@ -156,6 +156,7 @@ def test_learning_curves_measure_fixed_subsamples_as_numpy_does(make_data_artifa
 
 
 # ---------------------------------------------------------------- wired through train and evaluate
+@pytest.mark.slow
 def test_a_run_past_the_logit_limit_is_recorded_as_diverged_from_training_to_metrics(
     make_data_artifact, tmp_path
 ):

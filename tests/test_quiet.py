@@ -91,6 +91,7 @@ def test_forward_function_traces_once_for_every_batch_size_and_matches_the_model
     assert forward.tracing_count == 1 and logits_only.tracing_count == 1
 
 
+@pytest.mark.slow
 def test_evaluating_two_models_in_turn_in_one_process_traces_each_once_and_never_warns(
     data_artifact, tmp_path, monkeypatch
 ):
@@ -118,6 +119,7 @@ def test_evaluating_two_models_in_turn_in_one_process_traces_each_once_and_never
     assert [f.tracing_count for f in made] == [1] * ROUNDS  # one forward function per evaluation, traced once
 
 
+@pytest.mark.slow
 def test_learning_curves_of_models_trained_in_a_row_trace_once_each_and_never_warn(data_artifact):
     manifest = tfdata.read_data_manifest(data_artifact)
     callbacks = []

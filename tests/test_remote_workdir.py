@@ -20,6 +20,8 @@ from label_smearing.core import locks
 from tests.idx_fixture import write_idx_dataset
 from tests.processes import kill_at_marker
 
+pytestmark = pytest.mark.slow  # whole runs and subprocesses: `make test-fast` leaves them out
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 WORKDIR = "gs://bucket/remote-run"

@@ -91,6 +91,7 @@ def _synthetic(tmp: Path) -> Path:
 MAKERS = {NOISIFY: _noisify, ESTIMATE_TRANSITION: _estimate, REPORT: _report, SYNTHETIC: _synthetic}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(MAKERS))
 def test_a_changed_output_comes_with_a_bumped_compute_version(kind, tmp_path):
     recorded = json.loads(FIXTURE.read_text())

@@ -21,6 +21,8 @@ from label_smearing.core.config import load_config
 from label_smearing.core.errors import UserError
 from label_smearing.core.strategy import cluster_spec, make_strategy
 
+pytestmark = pytest.mark.slow  # whole runs and subprocesses: `make test-fast` leaves them out
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = str(ROOT / "label_smearing" / "configs" / "quickstart.py") + ":smoke"
 # Native start-up log lines TensorFlow writes to stderr before Python can silence them.

@@ -51,6 +51,7 @@ def _rows(result, kind):
 # --- the stage: files, manifest, no silent overwrite -------------------------------------------
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_every_file_and_a_verified_manifest(smoke_run):
     _, out = smoke_run
     manifest = artifacts.read_manifest(out, verify=True)
@@ -69,6 +70,7 @@ def test_smoke_run_writes_every_file_and_a_verified_manifest(smoke_run):
         assert heading in summary
 
 
+@pytest.mark.slow
 def test_second_run_is_cached_and_force_recomputes(smoke_run, capsys):
     workdir, out = smoke_run
     argv = ["synthetic", "--config", f"{CONFIG}:smoke", "--workdir", str(workdir)]

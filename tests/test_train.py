@@ -27,6 +27,7 @@ def _config(*overrides):
     return load_config(QUICKSTART, [*TINY, *overrides])
 
 
+@pytest.mark.slow
 def test_train_stage_writes_a_complete_loadable_artifact(data_artifact, tmp_path):
     config = _config("loss.name=ls", "loss.alpha=0.1")
     out = tmp_path / "model"
@@ -57,6 +58,7 @@ def test_train_stage_writes_a_complete_loadable_artifact(data_artifact, tmp_path
         train.train_stage(config, data_artifact, out, log=lines.append)
 
 
+@pytest.mark.slow
 def test_training_is_step_based_and_stops_at_exactly_train_steps(data_artifact, tmp_path):
     config = _config("train.steps=5", "train.steps_per_epoch=2")  # epochs of 2, 2, 1 steps
     manifest = train.train_stage(config, data_artifact, tmp_path / "m", log=lambda _: None)
@@ -80,6 +82,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
     from label_smearing.core import layout
 
@@ -145,6 +148,7 @@ def test_distillation_settings_are_checked():
         train.validate_config(_config("distill.enabled=true"))
 
 
+@pytest.mark.slow
 def test_student_trains_on_teacher_logits(logits_artifact, make_data_artifact, tmp_path):
     config = _config("distill.enabled=true", f"distill.logits_dir={logits_artifact}", "distill.smoothing=0.1")
     manifest = train.train_stage(config, logits_artifact, tmp_path / "s", logits_dir=logits_artifact,
