@@ -365,3 +365,12 @@ def test_small_exports_without_beam_flags_run_in_process_and_any_other_on_beam(e
     assert export_logits.in_process_pattern([], export_logits.IN_PROCESS_MAX_EXAMPLES + 1, files) is None
     # The glob matches another file too: the Beam job reads the files one by one, in batches not reproduced here.
     assert export_logits.in_process_pattern([], NUM_TRAIN, files[:1]) is None
+
+
+def test_the_help_names_the_in_process_limit():
+    from label_smearing.core.cli_common import command_parser
+
+    help_text = " ".join(command_parser("export_logits").format_help().split())
+    assert (
+        f"at most {export_logits.IN_PROCESS_MAX_EXAMPLES:,} examples is exported in this process" in help_text
+    )

@@ -103,6 +103,11 @@ def _export_flags(parser: argparse.ArgumentParser) -> None:
         "--model", help="teacher model artifact; default: the model `smear train` makes for this config"
     )
     parser.add_argument("--split", default="train", help="split to export (default: train)")
+    parser.epilog += (
+        " With no Beam flag, a split of at most 32,768 examples is exported in this process "
+        "(the same output bytes as the Beam job, without its start-up); any Beam flag, e.g. "
+        "--direct_num_workers=1, runs the Beam job."
+    )
 
 
 def _estimate_flags(parser: argparse.ArgumentParser) -> None:

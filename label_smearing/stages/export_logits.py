@@ -15,6 +15,15 @@ call. Any Beam runner flag is passed through, e.g.
 `--runner=DataflowRunner ...`; without --runner the job runs on the FnApiRunner
 (the DirectRunner's batch engine, see `make_pipeline`).
 
+Which path runs: with no Beam flag at all, a split of at most
+`IN_PROCESS_MAX_EXAMPLES` (32,768) examples whose files are exactly those their
+glob matches is exported in this process, without Beam (`export_in_process`):
+the same reader, `CheckRecord`, teacher batches as RunInference's, `add_logits`,
+`shard_of`, `WriteShard` and `SummaryFn`, so the same shard bytes, summary,
+dead letters and manifest, without Beam's fixed start-up (about 0.6 s). Every
+other export runs the Beam job; any Beam flag forces it, e.g.
+`--direct_num_workers=1` (the local default, one worker).
+
 Source-encoded images (data image_encoding "source": ImageNet's JPEGs) are decoded
 to their centre crop, as evaluation takes it (`label_smearing.core.crops`).
 
@@ -27,6 +36,7 @@ see every training example) and leaves the first 100 of them in `dead_letter.txt
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import struct
@@ -330,6 +340,19 @@ class Summarise(beam.PTransform):
         return (per_id, dead) | "Both" >> beam.Flatten() | "Summary" >> beam.CombineGlobally(SummaryFn())
 
 
+def shard_glob(files: Sequence[str]) -> str | None:
+    """The glob of `files`' shard names ("DIR/train-*.tfrecord") if it matches exactly them, else None."""
+    directory = os.path.dirname(files[0])
+    pattern = os.path.join(directory, os.path.basename(files[0]).split("-", 1)[0] + "-*.tfrecord")
+    try:
+        matched = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    except Exception:  # noqa: BLE001 - unmatchable pattern: read file by file
+        matched = []
+    if [os.path.normpath(m) for m in matched] == sorted(os.path.normpath(f) for f in files):
+        return pattern
+    return None
+
+
 class ReadTFRecordFiles(beam.PTransform):
     """Reads exactly `files`: one ReadFromTFRecord over their glob when it matches just them, else one per file.
 
@@ -342,13 +365,8 @@ class ReadTFRecordFiles(beam.PTransform):
         self._files = list(files)
 
     def expand(self, pbegin):
-        directory = os.path.dirname(self._files[0])
-        pattern = os.path.join(directory, os.path.basename(self._files[0]).split("-", 1)[0] + "-*.tfrecord")
-        try:
-            matched = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-        except Exception:  # noqa: BLE001 - unmatchable pattern: read file by file
-            matched = []
-        if [os.path.normpath(m) for m in matched] == sorted(os.path.normpath(f) for f in self._files):
+        pattern = shard_glob(self._files)
+        if pattern is not None:
             return pbegin | "ReadGlob" >> beam.io.ReadFromTFRecord(pattern)
         reads = [pbegin | f"Read-{i}" >> beam.io.ReadFromTFRecord(f) for i, f in enumerate(self._files)]
         return reads | "Flatten" >> beam.Flatten()
@@ -406,6 +424,83 @@ def build_pipeline(p, *, files, handler, image_shape, out_dir, split, num_shards
         | "WriteSummary" >> beam.Map(_write_json, os.path.join(out_dir, SUMMARY_FILE))
     )
     return outputs
+
+
+# ---------------------------------------------------------------- in process
+# An export of at most this many examples with no Beam flag runs in this process (`export_in_process`): Beam's
+# fixed start-up (about 0.6 s: building, translating and fusing the job, then one bundle per stage) is a large
+# part of such a job. A larger one runs the Beam job (the one Dataflow runs), where it is a few per cent.
+IN_PROCESS_MAX_EXAMPLES = 32_768
+
+
+def in_process_pattern(beam_args: Sequence[str], num_examples: int, files: Sequence[str]) -> str | None:
+    """The glob `export_in_process` reads if this export runs in this process, else None (it runs on Beam).
+
+    In process when no Beam flag is given (Beam would run the job on the local
+    FnApiRunner with one worker), the split has at most `IN_PROCESS_MAX_EXAMPLES`
+    examples and its files are exactly what their glob matches (Beam then reads
+    them as one source: see `export_in_process`). Any Beam flag, e.g.
+    --direct_num_workers=1, runs the Beam job.
+    """
+    if beam_args or num_examples > IN_PROCESS_MAX_EXAMPLES:
+        return None
+    return shard_glob(files)
+
+
+def export_in_process(
+    *, pattern: str, handler: KerasTeacherHandler, image_shape, out_dir: str, split: str, num_shards: int
+) -> None:
+    """`build_pipeline`'s job without Beam: the same functions on the same batches, so the same files.
+
+    The local Beam job with one worker reads the glob `ReadTFRecordFiles` reads as
+    one source (its files in the filesystem's listing order, each front to back)
+    into one bundle, and RunInference cuts the checked records into batches of the
+    handler's batch size. This reads that source with the same reader and runs the
+    teacher on the same batches: a record's logits depend, in their last bits, on
+    the batch it ran in. Each record goes through `CheckRecord`,
+    `KerasTeacherHandler.run_inference`, `add_logits`, `shard_of` and `WriteShard`;
+    the summary is `SummaryFn`'s over the same inputs, written to `SUMMARY_FILE`.
+    Like the local runner's grouping, it holds the exported records in memory
+    until the shards are written.
+    """
+    batch_size = handler.batch_elements_kwargs()["max_batch_size"]
+    source = beam.io.ReadFromTFRecord(pattern)._source  # ReadTFRecordFiles' reader, with its settings
+    check = CheckRecord(image_shape, handler.encoding)
+    model = handler.load_model()
+    shards: dict[int, list[tuple[str, bytes]]] = {}
+    dead_letters: list[str] = []
+    batch: list[tuple[str, bytes]] = []
+
+    def infer(batch: list[tuple[str, bytes]]) -> None:
+        results = handler.run_inference([record for _, record in batch], model)
+        for (example_id, _), result in zip(batch, results, strict=True):
+            exported = add_logits(example_id, result)
+            shards.setdefault(shard_of(example_id, num_shards), []).append(exported)
+
+    for record in source.read(source.get_range_tracker(None, None)):
+        for out in check.process(record):
+            if isinstance(out, beam.pvalue.TaggedOutput):
+                dead_letters.append(out.value)
+                continue
+            batch.append(out)
+            if len(batch) == batch_size:
+                infer(batch)
+                batch = []
+    if batch:
+        infer(batch)
+
+    writer = WriteShard(out_dir, split, num_shards)
+    for shard in sorted(shards):
+        for _ in writer.process((shard, shards[shard])):
+            pass
+    summary = SummaryFn()
+    acc = summary.create_accumulator()
+    per_id = collections.Counter(example_id for records in shards.values() for example_id, _ in records)
+    for example_id, times in per_id.items():
+        acc = summary.add_input(acc, ("id", (example_id, times)))
+    for line in dead_letters:
+        acc = summary.add_input(acc, ("dead", line))
+    _write_json(summary.extract_output(acc), os.path.join(out_dir, SUMMARY_FILE))
 
 
 # ---------------------------------------------------------------- launcher
@@ -484,12 +579,19 @@ def export_stage(
         str(model_path), image_shape, str(data_manifest["dataset"]), config.export.batch_size,
         schema.image_encoding(data_manifest),
     )  # fmt: skip
+    pattern = in_process_pattern(beam_args, expected, files)
     try:
-        with make_pipeline(beam_args) as p:
-            build_pipeline(
-                p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
+        if pattern is not None:
+            export_in_process(
+                pattern=pattern, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
                 num_shards=config.export.num_shards,
             )  # fmt: skip
+        else:
+            with make_pipeline(beam_args) as p:
+                build_pipeline(
+                    p, files=files, handler=handler, image_shape=image_shape, out_dir=str(out_dir), split=split,
+                    num_shards=config.export.num_shards,
+                )  # fmt: skip
     except Exception as e:  # noqa: BLE001 - a corrupt input TFRecord fails the read; name the file
         explained = tfdata.explain_input_error(e, data_dir, files, num_classes)
         if explained is None:
@@ -530,7 +632,8 @@ def export_stage(
         },
     )
     log(
-        f"export-logits: wrote {expected} records in {elapsed:.1f} s ({expected / max(elapsed, 1e-9):.0f} examples/s)"
+        f"export-logits: wrote {expected} records in {elapsed:.1f} s ({expected / max(elapsed, 1e-9):.0f} "
+        f"examples/s, {'in process' if pattern is not None else 'Beam job'})"
     )
     return manifest
 
