@@ -1,6 +1,6 @@
-"""Benchmark: export-logits (Beam RunInference, DirectRunner) against model.predict over tf.data.
+"""Benchmark: export-logits (in process or Beam RunInference) against model.predict over tf.data.
 
-    .venv/bin/python benchmarks/export.py [--examples 4096] [--batch-size 256] [--repeats 2]
+    .venv/bin/python benchmarks/export.py [--examples 4096] [--batch-size 256] [--repeats 3]
 
 Generates a data artifact of random 28x28x1 PNG examples and an (untrained)
 CIFAR ResNet-8 (width 16) teacher, then times, in one process:
@@ -8,13 +8,21 @@ CIFAR ResNet-8 (width 16) teacher, then times, in one process:
 - `predict`: `model.predict` over `label_smearing.core.tfdata.make_dataset` (the
   evaluation tf.data pipeline: read, decode, normalise, batch) on the same
   TFRecords: the speed a plain Keras script would get;
-- `export_stage`: the whole stage end to end (launcher checks, Beam pipeline
-  start, TFRecord read, RunInference, writing the output TFRecords with two
-  extra features, counting ids, checksums and manifest).
+- `export_stage`: the whole stage end to end as `smear export-logits` runs it
+  without Beam flags (launcher checks, TFRecord read, inference, writing the
+  output TFRecords with two extra features, counting ids, checksums and
+  manifest): in process up to `export_logits.IN_PROCESS_MAX_EXAMPLES` examples,
+  else the Beam job;
+- `export_stage, Beam job`: the same with a Beam flag (--direct_num_workers=1,
+  the local default), which always runs the Beam job on the FnApiRunner.
 
 Prints a table and writes results/benchmarks/export.json. Target: export_stage
-at >= 0.8x the examples/s of predict. Best of `--repeats` alternating runs each;
-CPU seconds (all threads) are reported too, as the wall time on a shared machine is noisy.
+at >= 0.8x the examples/s of predict. Each repeat runs the three once, in an
+order reversed every other repeat; a row reports each side's best of `--repeats`
+(`ratio`, `cpu_ratio`), and `ratios` / `cpu_ratios` the ratio of each repeat's
+side-by-side runs, with their median, min and max: the machine may be shared, so
+the per-repeat ratios are the fairer comparison. CPU seconds (all threads) are
+reported too, as the wall time on a shared machine is noisy.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -100,17 +109,28 @@ def predict(data_dir: Path, model_dir: Path, batch_size: int) -> None:
     assert logits.shape == (int(tfdata.read_data_manifest(data_dir)["counts"]["train"]), NUM_CLASSES)
 
 
-def export(config, data_dir: Path, model_dir: Path, out_dir: Path) -> None:
-    export_logits.export_stage(config, model_dir, data_dir, out_dir, force=True, log=lambda _: None)
+def export(config, data_dir: Path, model_dir: Path, out_dir: Path, beam_args=()) -> None:
+    export_logits.export_stage(
+        config, model_dir, data_dir, out_dir, force=True, beam_args=list(beam_args), log=lambda _: None
+    )
+
+
+FORCE_BEAM = ["--direct_num_workers=1"]  # any Beam flag runs the Beam job; this one is the local default
+
+
+def _spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks" / "export.json"))
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
 
     config = load_config(str(ROOT / "label_smearing" / "configs" / "quickstart.py"),
                          [f"export.batch_size={args.batch_size}", "export.num_shards=4"])  # fmt: skip
@@ -119,24 +139,38 @@ def main(argv=None) -> int:
         data_dir = write_data(tmp / "data", args.examples)
         model_dir = tmp / "model"
         write_model(model_dir)
-        # Warm-up (TF kernels, Beam imports), then alternate the two so machine load hits both alike.
-        predict(data_dir, model_dir, args.batch_size)
-        export(config, data_dir, model_dir, tmp / "out")
-        runs = {"predict": [], "export": []}
-        for _ in range(args.repeats):
-            runs["predict"].append(_timed(lambda: predict(data_dir, model_dir, args.batch_size)))
-            runs["export"].append(_timed(lambda: export(config, data_dir, model_dir, tmp / "out")))
+        files = tfdata.split_files(data_dir, tfdata.read_data_manifest(data_dir), "train")
+        default_path = (
+            "in process" if export_logits.in_process_pattern([], args.examples, files) else "Beam job"
+        )
+        sides = {
+            "predict": lambda: predict(data_dir, model_dir, args.batch_size),
+            "export": lambda: export(config, data_dir, model_dir, tmp / "out"),
+            "beam": lambda: export(config, data_dir, model_dir, tmp / "out", FORCE_BEAM),
+        }
+        for run in sides.values():  # warm-up: TF kernels, Beam imports
+            run()
+        runs = {key: [] for key in sides}
+        for repeat in range(args.repeats):  # side by side, the order reversed every other repeat
+            for key in list(sides)[:: 1 if repeat % 2 == 0 else -1]:
+                runs[key].append(_timed(sides[key]))
 
     rows = []
     for key, method in (
         ("predict", "model.predict over tf.data"),
-        ("export", "export_stage (RunInference, Direct)"),
+        ("export", f"export_stage (default: {default_path})"),
+        ("beam", "export_stage, Beam job (FnApiRunner)"),
     ):
         wall, cpu = min(w for w, _ in runs[key]), min(c for _, c in runs[key])
         rows.append({"method": method, "seconds": wall, "cpu_seconds": cpu, "examples_per_second": args.examples / wall,
                      "examples_per_cpu_second": args.examples / cpu, "all_runs": runs[key]})  # fmt: skip
     ratio = rows[1]["examples_per_second"] / rows[0]["examples_per_second"]
     cpu_ratio = rows[1]["examples_per_cpu_second"] / rows[0]["examples_per_cpu_second"]
+    # Per repeat: predict's time over the export's, both measured in that repeat.
+    ratios = [p[0] / e[0] for p, e in zip(runs["predict"], runs["export"])]
+    cpu_ratios = [p[1] / e[1] for p, e in zip(runs["predict"], runs["export"])]
+    beam_ratios = [p[0] / b[0] for p, b in zip(runs["predict"], runs["beam"])]
+    beam_cpu_ratios = [p[1] / b[1] for p, b in zip(runs["predict"], runs["beam"])]
     print(f"{'method':<38} {'wall s':>7} {'examples/s':>11} {'CPU s':>7} {'examples/CPU s':>15}")
     for row in rows:
         print(f"{row['method']:<38} {row['seconds']:>7.2f} {row['examples_per_second']:>11.0f} "
@@ -144,6 +178,12 @@ def main(argv=None) -> int:
     print(
         f"ratio export / predict: {ratio:.2f} wall, {cpu_ratio:.2f} CPU (target >= 0.8); best of {args.repeats}"
     )
+    per_repeat = {"export": (ratios, cpu_ratios), "Beam job": (beam_ratios, beam_cpu_ratios)}
+    for name, (wall_ratios, cpu_per_repeat) in per_repeat.items():
+        print(f"per repeat, {name} / predict: wall {' '.join(f'{r:.2f}' for r in wall_ratios)} "
+              f"(median {statistics.median(wall_ratios):.2f}); CPU {' '.join(f'{r:.2f}' for r in cpu_per_repeat)} "
+              f"(median {statistics.median(cpu_per_repeat):.2f})")  # fmt: skip
+    spread, cpu_spread = _spread(ratios), _spread(cpu_ratios)
     result = {
         "benchmark": "export",
         "examples": args.examples,
@@ -151,9 +191,20 @@ def main(argv=None) -> int:
         "model": "cifar_resnet depth 8 width 16",
         "batch_size": args.batch_size,
         "repeats": args.repeats,
+        "export_path": default_path,
         "rows": rows,
         "ratio": ratio,
         "cpu_ratio": cpu_ratio,
+        "ratios": ratios,
+        "ratio_median": spread["median"],
+        "ratio_min": spread["min"],
+        "ratio_max": spread["max"],
+        "cpu_ratios": cpu_ratios,
+        "cpu_ratio_median": cpu_spread["median"],
+        "cpu_ratio_min": cpu_spread["min"],
+        "cpu_ratio_max": cpu_spread["max"],
+        "beam_ratios": beam_ratios,
+        "beam_cpu_ratios": beam_cpu_ratios,
         "load_average": os.getloadavg(),
         "target_ratio": 0.8,
         "machine": {

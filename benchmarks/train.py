@@ -1,9 +1,10 @@
 """Benchmark: the train stage against bare Keras, PyTorch and this CPU's matmul rate.
 
     .venv/bin/python benchmarks/train.py [--steps-per-epoch 15] [--epochs 2] [--repeats 2]
-        [--models resnet32,resnet20] [--loss-models resnet20] [--keras-batch-norm] [--no-torch]
+        [--models resnet32,resnet20] [--loss-models resnet20] [--loss-rounds 20]
+        [--loss-chunk-steps 8] [--keras-batch-norm] [--no-torch]
 
-About 5 minutes on 2 idle cores. Two networks, batch 128, SGD with Nesterov momentum
+About 6 minutes on 2 idle cores with the defaults. Two networks, batch 128, SGD with Nesterov momentum
 and the configs' step schedule: ResNet-32 on 32x32x3 (`cifar:cifar10,resnet32,ce`:
 crop + flip augmentation) and ResNet-20 on 28x28x1 (`quickstart` with
 depth 20: no augmentation). For each, in one process:
@@ -18,8 +19,6 @@ depth 20: no augmentation). For each, in one process:
   SparseCategoricalCrossentropy(from_logits=True), the same model
   (`label_smearing.modeling.models.cifar_resnet`), optimizer, batch and metric: what a user
   of Keras would write;
-- `keras+ls`, `keras+fc`, `keras+bc` (on --loss-models): the same with the project's
-  LabelSmoothing / ForwardCorrected / BackwardCorrected losses (alpha 0.1);
 - `keras-bn` (with --keras-batch-norm): bare Keras with keras.layers.BatchNormalization
   instead of the project's FusedBatchNormalization (what the models used before);
 - `torch`: the same network and step in PyTorch on CPU (float32, NCHW, SGD Nesterov
@@ -31,18 +30,32 @@ Every side is timed per epoch of --steps-per-epoch steps (wall and process CPU
 seconds, all threads). Each repeat runs the stage whole (--epochs + 1 epochs), and
 the bare sides, built and traced once beforehand, take turns epoch by epoch for
 --epochs epochs; the order is reversed on every other repeat, so machine load hits
-all alike. images/s is each side's best epoch over all repeats (the one least
-disturbed by other processes; every side has as many epochs); the mean rate,
-images per CPU second and the cores kept busy use all epochs. Also: forward FLOPs
+all alike. A side's rate in a repeat is its images over its seconds in that repeat's
+timed epochs; a ratio (stage / keras, stage / torch) is taken per repeat, and the
+target is judged on the median and the min-max of the per-repeat ratios. The table
+also gives each side's best epoch (the one least disturbed by other processes), its
+mean rate, images per CPU second and the cores kept busy over all epochs. Also: forward FLOPs
 counted from the model's layers (2 per multiply-add of every convolution and dense
 layer; a training step taken as 3x forward), hence the achieved GFLOP/s, against
 the float32 rate of a large tf.linalg.matmul timed in the same run (the CPU's
-practical limit); and the loss alone (value and gradient with respect to one
-batch's logits) in microseconds, which bounds what a loss can add to a step.
+practical limit).
+
+The losses (on --loss-models): four bare-Keras `model.fit`s of the same network,
+data and optimizer, one per loss (Keras' built-in cross-entropy, and the project's
+LabelSmoothing / ForwardCorrected / BackwardCorrected, alpha 0.1), built and traced
+once, then run in turns in chunks of --loss-chunk-steps steps for --loss-rounds rounds
+(each round every loss one chunk, the order rotated every round). A chunk's time per
+step is timed from its first step to its last; per round each project loss's time per
+step over the built-in's is one ratio, and the overhead is the median of the rounds'
+ratios with a distribution-free interval of that median (order statistics; min-max
+when there are too few rounds for one). Beside it: the loss alone (value and gradient
+with respect to one batch's logits) in microseconds, which bounds what a loss can add
+to a step.
 
 Prints a table and writes results/benchmarks/train.json. Targets (issues 3 and 9):
 stage >= 0.95x bare Keras; stage >= 1.0x PyTorch; every project loss <= 1.03x the
-built-in loss's time per image.
+built-in loss's time per step. A target is "met" when its whole interval satisfies
+it, "missed" when none of it does, "undecided" when the interval straddles the threshold.
 """
 
 from __future__ import annotations
@@ -52,8 +65,10 @@ import contextlib
 import gc
 import io
 import json
+import math
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -277,7 +292,8 @@ class KerasSide:
         marks = EpochMarks()
         x, y = self.arrays
         timer = EpochTimer(marks, self.steps_per_epoch)
-        self.model.fit(x, y, batch_size=self.batch, epochs=epochs, verbose=0, callbacks=[timer])
+        history = self.model.fit(x, y, batch_size=self.batch, epochs=epochs, verbose=0, callbacks=[timer])
+        self.last_loss = float(history.history["loss"][-1])
         return dict(
             marks.summary(self.batch, skip_first=False), start_seconds=float(np.mean(timer.start_seconds))
         )
@@ -435,6 +451,75 @@ def loss_microseconds(name: str, batch: int, iterations: int = 2000) -> float:
     return (time.perf_counter() - start) / iterations * 1e6
 
 
+# ---------------------------------------------------------------- intervals and verdicts
+def median_interval(values: list[float], unit: str, confidence: float = 0.95) -> tuple[float, float, str]:
+    """(low, high, what it is) of a distribution-free interval of the median of `values` (`unit`: what they are).
+
+    The order statistics k and n + 1 - k (1-based) with k the largest for which
+    P(Binomial(n, 1/2) < k) <= (1 - confidence) / 2; with too few values for that, the
+    min and max (k = 1), whose coverage, 1 - 2 / 2^n, is stated.
+    """
+    xs, n = sorted(values), len(values)
+    tail = (1 - confidence) / 2
+    k = 1
+    while k < n // 2 and sum(math.comb(n, j) for j in range(k + 1)) / 2**n <= tail:  # P(B <= k)
+        k += 1
+    coverage = 1 - 2 * sum(math.comb(n, j) for j in range(k)) / 2**n
+    if n == 1:
+        return xs[0], xs[0], f"a single {unit.rstrip('s')}; no interval"
+    if k == 1:
+        return xs[0], xs[-1], f"min-max of {n} {unit}; a {coverage:.0%} interval of the median"
+    what = f"{coverage:.0%} interval of the median of {n} {unit}: order statistics {k} and {n + 1 - k}"
+    return xs[k - 1], xs[n - k], what
+
+
+def judged(name: str, value: float, low: float, high: float, interval: str, op: str, target: float) -> dict:
+    """A target with its interval: "met" if all of [low, high] satisfies `op target`, "missed" if none
+    of it does, else "undecided"."""
+    ok = (lambda v: v >= target) if op == ">=" else (lambda v: v <= target)
+    verdict = "met" if ok(low) and ok(high) else ("missed" if not (ok(low) or ok(high)) else "undecided")
+    return {"name": name, "value": value, "low": low, "high": high, "interval": interval, "op": op,
+            "target": target, "verdict": verdict,
+            "met": None if verdict == "undecided" else verdict == "met"}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the losses, interleaved
+def loss_chunks(config, image_shape, arrays, rounds: int) -> dict:
+    """The built-in cross-entropy and the project's losses in turns, chunk by chunk, in one process.
+
+    One bare-Keras model per loss (same seed, network, data and optimizer), traced with one
+    untimed chunk; then `rounds` rounds in which every loss trains one chunk
+    (config.train.steps_per_epoch steps), the order rotated every round. Returns each
+    loss's seconds and CPU seconds per step, chunk by chunk, and per round each project
+    loss's ratio to the built-in's.
+    """
+    names = [CE] + [n for n, e in LOSSES.items() if e.uses_alpha]
+    sides = {n: KerasSide(config, image_shape, n, arrays) for n in names}
+    steps = config.train.steps_per_epoch
+    seconds = {n: [] for n in names}
+    cpu_seconds = {n: [] for n in names}
+    orders = []
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        orders.append(order)
+        for n in order:
+            run = sides[n].run(1)
+            seconds[n].append(run["seconds"][0] / steps)
+            cpu_seconds[n].append(run["cpu_seconds"][0] / steps)
+    ratios = {n: [a / b for a, b in zip(seconds[n], seconds[CE])] for n in names[1:]}
+    cpu_ratios = {n: [a / b for a, b in zip(cpu_seconds[n], cpu_seconds[CE])] for n in names[1:]}
+    return {
+        "chunk_steps": steps,
+        "rounds": rounds,
+        "orders": orders,
+        "seconds_per_step": seconds,
+        "cpu_seconds_per_step": cpu_seconds,
+        "ratios": ratios,
+        "cpu_ratios": cpu_ratios,
+        "final_loss": {n: side.last_loss for n, side in sides.items()},
+    }
+
+
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -444,6 +529,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="resnet32,resnet20")
     parser.add_argument("--loss-models", default="resnet20",
                         help="networks on which the project's losses are timed too ('' = none)")  # fmt: skip
+    parser.add_argument("--loss-rounds", type=int, default=20, help="rounds of the interleaved loss chunks")
+    parser.add_argument("--loss-chunk-steps", type=int, default=8, help="steps per loss chunk")
     parser.add_argument("--examples", type=int, default=4096, help="examples in the generated data artifact")
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
@@ -454,83 +541,108 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     names = [n for n in args.models.split(",") if n]
-    loss_names = {n for n in args.loss_models.split(",") if n}
-    for n in names + sorted(loss_names):
+    loss_names = [n for n in args.loss_models.split(",") if n]
+    for n in names + loss_names:
         if n not in NETWORKS:
             parser.error(f"unknown network {n!r}; one of: {', '.join(NETWORKS)}")
+    for flag, value in (("--repeats", args.repeats), ("--epochs", args.epochs),
+                        ("--steps-per-epoch", args.steps_per_epoch), ("--loss-rounds", args.loss_rounds),
+                        ("--loss-chunk-steps", args.loss_chunk_steps)):  # fmt: skip
+        if value < 1:
+            parser.error(f"{flag} must be >= 1, got {value}")
     torch_version = None if args.no_torch else torch_available()
     if torch_version is None and not args.no_torch:
         parser.error("torch is not installed (the PyTorch side needs it): run `make bench`, or "
                      "`pip install -e '.[bench]'`, or pass --no-torch to leave that side out")  # fmt: skip
     load_before = os.getloadavg()
+    started = time.perf_counter()
 
     networks, matmul_runs = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name in names:
+        for name in dict.fromkeys(names + loss_names):
             spec = NETWORKS[name]
-            config = network_config(name, args.steps_per_epoch, args.epochs)
             shape = spec["image_shape"]
-            data_dir = write_data(tmp / f"data-{name}", args.examples, shape, spec["dataset"])
-            rng = np.random.default_rng(0)
-            n = config.train.batch_size * config.train.steps_per_epoch
-            arrays = (rng.standard_normal((n, *shape), dtype=np.float32),
-                      rng.integers(0, NUM_CLASSES, n).astype(np.int32))  # fmt: skip
-            sides = ["stage", "keras"]
-            if name in loss_names:
-                sides += ["keras+ls", "keras+fc", "keras+bc"]
-            if args.keras_batch_norm:
-                sides.append("keras-bn")
-            if torch_version:
-                sides.append("torch")
-            # Bare sides are built and traced once (their first epoch untimed); the stage runs whole each time.
-            bare = {}
-            for side in sides[1:]:
-                if side == "torch":
-                    bare[side] = TorchSide(config, shape, arrays, channels_last=args.torch_channels_last)
-                elif side == "keras-bn":
-                    bare[side] = KerasSide(config, shape, CE, arrays, keras_batch_norm=True)
-                else:
-                    bare[side] = KerasSide(config, shape, side.partition("+")[2] or CE, arrays)
-            runs = {side: [] for side in sides}
-            for r in range(args.repeats):
-                matmul_runs.append(matmul_gflops(args.matmul_size))
-                # The stage runs whole; the bare sides take turns epoch by epoch (finer interleaving, less noise).
-                order = sides if r % 2 == 0 else sides[::-1]
-                bare_order = [side for side in order if side != "stage"]
-                if order[0] == "stage":
-                    runs["stage"].append(run_stage(config, data_dir, tmp / f"model-{name}-{r}"))
-                per_epoch = {side: [] for side in bare_order}
-                for _ in range(args.epochs):
+            net = {"config": spec["config"], "overrides": spec["overrides"], "image_shape": list(shape)}
+            config = network_config(name, args.steps_per_epoch, args.epochs)
+            if name in names:
+                data_dir = write_data(tmp / f"data-{name}", args.examples, shape, spec["dataset"])
+                rng = np.random.default_rng(0)
+                n = config.train.batch_size * config.train.steps_per_epoch
+                arrays = (rng.standard_normal((n, *shape), dtype=np.float32),
+                          rng.integers(0, NUM_CLASSES, n).astype(np.int32))  # fmt: skip
+                sides = ["stage", "keras"]
+                if args.keras_batch_norm:
+                    sides.append("keras-bn")
+                if torch_version:
+                    sides.append("torch")
+                # Bare sides are built and traced once (their first epoch untimed); the stage runs whole each time.
+                bare = {}
+                for side in sides[1:]:
+                    if side == "torch":
+                        bare[side] = TorchSide(config, shape, arrays, channels_last=args.torch_channels_last)
+                    else:
+                        bare[side] = KerasSide(config, shape, CE, arrays, keras_batch_norm=side == "keras-bn")
+                runs = {side: [] for side in sides}
+                for r in range(args.repeats):
+                    matmul_runs.append(matmul_gflops(args.matmul_size))
+                    # The stage runs whole; the bare sides take turns epoch by epoch (finer interleaving, less noise).
+                    order = sides if r % 2 == 0 else sides[::-1]
+                    bare_order = [side for side in order if side != "stage"]
+                    if order[0] == "stage":
+                        runs["stage"].append(run_stage(config, data_dir, tmp / f"model-{name}-{r}"))
+                    per_epoch = {side: [] for side in bare_order}
+                    for _ in range(args.epochs):
+                        for side in bare_order:
+                            per_epoch[side].append(bare[side].run(1))
                     for side in bare_order:
-                        per_epoch[side].append(bare[side].run(1))
-                for side in bare_order:
-                    runs[side].append(merge(per_epoch[side]))
-                if order[-1] == "stage":
-                    runs["stage"].append(run_stage(config, data_dir, tmp / f"model-{name}-{r}"))
-                for side in order:
-                    rate = rates([runs[side][-1]])
-                    print(f"  {name} repeat {r + 1}: {side:<9} {rate['images_per_second']:7.1f} images/s (best epoch) "
-                          f"{rate['images_per_cpu_second']:7.1f} images/CPU s  load {runs[side][-1]['load_average']:.1f}",
-                          flush=True)  # fmt: skip
-            del bare
-            keras.backend.clear_session()
-            gc.collect()
+                        runs[side].append(merge(per_epoch[side]))
+                    if order[-1] == "stage":
+                        runs["stage"].append(run_stage(config, data_dir, tmp / f"model-{name}-{r}"))
+                    for side in order:
+                        rate = rates([runs[side][-1]])
+                        print(f"  {name} repeat {r + 1}: {side:<9} {rate['images_per_second_mean']:7.1f} images/s "
+                              f"(best epoch {rate['images_per_second']:7.1f}) {rate['images_per_cpu_second']:7.1f} "
+                              f"images/CPU s  load {runs[side][-1]['load_average']:.1f}", flush=True)  # fmt: skip
+                del bare
+                keras.backend.clear_session()
+                gc.collect()
+                configured = load_config(spec["config"], spec["overrides"]).train.steps_per_epoch
+                net.update(runs=runs, configured_steps_per_epoch=configured)
             m = config.model
-            flops = forward_flops(models.cifar_resnet(m.depth, NUM_CLASSES, shape, width=m.width))
+            net["forward_flops_per_image"] = forward_flops(
+                models.cifar_resnet(m.depth, NUM_CLASSES, shape, width=m.width)
+            )
             keras.backend.clear_session()
-            loss_us = {}
             if name in loss_names:
-                for loss_name in LOSSES:
-                    loss_us[loss_name] = loss_microseconds(loss_name, config.train.batch_size)
-            configured = load_config(str(ROOT / spec["config"]), spec["overrides"]).train.steps_per_epoch
-            networks[name] = {"config": spec["config"], "overrides": spec["overrides"], "image_shape": list(shape),
-                              "configured_steps_per_epoch": configured, "forward_flops_per_image": flops,
-                              "runs": runs, "loss_microseconds": loss_us}  # fmt: skip
+                chunk_config = network_config(name, args.loss_chunk_steps, args.loss_rounds)
+                rng = np.random.default_rng(1)
+                n = chunk_config.train.batch_size * args.loss_chunk_steps
+                arrays = (rng.standard_normal((n, *shape), dtype=np.float32),
+                          rng.integers(0, NUM_CLASSES, n).astype(np.int32))  # fmt: skip
+                chunks = loss_chunks(chunk_config, shape, arrays, args.loss_rounds)
+                for loss_name, values in chunks["ratios"].items():
+                    print(f"  {name} loss chunks: {loss_name} / ce time per step: median "
+                          f"{statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f}, "
+                          f"{len(values)} rounds of {args.loss_chunk_steps} steps)", flush=True)  # fmt: skip
+                keras.backend.clear_session()
+                gc.collect()
+                net["loss_chunks"] = chunks
+                net["loss_microseconds"] = {
+                    loss_name: loss_microseconds(loss_name, config.train.batch_size) for loss_name in LOSSES
+                }
+            networks[name] = net
 
-    limit = max(matmul_runs)
-    rows, ratios = [], {}
+    limit = max(matmul_runs) if matmul_runs else matmul_gflops(args.matmul_size)
+    rows, ratios, per_repeat, targets = [], {}, {}, []
+
+    def repeat_ratios(runs: dict, a: str, b: str, key: str) -> list[float]:
+        """Side a's rate over side b's, repeat by repeat."""
+        return [rates([ra])[key] / rates([rb])[key] for ra, rb in zip(runs[a], runs[b], strict=True)]
+
     for name, net in networks.items():
+        if "runs" not in net:
+            continue
         best = {}
         for side, results in net["runs"].items():
             b = rates(results)
@@ -538,64 +650,62 @@ def main(argv=None) -> int:
             b["fraction_of_matmul"] = b["gflops"] / limit
             best[side] = b
             rows.append({"network": name, "side": side, **b})
-        stage, keras_ = best["stage"], best["keras"]
-        ratios[f"{name}/stage_vs_keras"] = stage["images_per_second"] / keras_["images_per_second"]
-        ratios[f"{name}/stage_vs_keras_mean"] = (
-            stage["images_per_second_mean"] / keras_["images_per_second_mean"]
-        )
-        ratios[f"{name}/stage_vs_keras_cpu"] = (
-            stage["images_per_cpu_second"] / keras_["images_per_cpu_second"]
-        )
-        # The back-up after every epoch, as a fraction of an epoch of the config's length (not this run's).
-        epoch_seconds = net["configured_steps_per_epoch"] * 128 / stage["images_per_second"]
-        ratios[f"{name}/stage_backup_fraction_of_configured_epoch"] = (
-            stage["gap_seconds_per_epoch"] / epoch_seconds
-        )
+        comparisons = [("stage", "keras", TARGETS["stage_vs_keras"])]
         if "torch" in best:
-            for side in ("stage", "keras"):
-                for kind in ("", "_mean", "_cpu"):
-                    key = "images_per_cpu_second" if kind == "_cpu" else "images_per_second" + kind
-                    ratios[f"{name}/{side}_vs_torch{kind}"] = best[side][key] / best["torch"][key]
-        for loss_name in (n for n, e in LOSSES.items() if e.uses_alpha):
-            side = f"keras+{loss_name}"
-            if side in best:  # time per image relative to the built-in loss: > 1 is slower
-                for kind in ("", "_mean", "_cpu"):
-                    key = "images_per_cpu_second" if kind == "_cpu" else "images_per_second" + kind
-                    ratios[f"{name}/loss_overhead_{loss_name}{kind}"] = keras_[key] / best[side][key]
+            comparisons += [("stage", "torch", TARGETS["stage_vs_torch"]), ("keras", "torch", None)]
+        for a, b, wanted in comparisons:
+            key = f"{name}/{a}_vs_{b}"
+            values = repeat_ratios(net["runs"], a, b, "images_per_second_mean")
+            cpu_values = repeat_ratios(net["runs"], a, b, "images_per_cpu_second")
+            per_repeat[key], per_repeat[f"{key}_cpu"] = values, cpu_values
+            ratios[key] = statistics.median(values)
+            ratios[f"{key}_cpu"] = statistics.median(cpu_values)
+            ratios[f"{key}_best"] = best[a]["images_per_second"] / best[b]["images_per_second"]
+            if wanted is not None:
+                low, high, interval = median_interval(values, "repeats")
+                targets.append(judged(key, ratios[key], low, high, interval, ">=", wanted))
+        # The back-up after every epoch, as a fraction of an epoch of the config's length (not this run's).
+        epoch_seconds = net["configured_steps_per_epoch"] * 128 / best["stage"]["images_per_second_mean"]
+        ratios[f"{name}/stage_backup_fraction_of_configured_epoch"] = (
+            best["stage"]["gap_seconds_per_epoch"] / epoch_seconds
+        )
+    for name, net in networks.items():
+        chunks = net.get("loss_chunks")
+        if not chunks:
+            continue
+        for loss_name, values in chunks["ratios"].items():
+            key = f"{name}/loss_overhead_{loss_name}"
+            ratios[key] = statistics.median(values)
+            ratios[f"{key}_cpu"] = statistics.median(chunks["cpu_ratios"][loss_name])
+            low, high, interval = median_interval(values, "rounds")
+            targets.append(judged(key, ratios[key], low, high, interval, "<=", TARGETS["loss_overhead_max"]))
 
-    targets = []
-    for key, value in ratios.items():
-        metric = key.split("/", 1)[1]
-        if metric in ("stage_vs_keras", "stage_vs_torch"):
-            targets.append({"name": key, "value": value, "op": ">=", "target": TARGETS[metric],
-                            "met": value >= TARGETS[metric]})  # fmt: skip
-        elif metric in ("loss_overhead_ls", "loss_overhead_fc", "loss_overhead_bc"):
-            limit_ = TARGETS["loss_overhead_max"]
-            targets.append(
-                {"name": key, "value": value, "op": "<=", "target": limit_, "met": value <= limit_}
-            )
-
-    columns = ["network", "side", "images/s (best epoch)", "images/s (mean)", "images/CPU s", "cores busy",
+    columns = ["network", "side", "images/s (mean)", "images/s (best epoch)", "images/CPU s", "cores busy",
                "GFLOP/s (best)", "of matmul limit"]  # fmt: skip
-    table = [[r["network"], r["side"], round(r["images_per_second"], 1), round(r["images_per_second_mean"], 1),
+    table = [[r["network"], r["side"], round(r["images_per_second_mean"], 1), round(r["images_per_second"], 1),
               round(r["images_per_cpu_second"], 1), round(r["cores_busy"], 2), round(r["gflops"], 1),
               f"{100 * r['fraction_of_matmul']:.0f}%"] for r in rows]  # fmt: skip
-    widths = [max(len(str(c)), *(len(str(row[i])) for row in table)) for i, c in enumerate(columns)]
+    widths = [max([len(str(c))] + [len(str(row[i])) for row in table]) for i, c in enumerate(columns)]
     print()
     print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-    print(f"float32 matmul {args.matmul_size}^3: {limit:.1f} GFLOP/s (best of {len(matmul_runs)})")
+    print(f"float32 matmul {args.matmul_size}^3: {limit:.1f} GFLOP/s (best of {max(1, len(matmul_runs))})")
     for name, net in networks.items():
-        gap = rates(net["runs"]["stage"])["gap_seconds_per_epoch"]
-        start = float(np.mean([r["start_seconds"] for r in net["runs"]["keras"]]))
-        loss = ", ".join(f"{k} {v:.0f} us" for k, v in net["loss_microseconds"].items())
-        print(f"{name}: {net['forward_flops_per_image'] / 1e6:.1f} MFLOP forward per image; stage: {gap:.2f} s "
-              f"between epochs (back-up, TensorBoard); keras: {start:.3f} s from fit() to its first step"
-              + (f"; loss + gradient per batch: {loss}" if loss else ""))  # fmt: skip
+        line = f"{name}: {net['forward_flops_per_image'] / 1e6:.1f} MFLOP forward per image"
+        if "runs" in net:
+            gap = rates(net["runs"]["stage"])["gap_seconds_per_epoch"]
+            start = float(np.mean([r["start_seconds"] for r in net["runs"]["keras"]]))
+            line += (f"; stage: {gap:.2f} s between epochs (back-up, TensorBoard); keras: {start:.3f} s from "
+                     "fit() to its first step")  # fmt: skip
+        if "loss_microseconds" in net:
+            line += "; loss + gradient per batch: " + ", ".join(
+                f"{k} {v:.0f} us" for k, v in net["loss_microseconds"].items()
+            )
+        print(line)
     for t in targets:
-        verdict = "met" if t["met"] else "MISSED"
-        print(f"{t['name']:<44} {t['value']:5.3f} (target {t['op']} {t['target']}): {verdict}")
+        print(f"{t['name']:<44} {t['value']:5.3f} [{t['low']:.3f}, {t['high']:.3f}: {t['interval']}] "
+              f"(target {t['op']} {t['target']}): {t['verdict']}")  # fmt: skip
     for key, value in ratios.items():
         if not any(t["name"] == key for t in targets):
             print(f"{key:<44} {value:5.3f}")
@@ -605,6 +715,8 @@ def main(argv=None) -> int:
         "steps_per_epoch": args.steps_per_epoch,
         "timed_epochs": args.epochs,
         "repeats": args.repeats,
+        "loss_rounds": args.loss_rounds,
+        "loss_chunk_steps": args.loss_chunk_steps,
         "batch_size": 128,
         "examples": args.examples,
         "matmul_size": args.matmul_size,
@@ -613,8 +725,10 @@ def main(argv=None) -> int:
         "networks": networks,
         "rows": rows,
         "ratios": ratios,
+        "ratios_per_repeat": per_repeat,
         "targets": targets,
         "table": {"columns": columns, "rows": table},
+        "seconds": time.perf_counter() - started,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "machine": {

@@ -1,15 +1,16 @@
 """Benchmark: the whole `smear train` process against a bare Keras `model.fit` in a fresh process.
 
-    .venv/bin/python benchmarks/train_process.py [--pairs 3] [--steps 0] [--steps-per-epoch 0]
-        [--config fmnist_paper:rho0.2] [--idx-dir /usr/share/datasets/fashion-mnist]
+    .venv/bin/python benchmarks/train_process.py [--pairs 3] [--numpy-pairs 1] [--steps 0]
+        [--steps-per-epoch 0] [--config fmnist_paper:rho0.2] [--idx-dir /usr/share/datasets/fashion-mnist]
 
-About 6 minutes on 2 idle cores (3 pairs; each side about 55 s). One fmnist_paper
+About 10 minutes on 2 idle cores with the defaults (3 pairs and one NumPy run: 7 processes of
+about 1.5 minutes each, plus the data artifact). One fmnist_paper
 teacher (`fmnist_paper:rho0.2`, the CE baseline): a CIFAR ResNet-8 (width
 16, weight decay 1e-4), 800 steps of batch 128 (8 epochs of 100 steps) on the 4,474
 training examples of the 5,000-example Fashion-MNIST subset (about 10% held out for
 validation by a hash of the id), SGD with Nesterov momentum 0.9, learning rate 0.1 divided by 10 at 50%
 and 75% of the steps, no augmentation. `smear noisify` makes the data artifact once,
-outside the timing (from Debian's IDX files). Then each pair runs the two sides,
+outside the timing (from Debian's IDX files). Then each pair runs the sides,
 each in a fresh process timed from its start to its exit, first epoch (tracing)
 included, unlike benchmarks/train.py:
 
@@ -18,22 +19,38 @@ included, unlike benchmarks/train.py:
   decode, cache, shuffle), the project's loss, its callbacks (learning curves on
   1000 examples per split every epoch, history, BackupAndRestore, TensorBoard),
   saving model.keras and, last, manifest.json (checked after each run);
-- `bare`: this script with --bare-fit, what a Keras user would write: the same
-  Fashion-MNIST IDX files read with NumPy, the same examples and (noisy) labels as
-  the artifact's train split, normalised as the stage does, the same model
-  (`label_smearing.modeling.models.cifar_resnet`), Keras' SGD and PiecewiseConstantDecay
-  with the same values, Keras' SparseCategoricalCrossentropy(from_logits=True), the
-  accuracy metric, and `model.fit` on `tf.data.Dataset.from_tensor_slices` of the
-  arrays (shuffled each pass, repeated, batches of 128) for the same epochs and
-  steps; nothing saved.
+- `bare-tfdata` (the anchor of the target): this script with --bare-tfdata, the strongest
+  simple alternative a Keras user would write: tf.data over the SAME TFRecord shards
+  of the data artifact's train split (TFRecordDataset with parallel reads; per example
+  parse and PNG decode, then cache; shuffle with the config's train.shuffle_buffer,
+  repeat, batch of 128; per batch the stage's normalisation (x / 255 - mean) / std;
+  prefetch), the same model (`label_smearing.modeling.models.cifar_resnet`), Keras'
+  SGD and PiecewiseConstantDecay with the same values, Keras'
+  SparseCategoricalCrossentropy(from_logits=True), the accuracy metric and `model.fit`
+  for the same epochs and steps; nothing saved. It shuffles before it repeats (a new
+  order every pass, as a Keras user writes it) where the stage repeats and then shuffles
+  across pass boundaries (`label_smearing.core.tfdata.make_dataset`): the same work per
+  step, but the examples come in other orders, so the final training losses and
+  accuracies differ. Threads as the stage: `smear train`
+  sets neither of TensorFlow's intra- and inter-op thread counts (only `smear run
+  --jobs N`'s workers do), so neither does this side (TensorFlow's default, 0: it picks;
+  the values the process saw are recorded);
+- `bare-numpy` (a second row, not a target; in the first --numpy-pairs pairs): the same
+  fit on `tf.data.Dataset.from_tensor_slices` of NumPy arrays: the same Fashion-MNIST
+  IDX files read with NumPy, the same examples and (noisy) labels as the artifact's
+  train split, normalised as the stage does, shuffled each pass, repeated, batches of 128.
 
-The sides alternate, the order reversed on every other pair. Ratio = bare wall
-seconds / smear wall seconds, per pair and the median over the pairs; target
-median >= 0.9. Also recorded: each process's CPU seconds (user + system,
-all threads: `resource.getrusage(RUSAGE_CHILDREN)` deltas), its `model.fit` seconds
-as measured inside it (the rest is start-up, input preparation and saving), its
-final training loss and accuracy (a check that both trained alike), and the load
-average before each run. Prints a table and writes results/benchmarks/train_process.json.
+The sides alternate, the order reversed on every other pair. Ratio = bare-tfdata wall
+seconds / smear wall seconds, per pair; the target is judged on the median and the
+min-max of the per-pair ratios: median >= 0.9 wanted; "met" when the whole interval is
+at or above 0.9, "missed" when it is below, "undecided" when it straddles 0.9. Also
+recorded: each process's CPU seconds (user + system, all threads:
+`resource.getrusage(RUSAGE_CHILDREN)` deltas), its `model.fit` seconds as measured
+inside it (the rest is start-up, input preparation and saving), its final training
+loss and accuracy (a check that each side trained: they repeat from pair to pair, and
+differ between the sides by their input order, above), and the load average before
+and after each run and the whole benchmark. Prints a table and writes
+results/benchmarks/train_process.json.
 """
 
 from __future__ import annotations
@@ -54,9 +71,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CONFIG = "fmnist_paper:rho0.2"
 DEBIAN_IDX = "/usr/share/datasets/fashion-mnist"
-SIDES = ("smear", "bare")
+SMEAR, TFDATA, NUMPY = "smear", "bare-tfdata", "bare-numpy"
 TARGET = 0.9
-# Settings the bare side does not reproduce: (config key, the value it needs).
+# Settings the bare sides do not reproduce: (config key, the value they need).
 MIRRORED = (
     ("model.name", "cifar_resnet"),
     ("loss.name", "ce"),
@@ -66,16 +83,26 @@ MIRRORED = (
     ("train.warmup_steps", 0),
     ("train.precision", "float32"),
     ("train.jit_compile", False),
+    ("train.deterministic", False),
 )
 
 
 # ---------------------------------------------------------------- child processes
-def prepare_bare(spec_path: str) -> None:
-    """Completes the bare side's spec from the config and the data artifact (run once, not timed).
+def config_spec(spec: str) -> str:
+    """`NAME[:arg]` as it is; a relative `path.py[:arg]` resolved from the checkout (where `smear` runs)."""
+    from label_smearing.core.config import is_path
 
-    Reads the ids and labels of the artifact's train split (an id names its index in
-    the source split) into an .npz beside the spec, and the model, optimizer and
-    normalisation settings into the spec.
+    path, sep, arg = spec.partition(":")
+    return str(ROOT / path) + sep + arg if is_path(path) and not Path(path).is_absolute() else spec
+
+
+def prepare_bare(spec_path: str) -> None:
+    """Completes the bare sides' spec from the config and the data artifact (run once, not timed).
+
+    Lists the TFRecord shards of the artifact's train split (the tf.data side reads them),
+    reads the ids and labels of its examples (an id names its index in the source split)
+    into an .npz beside the spec (the NumPy side), and puts the model, optimizer, input
+    and normalisation settings into the spec.
     """
     import numpy as np
     import tensorflow as tf
@@ -84,15 +111,16 @@ def prepare_bare(spec_path: str) -> None:
     from label_smearing.core.config import load_config
 
     spec = json.loads(Path(spec_path).read_text())
-    config = load_config(str(ROOT / spec["config"]), spec["overrides"])
+    config = load_config(config_spec(spec["config"]), spec["overrides"])
     model_artifact, data_dir = layout.configured_model(config, spec["workdir"])
     manifest = tfdata.read_data_manifest(data_dir)
     image_shape = tuple(manifest["image_shape"])
     t, m = config.train, config.model
     if tfdata.uses_crop_flip(t.augment, image_shape):
-        raise SystemExit(f"the bare side has no augmentation; train.augment={t.augment!r} crops and flips")
+        raise SystemExit(f"the bare sides have no augmentation; train.augment={t.augment!r} crops and flips")
     features = {"id": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
-    records = tf.data.TFRecordDataset(tfdata.split_files(data_dir, manifest, "train")).batch(1024)
+    train_files = tfdata.split_files(data_dir, manifest, "train")
+    records = tf.data.TFRecordDataset(train_files).batch(1024)
     prefix = f"{manifest['dataset']}/train/"
     indices, labels = [], []
     for batch in records.map(lambda r: tf.io.parse_example(r, features)):
@@ -106,12 +134,12 @@ def prepare_bare(spec_path: str) -> None:
     np.savez(arrays, indices=np.asarray(indices, np.int64), labels=np.concatenate(labels).astype(np.int32))
     mean, std = tfdata.normalization(manifest["dataset"], image_shape[-1])
     spec.update(
-        arrays=arrays, model_dir=str(model_artifact.path), data_dir=str(data_dir), train_examples=len(indices),
-        image_shape=list(image_shape), num_classes=int(manifest["num_classes"]), mean=mean.tolist(),
-        std=std.tolist(), depth=m.depth, width=m.width, weight_decay=m.weight_decay, seed=t.seed,
-        learning_rate=t.learning_rate, boundaries=[int(round(f * t.steps)) for f in t.lr_boundaries],
+        arrays=arrays, train_files=train_files, model_dir=str(model_artifact.path), data_dir=str(data_dir),
+        train_examples=len(indices), image_shape=list(image_shape), num_classes=int(manifest["num_classes"]),
+        mean=mean.tolist(), std=std.tolist(), depth=m.depth, width=m.width, weight_decay=m.weight_decay,
+        seed=t.seed, learning_rate=t.learning_rate, boundaries=[int(round(f * t.steps)) for f in t.lr_boundaries],
         lr_decay=t.lr_decay, momentum=t.momentum, nesterov=t.nesterov, batch_size=t.batch_size, steps=t.steps,
-        steps_per_epoch=min(t.steps_per_epoch, t.steps),
+        steps_per_epoch=min(t.steps_per_epoch, t.steps), shuffle_buffer=t.shuffle_buffer,
     )  # fmt: skip
     Path(spec_path).write_text(json.dumps(spec, indent=2))
 
@@ -131,20 +159,52 @@ def read_idx(directory: str, stem: str):
     return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def bare_fit(spec_path: str) -> None:
-    """The bare side: in-memory arrays, the same model, optimizer and steps, `model.fit`; nothing saved."""
-    import keras
+def tfdata_input(s: dict):
+    """The bare tf.data side's input: the artifact's train TFRecords, read, decoded, cached, shuffled, batched."""
+    import tensorflow as tf
+
+    image_shape = tuple(s["image_shape"])
+    features = {"image": tf.io.FixedLenFeature([], tf.string), "label": tf.io.FixedLenFeature([], tf.int64)}
+    mean, std = tf.constant(s["mean"], tf.float32), tf.constant(s["std"], tf.float32)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, features)
+        image = tf.ensure_shape(tf.io.decode_png(example["image"], channels=image_shape[-1]), image_shape)
+        return image, tf.cast(example["label"], tf.int32)
+
+    def normalise(images, labels):  # once per batch, as the stage does
+        return (tf.cast(images, tf.float32) / 255.0 - mean) / std, labels
+
+    data = tf.data.TFRecordDataset(s["train_files"], num_parallel_reads=tf.data.AUTOTUNE)
+    data = data.map(parse, num_parallel_calls=tf.data.AUTOTUNE).cache()
+    data = data.shuffle(s["shuffle_buffer"], seed=s["seed"]).repeat()
+    data = data.batch(s["batch_size"], drop_remainder=True)
+    return data.map(normalise, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def numpy_input(s: dict):
+    """The bare NumPy side's input: the IDX images of the artifact's train examples, in memory."""
     import numpy as np
     import tensorflow as tf
 
-    from label_smearing.modeling import models
-
-    s = json.loads(Path(spec_path).read_text())
     arrays = np.load(s["arrays"])
     images = read_idx(s["idx_dir"], "train-images-idx3-ubyte")[arrays["indices"]]
     mean, std = np.asarray(s["mean"], np.float32), np.asarray(s["std"], np.float32)
     x = (images.reshape(-1, *s["image_shape"]).astype(np.float32) / 255.0 - mean) / std
     y = arrays["labels"]
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=s["seed"]).repeat()
+    return data.batch(s["batch_size"]).prefetch(tf.data.AUTOTUNE)
+
+
+def bare_fit(spec_path: str, side: str) -> None:
+    """A bare side: its input, the same model, optimizer and steps, `model.fit`; nothing saved."""
+    import keras
+    import tensorflow as tf
+
+    from label_smearing.modeling import models
+
+    s = json.loads(Path(spec_path).read_text())
+    data = tfdata_input(s) if side == TFDATA else numpy_input(s)
     keras.utils.set_random_seed(s["seed"])
     model = models.cifar_resnet(
         s["depth"], s["num_classes"], s["image_shape"], width=s["width"], weight_decay=s["weight_decay"]
@@ -156,8 +216,6 @@ def bare_fit(spec_path: str) -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=s["seed"]).repeat()
-    data = data.batch(s["batch_size"]).prefetch(tf.data.AUTOTUNE)
     start = time.perf_counter()
     history = model.fit(
         data, steps_per_epoch=s["steps_per_epoch"], epochs=s["steps"] // s["steps_per_epoch"], verbose=0
@@ -167,8 +225,12 @@ def bare_fit(spec_path: str) -> None:
         "steps": int(model.optimizer.iterations.numpy()),
         "loss": float(history.history["loss"][-1]),
         "accuracy": float(history.history["accuracy"][-1]),
+        "threads": {  # 0: TensorFlow's default (it picks), as in `smear train`
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+        },
     }
-    Path(s["bare_result"]).write_text(json.dumps(result))
+    Path(s["result"][side]).write_text(json.dumps(result))
 
 
 # ---------------------------------------------------------------- timing
@@ -211,22 +273,52 @@ def run_smear(smear: list[str], stage_args: list[str], spec: dict, log_path: Pat
     )
 
 
-def run_bare(spec_path: Path, spec: dict, log_path: Path) -> dict:
-    """One timed bare-Keras process (this script with --bare-fit)."""
-    Path(spec["bare_result"]).unlink(missing_ok=True)
-    result = run_timed(
-        [sys.executable, str(Path(__file__).resolve()), "--bare-fit", str(spec_path)], log_path
-    )
-    inner = json.loads(Path(spec["bare_result"]).read_text())
+def run_bare(side: str, spec_path: Path, spec: dict, log_path: Path) -> dict:
+    """One timed bare-Keras process (this script with --bare-tfdata or --bare-numpy)."""
+    result_path = Path(spec["result"][side])
+    result_path.unlink(missing_ok=True)
+    result = run_timed([sys.executable, str(Path(__file__).resolve()), f"--{side}", str(spec_path)], log_path)
+    inner = json.loads(result_path.read_text())
     if inner["steps"] != spec["steps"]:
-        raise SystemExit(f"the bare fit ran {inner['steps']} steps, not {spec['steps']}")
-    return dict(result, fit_seconds=inner["fit_seconds"], loss=inner["loss"], accuracy=inner["accuracy"])
+        raise SystemExit(f"the {side} fit ran {inner['steps']} steps, not {spec['steps']}")
+    return dict(result, **{k: inner[k] for k in ("fit_seconds", "loss", "accuracy", "threads")})
+
+
+def pair_order(pair: int, with_numpy: bool) -> list[str]:
+    """The sides of pair `pair` (0-based) in the order they run: reversed on every other pair."""
+    sides = [SMEAR, TFDATA] + ([NUMPY] if with_numpy else [])
+    return sides if pair % 2 == 0 else sides[::-1]
+
+
+def interval_text(n: int) -> str:
+    """What the min-max of n per-pair ratios is: an interval of their median with coverage 1 - 2 / 2^n."""
+    if n == 1:
+        return "one pair; no interval"
+    return f"min-max of {n} pairs; a {1 - 2 / 2**n:.0%} interval of the median"
+
+
+def judged(name: str, ratios: list[float], op: str, target: float) -> dict:
+    """A target judged on the median of per-pair `ratios` and their min-max.
+
+    The verdict is "met" when the whole interval satisfies `op target`, "missed" when none
+    of it does, and "undecided" when it straddles the threshold.
+    """
+    value, low, high = statistics.median(ratios), min(ratios), max(ratios)
+    ok = (lambda v: v >= target) if op == ">=" else (lambda v: v <= target)
+    verdict = "met" if ok(low) and ok(high) else ("missed" if not (ok(low) or ok(high)) else "undecided")
+    return {
+        "name": name, "value": value, "low": low, "high": high,
+        "interval": interval_text(len(ratios)),
+        "op": op, "target": target, "verdict": verdict, "met": None if verdict == "undecided" else verdict == "met",
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=3, help="alternating (smear, bare) pairs")
+    parser.add_argument("--pairs", type=int, default=3, help="alternating (smear, bare-tfdata) pairs")
+    parser.add_argument("--numpy-pairs", type=int, default=1,
+                        help="the first N pairs also run the bare-numpy side (a second row, not a target)")  # fmt: skip
     parser.add_argument("--config", default=CONFIG, help="the teacher's config (NAME[:arg] or path.py[:arg])")
     parser.add_argument("--steps", type=int, default=0, help="train.steps (0 = the config's)")
     parser.add_argument(
@@ -234,18 +326,23 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--idx-dir", default=DEBIAN_IDX, help="Fashion-MNIST IDX files (Debian's by default)")
     parser.add_argument("--output", default=str(ROOT / "results" / "benchmarks" / "train_process.json"))
-    parser.add_argument("--bare-fit", metavar="SPEC", help=argparse.SUPPRESS)  # the timed bare process
-    parser.add_argument("--prepare", metavar="SPEC", help=argparse.SUPPRESS)  # the bare side's inputs
+    parser.add_argument(f"--{TFDATA}", metavar="SPEC", help=argparse.SUPPRESS)  # a timed bare process
+    parser.add_argument(f"--{NUMPY}", metavar="SPEC", help=argparse.SUPPRESS)  # a timed bare process
+    parser.add_argument("--prepare", metavar="SPEC", help=argparse.SUPPRESS)  # the bare sides' inputs
     args = parser.parse_args(argv)
-    if args.bare_fit:
-        bare_fit(args.bare_fit)
+    if args.bare_tfdata or args.bare_numpy:
+        bare_fit(args.bare_tfdata or args.bare_numpy, TFDATA if args.bare_tfdata else NUMPY)
         return 0
     if args.prepare:
         prepare_bare(args.prepare)
         return 0
     if args.pairs < 1:
         parser.error(f"--pairs must be >= 1, got {args.pairs}")
-    if not any((Path(args.idx_dir) / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", "")):
+    if not 0 <= args.numpy_pairs <= args.pairs:
+        parser.error(f"--numpy-pairs must be in [0, --pairs={args.pairs}], got {args.numpy_pairs}")
+    if args.numpy_pairs and not any(
+        (Path(args.idx_dir) / f"train-images-idx3-ubyte{ext}").is_file() for ext in (".gz", "")
+    ):
         parser.error(
             f"no Fashion-MNIST IDX files in {args.idx_dir}: install dataset-fashion-mnist or pass --idx-dir"
         )
@@ -259,18 +356,19 @@ def main(argv=None) -> int:
     if args.idx_dir != DEBIAN_IDX:
         overrides += ["data.source=idx", f"data.source_dir={args.idx_dir}"]
     try:
-        config = load_config(str(ROOT / args.config), overrides)
+        config = load_config(config_spec(args.config), overrides)
     except Exception as e:  # a bad path, arg or override: one line
         parser.error(f"--config {args.config}: {type(e).__name__}: {e}")
     for key, wanted in MIRRORED:
         section, name = key.split(".")
         if config[section][name] != wanted:
             parser.error(
-                f"the bare side mirrors only {key}={wanted!r}; {args.config} has {config[section][name]!r}"
+                f"the bare sides mirror only {key}={wanted!r}; {args.config} has {config[section][name]!r}"
             )
-    if config.data.dataset != "fashion_mnist":
+    if config.data.dataset != "fashion_mnist" and args.numpy_pairs:
         parser.error(
-            f"the bare side reads Fashion-MNIST IDX files; {args.config} has {config.data.dataset!r}"
+            f"the bare-numpy side reads Fashion-MNIST IDX files; {args.config} has {config.data.dataset!r} "
+            "(pass --numpy-pairs 0)"
         )
     t = config.train
     if t.steps % min(t.steps_per_epoch, t.steps):
@@ -279,6 +377,7 @@ def main(argv=None) -> int:
     smear_bin = Path(sys.executable).parent / "smear"
     smear = [str(smear_bin)] if smear_bin.is_file() else [sys.executable, "-m", "label_smearing.cli"]
     load_before = os.getloadavg()
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-train-process-") as tmp:
         tmp = Path(tmp)
         workdir = tmp / "work"
@@ -289,7 +388,7 @@ def main(argv=None) -> int:
         noisify = run_timed([*smear, "noisify", *stage_args], tmp / "noisify.log")
         spec_path = tmp / "bare.json"
         spec = {"config": args.config, "overrides": overrides, "workdir": str(workdir), "idx_dir": args.idx_dir,
-                "bare_result": str(tmp / "bare-result.json")}  # fmt: skip
+                "result": {side: str(tmp / f"{side}-result.json") for side in (TFDATA, NUMPY)}}  # fmt: skip
         spec_path.write_text(json.dumps(spec))
         run_timed(
             [sys.executable, str(Path(__file__).resolve()), "--prepare", str(spec_path)], tmp / "prepare.log"
@@ -298,45 +397,62 @@ def main(argv=None) -> int:
 
         rows = []
         for pair in range(args.pairs):
-            for side in SIDES if pair % 2 == 0 else SIDES[::-1]:
+            for side in pair_order(pair, pair < args.numpy_pairs):
                 log_path = tmp / f"{side}-{pair}.log"
-                if side == "smear":
+                if side == SMEAR:
                     row = run_smear(smear, stage_args, spec, log_path)
                 else:
-                    row = run_bare(spec_path, spec, log_path)
+                    row = run_bare(side, spec_path, spec, log_path)
                 row = {"pair": pair + 1, "side": side, **row}
                 rows.append(row)
-                print(f"  pair {pair + 1}: {side:<5} {row['seconds']:6.1f} s wall  {row['cpu_seconds']:6.1f} CPU s  "
+                print(f"  pair {pair + 1}: {side:<11} {row['seconds']:6.1f} s wall  {row['cpu_seconds']:6.1f} CPU s  "
                       f"fit {row['fit_seconds']:6.1f} s  loss {row['loss']:.3f}  accuracy {row['accuracy']:.3f}  "
-                      f"load {row['load_average_before']:.1f}", flush=True)  # fmt: skip
+                      f"load {row['load_average_before']:.1f} -> {row['load_average_after']:.1f}",
+                      flush=True)  # fmt: skip
 
     by_pair = {(r["pair"], r["side"]): r for r in rows}
     pairs = []
     for p in range(1, args.pairs + 1):
-        smear_row, bare_row = by_pair[p, "smear"], by_pair[p, "bare"]
-        pairs.append({
-            "pair": p,
-            "ratio": bare_row["seconds"] / smear_row["seconds"],
-            "cpu_ratio": bare_row["cpu_seconds"] / smear_row["cpu_seconds"],
-            "outside_fit_seconds": {s: by_pair[p, s]["seconds"] - by_pair[p, s]["fit_seconds"] for s in SIDES},
-        })  # fmt: skip
-    ratio = statistics.median(p["ratio"] for p in pairs)
-    cpu_ratio = statistics.median(p["cpu_ratio"] for p in pairs)
-    targets = [{"name": "bare_vs_smear_wall_median", "value": ratio, "op": ">=", "target": TARGET,
-                "met": ratio >= TARGET}]  # fmt: skip
+        smear_row = by_pair[p, SMEAR]
+        entry = {"pair": p}
+        for side, key in ((TFDATA, "ratio"), (NUMPY, "numpy_ratio")):
+            if (p, side) in by_pair:
+                entry[key] = by_pair[p, side]["seconds"] / smear_row["seconds"]
+                entry[key.replace("ratio", "cpu_ratio")] = (
+                    by_pair[p, side]["cpu_seconds"] / smear_row["cpu_seconds"]
+                )
+        entry["outside_fit_seconds"] = {
+            s: r["seconds"] - r["fit_seconds"] for (q, s), r in by_pair.items() if q == p
+        }
+        pairs.append(entry)
+    ratios = [p["ratio"] for p in pairs]
+    cpu_ratios = [p["cpu_ratio"] for p in pairs]
+    numpy_ratios = [p["numpy_ratio"] for p in pairs if "numpy_ratio" in p]
+    target = judged("bare_tfdata_vs_smear_wall", ratios, ">=", TARGET)
+    summary = {
+        "ratio": target["value"], "ratio_low": target["low"], "ratio_high": target["high"],
+        "cpu_ratio": statistics.median(cpu_ratios), "cpu_ratio_low": min(cpu_ratios), "cpu_ratio_high": max(cpu_ratios),
+    }  # fmt: skip
+    if numpy_ratios:
+        summary.update(numpy_ratio=statistics.median(numpy_ratios), numpy_ratio_low=min(numpy_ratios),
+                       numpy_ratio_high=max(numpy_ratios))  # fmt: skip
     columns = ["pair", "side", "wall s", "CPU s", "cores busy", "fit s", "outside fit s", "final loss",
-               "final accuracy", "load before"]  # fmt: skip
+               "final accuracy", "load before", "load after"]  # fmt: skip
     table = [[r["pair"], r["side"], f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}",
               f"{r['cpu_seconds'] / r['seconds']:.2f}", f"{r['fit_seconds']:.1f}",
               f"{r['seconds'] - r['fit_seconds']:.1f}", f"{r['loss']:.3f}", f"{r['accuracy']:.3f}",
-              f"{r['load_average_before']:.1f}"] for r in rows]  # fmt: skip
+              f"{r['load_average_before']:.1f}", f"{r['load_average_after']:.1f}"] for r in rows]  # fmt: skip
     print()
     for p in pairs:
-        print(f"pair {p['pair']}: bare/smear wall {p['ratio']:.3f}, CPU {p['cpu_ratio']:.3f}")
-    verdict = "met" if ratio >= TARGET else "MISSED"
-    print(
-        f"median bare/smear wall {ratio:.3f} (target >= {TARGET}): {verdict}; median CPU ratio {cpu_ratio:.3f}"
-    )
+        numpy_part = f"; bare-numpy/smear {p['numpy_ratio']:.3f}" if "numpy_ratio" in p else ""
+        print(
+            f"pair {p['pair']}: bare-tfdata/smear wall {p['ratio']:.3f}, CPU {p['cpu_ratio']:.3f}{numpy_part}"
+        )
+    print(f"median bare-tfdata/smear wall {target['value']:.3f} (min-max {target['low']:.3f}-{target['high']:.3f}; "
+          f"target >= {TARGET}): {target['verdict']}; median CPU ratio {summary['cpu_ratio']:.3f}")  # fmt: skip
+    if numpy_ratios:
+        print(f"bare-numpy/smear wall (not a target): median {summary['numpy_ratio']:.3f} "
+              f"(min-max {summary['numpy_ratio_low']:.3f}-{summary['numpy_ratio_high']:.3f})")  # fmt: skip
 
     result = {
         "benchmark": "train_process",
@@ -345,22 +461,25 @@ def main(argv=None) -> int:
         "steps": spec["steps"],
         "steps_per_epoch": spec["steps_per_epoch"],
         "batch_size": spec["batch_size"],
+        "shuffle_buffer": spec["shuffle_buffer"],
         "train_examples": spec["train_examples"],
         "depth": spec["depth"],
         "idx_dir": args.idx_dir,
         "pairs": args.pairs,
+        "numpy_pairs": args.numpy_pairs,
+        "target_side": TFDATA,
         "noisify_seconds": noisify["seconds"],
         "rows": rows,
         "pair_ratios": pairs,
-        "ratio": ratio,
-        "cpu_ratio": cpu_ratio,
-        "targets": targets,
+        **summary,
+        "targets": [target],
         "table": {"columns": columns, "rows": table},
         "smear_command": " ".join(
             ["smear", "train", "--config", args.config, "--workdir", "WORKDIR"]
             + [f"--config.{o}" for o in overrides]
             + ["--force"]
         ),  # fmt: skip
+        "seconds": time.perf_counter() - started,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
