@@ -14,7 +14,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from label_smearing import cli
 from label_smearing.beam_core.tfrecords import encode_png
-from label_smearing.core import artifacts, layout, tfdata
+from label_smearing.core import artifacts, layout, locks, tfdata
 from label_smearing.core.config import load_config
 from label_smearing.core.errors import UserError
 from label_smearing.core.schema import make_example
@@ -293,6 +293,8 @@ def _export_both_ways(data_dir, model_dir, out_root):
             )
         except UserError as e:
             result = str(e).replace(str(out), "OUT")
+        finally:
+            locks.release_all()  # as `smear` does after a stage that failed: its lock is not left to later tests
         results.append(result)
         if logs[-1].startswith("export-logits: wrote"):
             assert logs[-1].endswith("in process)" if name == "in-process" else "Beam job)"), logs
