@@ -18,8 +18,9 @@ The values are added to the epoch's Keras logs, so `history.json` (the train
 stage's TrainingLog) and TensorBoard (`epoch_curve_*`) both record them. The
 subsamples are decoded once and kept as tensors, batches of `eval.batch_size`;
 a measurement is one forward pass over them (at most 3 x `train.curve_examples`
-images), through one function traced once for the whole training. Under TPUStrategy the train stage
-measures nothing (the forward pass would run on the host).
+images), through one function traced once for the whole training. Under
+TPUStrategy the train stage measures nothing (the forward pass would run on the
+host).
 
 Divergence: a training whose loss runs away is recorded, not hidden. At the end
 of an epoch it has diverged when the loss is not finite, when the epoch's mean
@@ -95,7 +96,7 @@ class LearningCurves(keras.callbacks.Callback):
 
     # ------------------------------------------------------------ the subsamples
     def _subsamples(self) -> dict[str, tf.data.Dataset]:
-        """Cached, fixed subsamples: the first examples of test and validation, the first mislabelled ones."""
+        """The fixed subsamples: the first examples of test and validation, the first mislabelled ones."""
         num_classes = int(self.manifest["num_classes"])
         common = dict(
             batch_size=self.batch_size, training=False, num_classes=num_classes, include_metadata=True,
@@ -104,9 +105,7 @@ class LearningCurves(keras.callbacks.Callback):
         out = {}
         for split in ("test", "validation"):
             if split in self.manifest["splits"]:
-                out[split] = tfdata.make_dataset(
-                    self.data_dir, split, subset=self.num_examples, cache=True, **common
-                )
+                out[split] = tfdata.make_dataset(self.data_dir, split, subset=self.num_examples, **common)
         if int((self.manifest.get("counts") or {}).get("train", 0)):
             noisy = (
                 tfdata.make_dataset(self.data_dir, "train", cache=False, **common)
@@ -114,7 +113,6 @@ class LearningCurves(keras.callbacks.Callback):
                 .filter(lambda example: example["is_noisy"] > 0)
                 .take(self.num_examples)
                 .batch(self.batch_size)
-                .cache()
             )
             out["noisy_part"] = noisy
         return out
@@ -122,9 +120,9 @@ class LearningCurves(keras.callbacks.Callback):
     def _cached_batches(self) -> dict[str, list[tuple[tf.Tensor, np.ndarray, np.ndarray]]]:
         """Each subsample as a list of (images, noisy labels, clean labels) batches, read once.
 
-        The datasets held the same decoded images in their caches; as tensors, an
-        epoch's measurement is the forward passes alone, without creating a tf.data
-        iterator per subsample (about 0.1 s each, measured on 2 cores).
+        As tensors, an epoch's measurement is the forward passes alone, without a
+        tf.data iterator per subsample (about 0.1 s each, measured on 2 cores); they
+        take the memory the datasets' caches took before.
         """
         out = {}
         for name, dataset in self._subsamples().items():
