@@ -1,6 +1,6 @@
 """Run every benchmark in benchmarks/ in sequence and write results/benchmarks.md.
 
-    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about 30 minutes on 2 idle cores)
+    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (30-45 minutes on 2 cores; see below)
     .venv/bin/python benchmarks/run_all.py --quick    # small settings, to check the scripts work (JSON + .md in a temp dir)
     .venv/bin/python benchmarks/run_all.py --render   # only re-render the .md from results/benchmarks/*.json
     .venv/bin/python benchmarks/run_all.py --only train,memory
@@ -14,7 +14,9 @@ reported as failed and the others still run.
 Time on 2 idle cores, estimated from the timings the earlier runs recorded (each script's
 docstring gives its share): noisify, export and memory about 5 minutes together, train
 about 6, train_process about 10, and jobs about 9 with the one workload `make bench` gives
-it (FULL_ARGS: `fmnist_cell`; its quickstart workload took another 28).
+it (FULL_ARGS: `fmnist_cell`; its quickstart workload took another 28). Measured on
+2026-12-06, on a host whose matmul rate was 0.63x that of 12-04: noisify 78 s, export 34 s,
+train 827 s, so `make bench` takes up to about 45 minutes on a slow host.
 
 Verdicts: a target that carries an interval (`low`, `high`: the min-max of per-pair or
 per-repeat ratios, or a stated interval of their median) is "met" when the whole interval
