@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench-stamp
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_WORKDIR ?= demo_workdir
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup demo test test-fast lint bench bench-jobs clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,8 +50,13 @@ test: lint
 test-fast: setup
 	$(BIN)/pytest -m "not slow"
 
+# `make bench`: every benchmark but jobs (about 30 minutes); `make bench-jobs`: whole `smear run`s with
+# --jobs 1 and 2 (15-40 minutes), added to the same report.
 bench: setup $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+bench-jobs: setup $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run_all.py --only jobs
 
 clean:
 	rm -rf $(VENV) $(DEMO_WORKDIR) *.egg-info

@@ -45,9 +45,13 @@ MARKDOWN = ROOT / "results" / "benchmarks.md"
 # here, and in QUICK_ARGS; OUTPUT_FLAG if it does not take --output, RENDER if render_generic (a JSON
 # with "table" and "targets") does not fit it, FINDINGS for what was profiled.
 BENCHMARKS = ("noisify", "export", "train", "train_process", "memory", "jobs")
+# What `make bench` runs: every benchmark but jobs (whole `smear run`s three ways: 15-40 minutes alone;
+# `make bench-jobs`, or --only jobs).
+DEFAULT = ("noisify", "export", "train", "train_process", "memory")
 OUTPUT_FLAG = {"noisify": "--out"}  # the flag naming the JSON file; default --output
-# What `make bench` passes beyond the scripts' defaults, to stay within about 30 minutes.
+# What a full run passes beyond the scripts' defaults.
 FULL_ARGS = {"jobs": ["--workloads", "fmnist_cell"]}
+RUN_RECORD = "run.json"  # in the results directory: each benchmark's status, seconds and load before / after
 QUICK_ARGS = {
     "noisify": ["--examples", "3000", "--scale", "2"],
     "export": ["--examples", "1024", "--repeats", "1"],
@@ -195,11 +199,14 @@ def render_noisify(result: dict) -> list[str]:
     rows = [[r["case"], r["train_examples"], round(r["seconds"], 1), round(r["examples_per_second"]),
              round(r["peak_rss_mib"])] for r in result["rows"]]  # fmt: skip
     lines = _table(["case", "train examples", "seconds", "examples/s", "peak RSS MiB"], rows)
-    targets = [{"name": k, "value": v, "op": result["targets"][k][0], "target": result["targets"][k][1],
-                "met": v >= result["targets"][k][1] if result["targets"][k][0] == ">=" else v <= result["targets"][k][1]}
-               for k, v in result["ratios"].items() if k in result["targets"]]  # fmt: skip
     others = [f"- {k}: {v:.3f}" for k, v in result["ratios"].items() if k not in result["targets"]]
-    return lines + [""] + _target_lines(targets) + ([""] + others if others else [])
+    return lines + [""] + _target_lines(_noisify_targets(result)) + ([""] + others if others else [])
+
+
+def _noisify_targets(result: dict) -> list[dict]:
+    return [{"name": k, "value": v, "op": result["targets"][k][0], "target": result["targets"][k][1],
+             "met": v >= result["targets"][k][1] if result["targets"][k][0] == ">=" else v <= result["targets"][k][1]}
+            for k, v in result["ratios"].items() if k in result["targets"]]  # fmt: skip
 
 
 def _min_max_text(n: int, unit: str) -> str:
@@ -215,17 +222,7 @@ def render_export(result: dict) -> list[str]:
     rows = [[r["method"], round(r["seconds"], 2), round(r["examples_per_second"]), round(r["cpu_seconds"], 2),
              round(r["examples_per_cpu_second"])] for r in result["rows"]]  # fmt: skip
     lines = _table(["method", "wall s", "examples/s", "CPU s", "examples/CPU s"], rows)
-    wanted = result.get("target_ratio", 0.8)
-    targets = result.get("targets")
     per_repeat = result.get("ratios")
-    if isinstance(targets, list):
-        pass
-    elif isinstance(per_repeat, list) and per_repeat:  # judged on the per-repeat ratios
-        targets = [{"name": "export_vs_predict", "value": statistics.median(per_repeat), "low": min(per_repeat),
-                    "high": max(per_repeat), "interval": _min_max_text(len(per_repeat), "repeats"), "op": ">=",
-                    "target": wanted}]  # fmt: skip
-    else:  # an export.json that states only its best-of ratio
-        targets = [{"name": "export_vs_predict", "value": result["ratio"], "op": ">=", "target": wanted}]
     summary = f"{result['examples']} examples, {result['repeats']} repeats"
     if isinstance(per_repeat, list) and per_repeat:
         summary += "; export_stage / predict examples/s per repeat: " + ", ".join(
@@ -240,7 +237,30 @@ def render_export(result: dict) -> list[str]:
         summary += f", best of {result['repeats']}"
     if "cpu_ratio" in result:
         summary += f"; CPU-time ratio (best of each side) {result['cpu_ratio']:.2f}"
-    return lines + ["", summary + ".", ""] + _target_lines(targets)
+    return lines + ["", summary + ".", ""] + _target_lines(_export_targets(result))
+
+
+def _export_targets(result: dict) -> list[dict]:
+    wanted = result.get("target_ratio", 0.8)
+    targets = result.get("targets")
+    per_repeat = result.get("ratios")
+    if isinstance(targets, list):
+        return targets
+    if isinstance(per_repeat, list) and per_repeat:  # judged on the per-repeat ratios
+        return [{"name": "export_vs_predict", "value": statistics.median(per_repeat), "low": min(per_repeat),
+                 "high": max(per_repeat), "interval": _min_max_text(len(per_repeat), "repeats"), "op": ">=",
+                 "target": wanted}]  # fmt: skip
+    # an export.json that states only its best-of ratio
+    return [{"name": "export_vs_predict", "value": result["ratio"], "op": ">=", "target": wanted}]
+
+
+def targets_of(name: str, result: dict) -> list[dict]:
+    """A benchmark's targets as dicts (name, value, op, target, optionally low / high), whatever its JSON's shape."""
+    if name == "noisify":
+        return _noisify_targets(result)
+    if name == "export":
+        return _export_targets(result)
+    return result.get("targets", [])
 
 
 def render_generic(result: dict) -> list[str]:
@@ -361,28 +381,88 @@ RENDER = {
 }
 
 
-def render(results_dir: Path, status: dict[str, str], started_load) -> str:
+def _load_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def verdicts(results_dir: Path) -> dict[str, dict]:
+    """{target name: the target with its "verdict"} over every benchmark's JSON in results_dir."""
+    out = {}
+    for name in BENCHMARKS:
+        result = _load_json(results_dir / f"{name}.json")
+        for target in targets_of(name, result) if result else []:
+            out[target["name"]] = dict(target, verdict=judge(target), benchmark=name)
+    return out
+
+
+def _verdict_cell(target: dict | None) -> str:
+    if target is None:
+        return "not run"
+    interval = f" ({target['low']:.3f}-{target['high']:.3f})" if target.get("low") is not None else ""
+    return f"{target['value']:.3f}{interval} {VERDICTS[target['verdict']]}"
+
+
+def compare_lines(results_dir: Path, previous_dir: Path, label: str) -> list[str]:
+    """A table of every target's verdict in this run and in the run kept in previous_dir."""
+    now, before = verdicts(results_dir), verdicts(previous_dir)
+    before_run = _load_json(previous_dir / RUN_RECORD) or {}
+    names = (
+        [n for n in now if n in before]
+        + [n for n in now if n not in before]
+        + [n for n in before if n not in now]
+    )
+    rows, same = [], 0
+    for name in names:
+        a, b = now.get(name), before.get(name)
+        agree = a is not None and b is not None and a["verdict"] == b["verdict"]
+        same += agree
+        rows.append([name, _verdict_cell(b), _verdict_cell(a), "yes" if agree else "**no**"])
+    lines = [
+        "## Verdicts of two consecutive runs",
+        "",
+        f"The previous run's JSON is kept in `{label}/` (started {before_run.get('date', 'at an unrecorded time')}); "
+        f"this run's is beside this file. {same} of {len(names)} targets have the same verdict in both.",
+        "",
+    ]
+    return lines + _table(["target", "previous run", "this run", "same verdict"], rows)
+
+
+def render(results_dir: Path, previous: tuple[Path, str] | None = None) -> str:
     m = machine()
+    run = _load_json(results_dir / RUN_RECORD) or {"benchmarks": {}}
+    started = run.get("load_average_at_start")
     lines = [
         "# Benchmarks",
         "",
         "Written by `benchmarks/run_all.py` (`make bench`); the JSON of each is in `results/benchmarks/`.",
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory_gib']:.1f} GiB; Python {m['python']}",
-        f"- date: {m['date']}; load average at start {started_load[0]:.1f} (a shared machine: "
-        "every benchmark alternates its sides in one run and reports ratios)",
+        f"- run started {run.get('date', 'at an unrecorded time')}"
+        + (f", load average {started[0]:.1f}" if started else "")
+        + (f"; {run['total_seconds'] / 60:.0f} minutes in all" if run.get("total_seconds") else "")
+        + " (a shared machine: every benchmark alternates its sides in one run and reports ratios)",
         "- verdicts: met, **MISSED**, or *undecided* when a target's interval (the min-max of its per-pair "
         "or per-repeat ratios, or the stated interval of their median) straddles the threshold",
     ]
+    if previous:
+        lines += [""] + compare_lines(results_dir, *previous)
     for name in BENCHMARKS:
         path = results_dir / f"{name}.json"
+        record = run["benchmarks"].get(name, {})
+        status = record.get("status", "")
         lines += ["", f"## {name}", ""]
         if not path.is_file():
-            lines.append(f"not run ({status.get(name, 'no results')})")
+            lines.append(f"not run ({status or 'no results'})")
             continue
         result = json.loads(path.read_text())
-        if status.get(name, "").startswith("failed"):
-            lines += [f"**{status[name]}**; the table below is from an earlier run.", ""]
+        if status.startswith("failed"):
+            lines += [f"**{status}**; the table below is from an earlier run.", ""]
+        elif not status:
+            lines += ["Not run by the run above: the table is from the earlier run that wrote "
+                      f"`results/benchmarks/{name}.json`.", ""]  # fmt: skip
+        else:
+            lines += [f"{status} ({record['date']}); load average before / after: {record['load_before'][0]:.1f} / "
+                      f"{record['load_after'][0]:.1f}.", ""]  # fmt: skip
         doc = (ROOT / "benchmarks" / f"{name}.py").read_text().split('"""')[1].strip().splitlines()
         command = next((line.strip() for line in doc if line.strip().startswith(".venv/bin/python")), "")
         if "command" in result:
@@ -404,10 +484,16 @@ def main(argv=None) -> int:
         "--quick", action="store_true", help="small settings; results go to a temporary directory"
     )
     parser.add_argument("--render", action="store_true", help="do not run; re-render from the JSON files")
-    parser.add_argument("--only", default=",".join(BENCHMARKS))
+    parser.add_argument("--only", default=",".join(DEFAULT), help=f"default: {','.join(DEFAULT)}")
     parser.add_argument("--results-dir", help="where the JSON files go (default results/benchmarks)")
     parser.add_argument("--markdown", help="the report (default results/benchmarks.md)")
+    parser.add_argument("--previous", metavar="DIR",
+                        help="the results directory of an earlier run: the report adds a table of both runs' verdicts")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.previous and not (Path(args.previous) / RUN_RECORD).is_file():
+        parser.error(
+            f"--previous {args.previous}: no {RUN_RECORD} there (not a results directory of run_all.py)"
+        )
     only = [b for b in args.only.split(",") if b]
     for b in only:
         if b not in BENCHMARKS:
@@ -422,25 +508,41 @@ def main(argv=None) -> int:
         print(f"warning: load average {started_load[0]:.1f} > {BUSY_LOAD}: other processes share the CPU; "
               "wall-time ratios will be noisy", flush=True)  # fmt: skip
 
-    status = {}
+    failed = False
     if not args.render:
         results_dir.mkdir(parents=True, exist_ok=True)
+        run = {"date": machine()["date"], "load_average_at_start": started_load, "benchmarks": {}}
+        if set(only) != set(DEFAULT):  # a part: this run's records join those of the last whole run
+            run = _load_json(results_dir / RUN_RECORD) or run
+        begin = time.perf_counter()
         for name in only:
             cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
                    OUTPUT_FLAG.get(name, "--output"), str(results_dir / f"{name}.json")]  # fmt: skip
             cmd += QUICK_ARGS.get(name, []) if args.quick else FULL_ARGS.get(name, [])
             print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
-            start = time.perf_counter()
+            load_before, start = os.getloadavg(), time.perf_counter()
             proc = subprocess.run(cmd, cwd=ROOT)
             seconds = time.perf_counter() - start
-            status[name] = (
+            status = (
                 f"ran in {seconds:.0f} s" if proc.returncode == 0 else f"failed (status {proc.returncode})"
             )
-            print(f"== {name}: {status[name]}", flush=True)
+            failed |= proc.returncode != 0
+            run["benchmarks"][name] = {"status": status, "seconds": round(seconds, 1), "date": machine()["date"],
+                                       "load_before": load_before, "load_after": os.getloadavg()}  # fmt: skip
+            print(f"== {name}: {status}", flush=True)
+        if set(only) == set(DEFAULT):
+            run["total_seconds"] = round(time.perf_counter() - begin, 1)
+        (results_dir / RUN_RECORD).write_text(json.dumps(run, indent=2) + "\n")
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text(render(results_dir, status, started_load))
+    previous = None
+    if args.previous:
+        previous = (
+            Path(args.previous),
+            os.path.relpath(Path(args.previous).resolve(), markdown.parent.resolve()),
+        )
+    markdown.write_text(render(results_dir, previous))
     print(f"wrote {markdown}")
-    return 1 if any(s.startswith("failed") for s in status.values()) else 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
