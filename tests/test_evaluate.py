@@ -304,3 +304,33 @@ def test_eval_artifact_path_is_named_after_the_model_and_keyed_by_what_changes_t
         layout.evaluation_fingerprint(load_config(CONFIG, ["eval.num_bins=10"]), model_fp, data_fp)
         != expected_fp
     )
+
+
+def test_figures_off_keeps_every_number_draws_nothing_and_is_another_artifact(
+    evaluated, data_artifact, tmp_path
+):
+    from label_smearing.core import layout
+
+    config = load_config(
+        CONFIG, ["eval.batch_size=24", "eval.max_projection_points=20", "eval.figures=false"]
+    )
+    out = tmp_path / "no-figures"
+    manifest = evaluate_stage(config, evaluated["model_dir"], data_artifact, out, description=TEACHER,
+                              log=lambda _: None)  # fmt: skip
+    with_figures = json.loads((evaluated["out"] / "metrics.json").read_text())
+    without = json.loads((out / "metrics.json").read_text())
+    for key in ("test", "train", "validation", "scalars"):
+        assert without[key] == with_figures[key], key
+    assert without["plots"] == {} and not (out / "plots").exists()
+    assert without["projection"]["skipped"] == "eval.figures is off"
+    assert manifest["fingerprint"] != evaluated["manifest"]["fingerprint"]
+    # On (the default) leaves the fingerprint as it was before the key existed.
+    model_fp, data_fp = "a" * 64, "b" * 64
+    default = load_config(CONFIG)
+    with default.unlocked():
+        del default.eval["figures"]
+    assert layout.evaluation_fingerprint(
+        load_config(CONFIG), model_fp, data_fp
+    ) == layout.evaluation_fingerprint(default, model_fp, data_fp)
+    with pytest.raises(UserError, match="config override eval.figures=maybe: expected true or false"):
+        load_config(CONFIG, ["eval.figures=maybe"])

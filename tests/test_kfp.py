@@ -35,6 +35,7 @@ from tests.idx_fixture import write_idx_dataset
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
 SMALL = [
+    "--config.eval.figures=false",  # the figures have their own tests; 3-4 s per evaluation
     "--config.train.steps=6",
     "--config.train.steps_per_epoch=3",
     "--config.train.batch_size=32",

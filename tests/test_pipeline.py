@@ -20,6 +20,7 @@ from tests.processes import kill_at_marker
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 FAST = [
+    "--config.eval.figures=false",  # the figures have their own tests; 3-4 s per evaluation
     "--config.train.steps=6",
     "--config.train.steps_per_epoch=3",
     "--config.train.batch_size=32",
@@ -190,7 +191,7 @@ sys.exit(main(sys.argv[1:]))
 
 @pytest.mark.slow
 def test_sigkill_during_training_resumes_from_checkpoint(tmp_path, idx_dir):
-    args = _args(tmp_path, idx_dir, *SWEEP)
+    args = _args(tmp_path, idx_dir, "--config.sweep.teachers=('ce', 'ls:0.1')", "--config.sweep.students=()")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     kill_at_marker(_HANG_IN_LS_TEACHER, args, "BACKED-UP", timeout=300)
     (partial,) = (tmp_path / "models").glob("teacher-ls*")

@@ -26,6 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(ROOT, "label_smearing", "configs", "quickstart.py")
 WORKDIR = "gs://bucket/remote-run"
 FAST = [
+    "--config.eval.figures=false",  # the figures have their own tests; 3-4 s per evaluation
     "--config.train.steps=6",
     "--config.train.steps_per_epoch=3",
     "--config.train.batch_size=32",

@@ -205,9 +205,15 @@ def transition(
 
 # ---------------------------------------------------------------- evaluate
 def eval_section(config: ml_collections.ConfigDict) -> dict:
-    """The eval config that determines the numbers (the batch size does not)."""
+    """The eval config that determines the artifact (the batch size does not).
+
+    `figures` at its default (on) is left out, so evaluations keep the fingerprints they had
+    before the key existed; off (no plots/) is another artifact, with another fingerprint.
+    """
     section = to_plain(config.eval)
     section.pop("batch_size", None)
+    if section.get("figures", True) is True:
+        section.pop("figures", None)
     return section
 
 
