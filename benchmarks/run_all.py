@@ -413,6 +413,13 @@ def compare_lines(results_dir: Path, previous_dir: Path, label: str) -> list[str
     """A table of every target's verdict in this run and in the run kept in previous_dir."""
     now, before = verdicts(results_dir), verdicts(previous_dir)
     before_run = _load_json(previous_dir / RUN_RECORD) or {}
+    ran = [
+        set((_load_json(d / RUN_RECORD) or {}).get("benchmarks") or BENCHMARKS)
+        for d in (results_dir, previous_dir)
+    ]
+    both = ran[0] & ran[1]  # a benchmark neither run ran (its JSON from an earlier day) is left out
+    now = {k: v for k, v in now.items() if v["benchmark"] in both}
+    before = {k: v for k, v in before.items() if v["benchmark"] in both}
     names = (
         [n for n in now if n in before]
         + [n for n in now if n not in before]
