@@ -1,22 +1,20 @@
 """Run every benchmark in benchmarks/ in sequence and write results/benchmarks.md.
 
-    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (30-45 minutes on 2 cores; see below)
+    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about 25 minutes on 2 cores; see below)
     .venv/bin/python benchmarks/run_all.py --quick    # small settings, to check the scripts work (JSON + .md in a temp dir)
     .venv/bin/python benchmarks/run_all.py --render   # only re-render the .md from results/benchmarks/*.json
     .venv/bin/python benchmarks/run_all.py --only train,memory
 
-Runs noisify, export, train, train_process, memory and jobs (each script in its own process,
+Runs noisify, export, train, train_process and memory (DEFAULT; `--only jobs` adds jobs: each script in its own process,
 one after the other, so they do not compete for the 2 cores), then renders one Markdown table
 per benchmark from its JSON, with the machine (CPU model, cores, memory, load, date)
 at the top, followed by what was profiled and what remains. A benchmark that fails is
 reported as failed and the others still run.
 
-Time on 2 idle cores, estimated from the timings the earlier runs recorded (each script's
-docstring gives its share): noisify, export and memory about 5 minutes together, train
-about 6, train_process about 10, and jobs about 9 with the one workload `make bench` gives
-it (FULL_ARGS: `fmnist_cell`; its quickstart workload took another 28). Measured on
-2026-12-06, on a host whose matmul rate was 0.63x that of 12-04: noisify 78 s, export 34 s,
-train 827 s, so `make bench` takes up to about 45 minutes on a slow host.
+Time, measured in two consecutive runs on 2026-12-06 on a host that ran TensorFlow at about a
+third of its 12-04 speed: 26 and 23 minutes (noisify 79-93 s, export 38-46 s, train 631 s and
+less, train_process 557-663 s, memory 113-119 s; each run's are in run.json). jobs alone, with
+FULL_ARGS' `fmnist_cell` workload, took about 9 minutes on 2026-12-04 (its quickstart workload 28 more).
 
 Verdicts: a target that carries an interval (`low`, `high`: the min-max of per-pair or
 per-repeat ratios, or a stated interval of their median) is "met" when the whole interval
@@ -417,7 +415,8 @@ def compare_lines(results_dir: Path, previous_dir: Path, label: str) -> list[str
         set((_load_json(d / RUN_RECORD) or {}).get("benchmarks") or BENCHMARKS)
         for d in (results_dir, previous_dir)
     ]
-    both = ran[0] & ran[1]  # a benchmark neither run ran (its JSON from an earlier day) is left out
+    # A benchmark that one of the runs did not run (its JSON is from an earlier day) is left out.
+    both = ran[0] & ran[1]
     now = {k: v for k, v in now.items() if v["benchmark"] in both}
     before = {k: v for k, v in before.items() if v["benchmark"] in both}
     names = (

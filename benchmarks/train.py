@@ -4,11 +4,11 @@
         [--models resnet20] [--loss-models resnet20] [--loss-rounds 20]
         [--loss-chunk-steps 8] [--keras-batch-norm] [--no-torch]
 
-About 6 minutes on 2 idle cores with the defaults (827 s on 2026-12-06, on a host whose matmul
-rate was 0.63x that of 12-04). Two networks, batch 128, SGD with Nesterov momentum
-and the configs' step schedule: ResNet-32 on 32x32x3 (`cifar:cifar10,resnet32,ce`:
-crop + flip augmentation) and ResNet-20 on 28x28x1 (`quickstart` with
-depth 20: no augmentation). For each, in one process:
+About 10 minutes on 2 cores with the defaults (631 s on 2026-12-06, on a host that ran
+TensorFlow at about a third of its 12-04 speed). Batch 128, SGD with Nesterov momentum
+and the configs' step schedule: ResNet-20 on 28x28x1 (`quickstart` with depth 20: no
+augmentation) and, with --models resnet32 (about 3 minutes more), ResNet-32 on 32x32x3
+(`cifar:cifar10,resnet32,ce`: crop + flip augmentation). For each, in one process:
 
 - `stage`: `label_smearing.stages.train.train_stage` on a generated data artifact (smooth random
   PNG TFRecords): TFRecord read, decode, cache, shuffle, augmentation as configured,
