@@ -47,9 +47,10 @@ BENCHMARKS = ("noisify", "export", "train", "train_process", "memory", "jobs")
 # `make bench-jobs`, or --only jobs).
 DEFAULT = ("noisify", "export", "train", "train_process", "memory")
 OUTPUT_FLAG = {"noisify": "--out"}  # the flag naming the JSON file; default --output
-# What a full run passes beyond the scripts' defaults: train_process's teacher at 400 of its 800 steps
-# (each process took 160-210 s on 2026-12-06's slow host; its fixed costs are 5% of a process).
-FULL_ARGS = {"jobs": ["--workloads", "fmnist_cell"], "train_process": ["--steps", "400"]}
+# What a full run passes beyond the scripts' defaults: train_process's teacher at 300 of its 800 steps
+# (an 800-step process took 160-210 s on 2026-12-06's slow host, and 3 pairs of 400-step ones, whose
+# ratios spread over 0.80-0.95, read undecided twice: 6 shorter pairs in the same time).
+FULL_ARGS = {"jobs": ["--workloads", "fmnist_cell"], "train_process": ["--steps", "300"]}
 RUN_RECORD = "run.json"  # in the results directory: each benchmark's status, seconds and load before / after
 QUICK_ARGS = {
     "noisify": ["--examples", "3000", "--scale", "2"],
@@ -272,10 +273,11 @@ def render_train(result: dict) -> list[str]:
     extra = [
         "",
         f"Batch 128; {result['steps_per_epoch']} steps per epoch; per repeat the stage runs "
-        f"{result['timed_epochs']} + 1 epochs (the first left out) and the bare sides take turns for "
-        f"{result['timed_epochs']} epochs; {result['repeats']} repeats, order reversed every other one. "
-        "A ratio (stage / keras, stage / torch) is taken per repeat, each side's images over its seconds in "
-        "that repeat's timed epochs, and judged on its median and min-max; images/s (mean), images/CPU s "
+        f"{result['timed_epochs']} + 1 epochs (the first left out) and, from a callback between its epochs "
+        "(outside their timing), every bare side runs one epoch next to each timed stage epoch: just after it "
+        f"in even repeats, just before it in odd ones; {result['repeats']} repeats. A ratio (stage / keras, "
+        "stage / torch) is taken per epoch pair, the bare epoch's seconds over the stage epoch's, and judged "
+        "on the median of the pairs and its interval; images/s (mean), images/CPU s "
         "and cores busy use all epochs, images/s (best epoch) is each side's least-disturbed epoch. Limit: "
         f"float32 matmul {result['matmul_size']}^3 at {result['matmul_gflops']:.0f} GFLOP/s; a training "
         "step counts as 3x the forward FLOPs of the convolutions and dense layer.",
@@ -288,11 +290,12 @@ def render_train(result: dict) -> list[str]:
             line += (f"; the stage spends {stage['gap_seconds_per_epoch']:.2f} s between epochs (back-up, "
                      "TensorBoard; not in images/s)")  # fmt: skip
         extra.append(line)
-    per_repeat = result.get("ratios_per_repeat", {})
-    for key, values in per_repeat.items():
+    unit = "per epoch pair" if "ratios_per_pair" in result else "per repeat"  # the JSON of before 2026-12-06
+    per_pair = result.get("ratios_per_pair", result.get("ratios_per_repeat", {}))
+    for key, values in per_pair.items():
         if not key.endswith("_cpu"):
-            cpu = per_repeat.get(f"{key}_cpu")
-            extra.append(f"- {key} per repeat: " + ", ".join(f"{v:.3f}" for v in values)
+            cpu = per_pair.get(f"{key}_cpu")
+            extra.append(f"- {key} {unit}: " + ", ".join(f"{v:.3f}" for v in values)
                          + (" (images per CPU second: " + ", ".join(f"{v:.3f}" for v in cpu) + ")" if cpu else ""))  # fmt: skip
     for name, net in result["networks"].items():
         chunks = net.get("loss_chunks")
