@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 
 from label_smearing import __version__
@@ -31,6 +33,14 @@ OTHER_COMMANDS = {
     CONFIGS: ("", "list the bundled configs, each with its one-line description"),
 }
 HELP_FLAGS = ("-h", "--help")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that a command stops as on Ctrl-C (workers stopped, locks freed)."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
 
 
 def commands() -> dict[str, tuple[str, str]]:
@@ -96,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     """
     as_script = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in (*HELP_FLAGS, "help"):
+    if not argv:  # no command is a mistake: the usage, on stderr, and status 2
+        print(_usage(), file=sys.stderr)
+        return 2
+    if argv[0] in (*HELP_FLAGS, "help"):
         print(_usage())
         return 0
     if argv[0] == "--version":
@@ -126,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     # TensorFlow for every stage (the report too: plots), Beam for the Beam stages and the plan's runs.
     preload = ["tensorflow"] + (["apache_beam"] if kind is None or kind.beam else [])
     status = 0
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous_sigterm = signal.getsignal(signal.SIGTERM) if on_main_thread else None
+    if on_main_thread:
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         with quiet_native_stderr(not verbose):
             for name in preload:
@@ -139,10 +156,17 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"smear {command}: error: {e}", file=sys.stderr)
         status = getattr(e, "exit_status", 2)  # 2; 1 for `smear run` stages that failed of a bug
+    except Terminated:
+        print(f"smear {command}: terminated (SIGTERM)", file=sys.stderr)
+        status = 143  # 128 + SIGTERM, as the shell reports a process that SIGTERM ended
     except KeyboardInterrupt:
         print(f"smear {command}: interrupted", file=sys.stderr)
         status = 130
     finally:
+        if on_main_thread:
+            signal.signal(
+                signal.SIGTERM, previous_sigterm if previous_sigterm is not None else signal.SIG_DFL
+            )
         locks.release_all()  # a stage that failed before completing its artifact
         if saved_verbose is None:
             os.environ.pop("SMEAR_VERBOSE", None)

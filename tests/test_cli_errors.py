@@ -116,6 +116,7 @@ def paths(tmp_path_factory) -> dict[str, str]:
     (root / "notstoch.json").write_text(json.dumps((np.eye(10) * 0.9).tolist()))
     np.save(root / "noisy_labels.npy", np.arange(64) % 11)  # 10 is not a class
     (root / "file.txt").write_text("a regular file, not a directory\n")
+    (root / "exits.py").write_text("import sys\n\nsys.exit(3)\n")  # a config that ends the process
     return {"root": str(root), "Q": QUICKSTART, **{p.name.replace(".", "_"): str(p) for p in root.iterdir()}}
 
 
@@ -170,6 +171,12 @@ CASES = [
     ("unknown sweep method (run)", ["run", "--workdir", "{root}/run", "--config.sweep.teachers=('xx',)"],
      ["sweep.teachers entry 'xx'", "unknown method"]),
     ("unknown command", ["frobnicate"], ["unknown command 'frobnicate'"]),
+    ("an override the sweep sets (run)", ["run", "--workdir", "{root}/run", "--config.loss.alpha=2"],
+     ["--config.loss.alpha=2 would be ignored: the plan sets loss.alpha per model from sweep.teachers"]),
+    ("empty workdir (an unset variable)", ["train", "--workdir", ""], ["--workdir is empty ('')"]),
+    ("blank workdir (run)", ["run", "--workdir", "  "], ["--workdir is empty ('  ')"]),
+    ("a config that calls sys.exit", ["train", "--workdir", "{work}", "--config", "{exits_py}"],
+     ["config file", "exits.py exited while loading (sys.exit(3))"]),
     ("missing data artifact", ["train", "--workdir", "{root}/empty", *TINY],
      ["data artifact not found", "empty/data/fashion_mnist"]),
     ("partial data artifact (no manifest)", ["train", "--workdir", "{partial}", *TINY],
@@ -265,3 +272,24 @@ def test_a_real_process_prints_only_the_error_line(paths):
         f"smear evaluate: error: model {paths['m5']} has 5 classes, but the data "
         f"{layout.data(load_config(QUICKSTART), paths['work']).path} have 10"
     ]
+
+
+def test_sigterm_stops_a_command_like_ctrl_c_with_one_line_and_143(monkeypatch, capsys):
+    """SIGTERM (a scheduler's, `kill`'s) raises in the main thread as Ctrl-C does, so `smear run` stops its
+    workers and frees its locks on the way out (its KeyboardInterrupt path); the handler is put back after."""
+    import importlib
+    import signal
+    import time
+
+    module = importlib.import_module(cli.commands()["report"][0])
+
+    def terminated(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises here, at once
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(module, "run", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["report", "--config", QUICKSTART, "--workdir", "unused"]) == 143
+    assert capsys.readouterr().err.strip().splitlines() == ["smear report: terminated (SIGTERM)"]
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -42,9 +42,12 @@ def test_a_stage_commands_help_shows_its_own_flags(capsys):
 
 
 def test_the_usage_lists_every_registered_stage_and_no_unknown_command(capsys):
-    assert cli.main([]) == 0
+    assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
     for kind in registry.STAGES.values():
         assert f"  {kind.command} " in out
+    assert cli.main([]) == 2  # no command: a mistake, the usage on stderr
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == out.strip()
     assert cli.main(["export"]) == 2
     assert "unknown command 'export'" in capsys.readouterr().err

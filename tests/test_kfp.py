@@ -268,6 +268,7 @@ def test_a_task_refuses_an_image_of_another_version_in_one_line(tmp_path, capsys
         (["--engine", "kfp", "--output", "OUT/p.yaml", "--dry-run"], "--dry-run does not apply"),
         (["--engine", "kfp", "--output", "OUT/p.json"], "ends in .yaml or .yml"),
         (["--engine", "kfp", "--output", "OUT/no/such/p.yaml"], "does not exist"),
+        (["--engine", "kfp", "--output", "OUT"], "out is a directory; name the pipeline file to write, e.g."),
         (
             ["--engine", "kfp", "--output", "OUT/p.yaml", "--config.resources.train_cpu=lots"],
             "resources.train_cpu='lots'",
@@ -294,6 +295,27 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert list(out.iterdir()) == [] and not (tmp_path / "w").exists()
+
+
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(tmp_path, idx_dir, capsys, monkeypatch):
+    """A read-only directory (simulated: the tests run as root, whom permissions do not stop)."""
+    import errno
+
+    from kfp import compiler
+
+    def refused(self, pipeline_func, package_path, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", package_path)
+
+    monkeypatch.setattr(compiler.Compiler, "compile", refused)
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = ["run", *_config_args(idx_dir), "--workdir", str(tmp_path / "w"), "--engine", "kfp", "--output",
+            str(out / "p.yaml")]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"smear run: error: --output {out / 'p.yaml'}: cannot write it (Permission denied); "
+                   "name a writable place with --output"], err  # fmt: skip
+    assert list(out.iterdir()) == []
 
 
 def test_without_kfp_installed_engine_kfp_is_one_line_exit_2(tmp_path, idx_dir, capsys, monkeypatch):

@@ -254,7 +254,8 @@ def test_bad_jobs_flags_are_one_line_errors(tmp_path, idx_dir, capsys):
     for extra, message in (
         (["--jobs", "0"], "--jobs must be >= 1"),
         (["--devices", "0,1"], "--devices needs --jobs N"),
-        (["--jobs", "3", "--devices", "0,1"], "--jobs 3 needs at least 3 devices"),
+        (["--jobs", "2", "--devices", "0"], "--jobs 2 needs at least 2 devices"),
+        (["--jobs", "2", "--devices", "7,8"], "--devices 7,8: TensorFlow sees no GPU here"),
         (["--threads", "2"], "--threads must be >= 1 and needs --jobs"),
     ):
         capsys.readouterr()
@@ -265,8 +266,12 @@ def test_bad_jobs_flags_are_one_line_errors(tmp_path, idx_dir, capsys):
 
 
 def test_worker_environments_split_devices_or_cores():
-    envs = executor.worker_environments(2, "0,1,2,3")
+    envs = executor.worker_environments(2, "0,1,2,3", visible=["0", "1", "2", "3"])
     assert [e["CUDA_VISIBLE_DEVICES"] for e in envs] == ["0,2", "1,3"]
+    with pytest.raises(UserError, match=r"--devices 7,8: no device 7, 8 here \(TensorFlow sees GPUs 0, 1\)"):
+        executor.worker_environments(2, "7,8", visible=["0", "1"])
+    with pytest.raises(UserError, match="TensorFlow sees no GPU here; leave --devices out"):
+        executor.worker_environments(2, "0,1")  # this machine: no GPU
     cores = len(os.sched_getaffinity(0))
     assert [e["SMEAR_WORKER_THREADS"] for e in executor.worker_environments(2)] == [
         str(max(1, cores // 2))
@@ -304,3 +309,49 @@ def test_the_dry_run_shows_an_artifact_another_process_is_writing(tmp_path, idx_
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_worker_killed_from_outside_is_the_users_matter_a_crash_is_a_bug():
+    """`smear run --jobs N` exits 2 when a worker was killed (SIGKILL: the OOM killer, a kill), 1 on a crash."""
+    for returncode, user in ((-signal.SIGKILL, True), (-signal.SIGTERM, True), (-signal.SIGSEGV, False),
+                             (-signal.SIGABRT, False), (3, False)):  # fmt: skip
+        message, is_user = executor._death(returncode)
+        assert is_user is user and message.endswith("rerun to resume"), (returncode, message)
+    assert "SIGKILL from outside" in executor._death(-signal.SIGKILL)[0]
+
+
+def test_jobs_beyond_the_plans_width_or_the_free_memory_are_cut_with_one_line(tmp_path, idx_dir):
+    nodes = plan(_config(idx_dir), tmp_path)
+    width = executor.parallel_width(nodes)
+    assert 1 < width < len(nodes)
+
+    def ancestors(node, seen) -> set[int]:
+        for n in node.inputs:
+            if id(n) not in seen:
+                seen.add(id(n))
+                ancestors(n, seen)
+        return seen
+
+    # Some `width` stages are independent (no chain of inputs joins two of them): they can run at once.
+    above = {id(n): ancestors(n, set()) for n in nodes}
+    levels = {}
+    for node in nodes:
+        chain = 0
+        stack = [(node, 0)]
+        while stack:  # the longest chain of inputs above the node
+            current, d = stack.pop()
+            chain = max(chain, d)
+            stack += [(n, d + 1) for n in current.inputs]
+        levels.setdefault(chain, []).append(node)
+    level = max(levels.values(), key=len)
+    assert len(level) == width and not any(id(a) in above[id(b)] for a in level for b in level)
+
+    said = []
+    assert executor.capped_jobs(1000, nodes, said.append, available=64 << 30) == width
+    assert said == [f"run: --jobs 1000 cut to {width}: the plan runs at most {width} stages at once"]
+    said.clear()
+    assert executor.capped_jobs(width, nodes, said.append, available=(3 << 30) // 2 + (1 << 27)) == 1
+    assert said == [f"run: --jobs {width} cut to 1: 1.6 GiB of memory is free, for 1 worker of about 1.5 GiB"]
+    said.clear()
+    assert executor.capped_jobs(2, nodes, said.append, available=None) == 2 and not said
+    assert executor.capped_jobs(1, nodes, said.append, available=1) == 1 and not said

@@ -139,6 +139,21 @@ def test_artifacts_of_an_earlier_compute_version_are_recomputed_with_a_note(tmp_
     assert " cached " not in out and out.count(" run ") == 9  # nothing of the old workdir is read
 
 
+def test_no_validation_split_is_said_at_plan_time(tmp_path, idx_dir, capsys):
+    capsys.readouterr()
+    assert cli.main([*_args(tmp_path, idx_dir, *SWEEP), "--dry-run"]) == 0
+    assert "validation_fraction=0" not in capsys.readouterr().out
+    assert (
+        cli.main([*_args(tmp_path, idx_dir, *SWEEP), "--dry-run", "--config.data.validation_fraction=0"]) == 0
+    )
+    notes = [line for line in capsys.readouterr().out.splitlines() if "validation_fraction=0" in line]
+    assert notes == [
+        "run: note: data.validation_fraction=0 holds out no validation split, so the report chooses alpha and "
+        "each method's best setting on test accuracy (optimistic)"
+    ]
+    assert not (tmp_path / "data").exists()
+
+
 def test_publish_refuses_a_directory_it_did_not_write_before_running(tmp_path, idx_dir, capsys):
     dest = tmp_path / "mine"
     dest.mkdir()

@@ -130,6 +130,23 @@ def test_a_bad_remote_workdir_is_one_line_and_writes_nothing(gcs_env, workdir, m
     assert _objects(gcs_env, "") == before
 
 
+def test_an_unreachable_store_is_cannot_reach_not_does_not_exist(monkeypatch, capsys):
+    """Offline, TF's GCS client finds no bucket at all: the line says the store cannot be reached."""
+    import socket
+
+    with socket.socket() as closed:  # a local port nothing listens on: the proxy TF's client would use
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{port}")
+    assert cli.main(["run", "--config", f"{QUICKSTART}:smoke", "--workdir", "gs://some-bucket/w"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and "gs://some-bucket/w: cannot reach it: no connection to storage.googleapis.com:443" in err[0]
+    )
+    assert f"through the proxy 127.0.0.1:{port}" in err[0] and "does not exist" not in err[0], err
+
+
 def test_a_file_system_without_flock_is_written_unlocked(tmp_path, monkeypatch):
     """A FUSE-mounted bucket (gcsfuse) answers flock with ENOSYS: the stage goes on, saying so once."""
     import errno

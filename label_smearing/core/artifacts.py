@@ -112,6 +112,10 @@ def check_location(location: str | os.PathLike, *, flag: str = "--workdir") -> N
         )
     if not bucket:
         raise UserError(f"{flag} {text}: no bucket in the URL (e.g. gs://BUCKET/workdir)")
+    # First, as offline TF's GCS client retries for minutes and then answers "no such bucket".
+    unreachable = _unreachable(scheme)
+    if unreachable:
+        raise UserError(f"{flag} {text}: cannot reach it: {unreachable}")
     try:
         if not tf.io.gfile.isdir(f"{scheme}://{bucket}"):
             raise UserError(
@@ -120,6 +124,32 @@ def check_location(location: str | os.PathLike, *, flag: str = "--workdir") -> N
         tf.io.gfile.exists(text)
     except tf.errors.OpError as e:
         raise UserError(f"{flag} {text}: cannot reach it: {e.message.splitlines()[0]}") from None
+
+
+# The host each scheme's client talks to (TensorFlow's GCS file system has no endpoint setting).
+_ENDPOINTS = {"gs": ("storage.googleapis.com", 443)}
+
+
+def _unreachable(scheme: str, timeout: float = 5.0) -> str:
+    """Why the store of `scheme` cannot be reached from here ('' if it can, or if this is not known):
+    a TCP connection to its endpoint, or to the https proxy the client would use."""
+    import socket
+    import urllib.parse
+
+    if scheme not in _ENDPOINTS:
+        return ""
+    host, port = _ENDPOINTS[scheme]
+    proxy = os.environ.get("https_proxy") or os.environ.get("HTTPS_PROXY")
+    target = (host, port)
+    if proxy:
+        parsed = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        target = (parsed.hostname or "", parsed.port or 3128)
+    try:
+        socket.create_connection(target, timeout=timeout).close()
+    except OSError as e:
+        via = f" through the proxy {target[0]}:{target[1]}" if proxy else ""
+        return f"no connection to {host}:{port}{via} ({e.strerror or type(e).__name__}); is this machine offline?"
+    return ""
 
 
 def _remote_files(root: str) -> list[str]:

@@ -133,6 +133,10 @@ def parse_stage_args(
             extra_flags(remaining)  # an unknown flag fails here, before anything is written
     else:
         args, remaining = parser.parse_args(rest), []
+    if not args.workdir.strip():  # an unset shell variable would mean the current directory
+        raise UserError(
+            f"--workdir is empty ({args.workdir!r}): name a directory, a local path or gs://BUCKET/DIR"
+        )
     check_location(args.workdir)  # a bad URL: one line, before anything is read or written
     config = load_config(args.config, overrides)
     if validate is not None:

@@ -88,6 +88,8 @@ def _import_file(path: str):
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:  # sys.exit() in a config would end the command without a word
+        raise UserError(f"config file {path} exited while loading (sys.exit({e.code!r}))") from None
     except Exception as e:  # noqa: BLE001 - any failure of a user file is a user error
         raise UserError(f"config file {path} failed to load: {type(e).__name__}: {e}") from e
     if not hasattr(module, "get_config"):
@@ -161,6 +163,8 @@ def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.Conf
         config = module.get_config(arg or None)
     except UserError:
         raise
+    except SystemExit as e:
+        raise UserError(f"config {spec}: get_config exited (sys.exit({e.code!r}))") from None
     except Exception as e:  # noqa: BLE001
         raise UserError(f"config {spec}: get_config failed: {type(e).__name__}: {e}") from e
     if not isinstance(config, ml_collections.ConfigDict):

@@ -33,6 +33,22 @@ from label_smearing.modeling.noise import HUMAN, NOISE_MODELS
 
 TRANSITION_FILE = "transition.json"
 
+# Config keys (or whole sections) that change no number an artifact holds, so no fingerprint covers them,
+# with the reason. `smear run` refuses an override of any other key that changes no fingerprint of its
+# plan (label_smearing.pipeline.plan.check_overrides; tests/test_overrides.py checks every key).
+OUTPUT_NEUTRAL = {
+    "train.strategy": "where training runs: a model trained under another strategy is reused",
+    "train.tpu": "which TPU trains",
+    "export.batch_size": "how the export is split into batches, not what it writes",
+    "eval.batch_size": "how evaluation is split into batches, not what it measures",
+    "resources": "the CPU, memory and accelerators a Kubeflow task asks for",
+}
+
+
+def _neutral_keys(section: str) -> list[str]:
+    """The keys of `section` that OUTPUT_NEUTRAL leaves out of fingerprints."""
+    return [key.split(".", 1)[1] for key in OUTPUT_NEUTRAL if key.startswith(f"{section}.")]
+
 
 @dataclasses.dataclass(frozen=True)
 class Artifact:
@@ -101,7 +117,7 @@ def model_section(config: ml_collections.ConfigDict) -> dict:
     a float32 model has the fingerprint it had before the key existed.
     """
     train = to_plain(config.train)
-    for key in ("strategy", "tpu"):
+    for key in _neutral_keys("train"):  # strategy, tpu
         train.pop(key, None)
     if train.get("precision", "float32") == "float32":  # so that float32 models keep their fingerprints
         train.pop("precision", None)
@@ -165,7 +181,8 @@ def model(
 def export_section(config: ml_collections.ConfigDict, split: str) -> dict:
     """What determines the exported records besides the model and data (batch size does not)."""
     section = to_plain(config.export)
-    section.pop("batch_size", None)  # changes how work is split, not what is written
+    for key in _neutral_keys("export"):  # batch_size: changes how work is split, not what is written
+        section.pop(key, None)
     return {"export": section, "split": split}
 
 
@@ -211,7 +228,8 @@ def eval_section(config: ml_collections.ConfigDict) -> dict:
     before the key existed; off (no plots/) is another artifact, with another fingerprint.
     """
     section = to_plain(config.eval)
-    section.pop("batch_size", None)
+    for key in _neutral_keys("eval"):  # batch_size
+        section.pop(key, None)
     if section.get("figures", True) is True:
         section.pop("figures", None)
     return section

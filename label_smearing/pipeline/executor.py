@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from label_smearing.core import artifacts, lifecycle, locks
+from label_smearing.core import artifacts, lifecycle, locks, resources
 from label_smearing.core.errors import UserError
 from label_smearing.core.oserrors import os_errors_as_user_errors
 from label_smearing.core.registry import TRAIN
@@ -185,7 +185,19 @@ class _ProcessWorker:
         self.reader.join(5)
 
 
-def worker_environments(jobs: int, devices: str | None = None, threads: int = 0) -> list[dict[str, str]]:
+def visible_accelerators() -> list[str]:
+    """The GPU ids a worker's CUDA_VISIBLE_DEVICES may name: this process's own CUDA_VISIBLE_DEVICES
+    entries if it has them, else 0 .. (the GPUs TensorFlow sees) - 1."""
+    import tensorflow as tf
+
+    count = len(tf.config.list_physical_devices("GPU"))
+    own = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return own[:count] if own else [str(i) for i in range(count)]
+
+
+def worker_environments(
+    jobs: int, devices: str | None = None, threads: int = 0, visible: list[str] | None = None
+) -> list[dict[str, str]]:
     """Each worker's environment: its accelerators (CUDA_VISIBLE_DEVICES) or, on CPU, its share of the cores.
 
     Args:
@@ -193,27 +205,78 @@ def worker_environments(jobs: int, devices: str | None = None, threads: int = 0)
       devices: comma-separated accelerator ids to split between the workers ("0,1,2,3");
         None = the GPUs TensorFlow sees here, or the CPU cores when there are none.
       threads: on CPU, each worker's intra- and inter-op threads; 0 = its share, cores // jobs.
+      visible: the ids `devices` may name (None: `visible_accelerators()`).
 
     Raises:
-      UserError: fewer devices than workers, naming both.
+      UserError: fewer devices than workers, naming both; a device this machine does not have.
     """
     ids = [d.strip() for d in devices.split(",") if d.strip()] if devices else []
     if devices is not None and not ids:
         raise UserError(f"--devices {devices!r} names no device; give ids such as 0,1")
     if not ids and devices is None:
-        import tensorflow as tf
-
-        ids = [str(i) for i in range(len(tf.config.list_physical_devices("GPU")))]
+        ids = visible_accelerators()
+    if ids and len(ids) < jobs:
+        raise UserError(f"--jobs {jobs} needs at least {jobs} devices, one per worker; there are {len(ids)}")
+    if devices is not None:
+        visible = visible_accelerators() if visible is None else visible
+        unknown = [d for d in ids if d not in visible]
+        if not visible:
+            raise UserError(
+                f"--devices {devices}: TensorFlow sees no GPU here; leave --devices out to split the CPU cores "
+                "between the workers"
+            )
+        if unknown:
+            raise UserError(
+                f"--devices {devices}: no device {', '.join(unknown)} here (TensorFlow sees GPUs {', '.join(visible)})"
+            )
     base = {k: v for k, v in os.environ.items() if k not in ("SMEAR_WORKER_THREADS", "CUDA_VISIBLE_DEVICES")}
     if ids:
-        if len(ids) < jobs:
-            raise UserError(
-                f"--jobs {jobs} needs at least {jobs} devices, one per worker; there are {len(ids)}"
-            )
         share = [ids[k::jobs] for k in range(jobs)]
         return [dict(base, CUDA_VISIBLE_DEVICES=",".join(sorted(s, key=ids.index))) for s in share]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return [dict(base, SMEAR_WORKER_THREADS=str(threads or max(1, cores // jobs))) for _ in range(jobs)]
+
+
+# A worker process's memory once TensorFlow and Beam are loaded and a stage runs (1.1-1.5 GB measured on
+# the quickstart's stages, benchmarks/memory.py): what --jobs N must find free for each worker.
+WORKER_BYTES = 3 << 29  # 1.5 GiB
+
+
+def parallel_width(nodes: list[Node]) -> int:
+    """The most nodes of the plan that can run at once: the largest set of nodes of one depth (the
+    longest chain of inputs above a node), which no input edge joins."""
+    depth: dict[int, int] = {}
+
+    def depth_of(node: Node) -> int:
+        if id(node) not in depth:
+            depth[id(node)] = 1 + max((depth_of(n) for n in node.inputs), default=-1)
+        return depth[id(node)]
+
+    widths: dict[int, int] = {}
+    for node in nodes:
+        widths[depth_of(node)] = widths.get(depth_of(node), 0) + 1
+    return max(widths.values(), default=1)
+
+
+def capped_jobs(jobs: int, nodes: list[Node], log=print, available: int | None = -1) -> int:
+    """`jobs`, cut to the plan's parallel width and to the workers the free memory holds, with one line
+    saying so (`available`: free bytes, None if unknown; -1 reads them)."""
+    if jobs <= 1:
+        return jobs
+    if available == -1:
+        found = resources.available_memory()
+        available = found[0] if found else None
+    width = parallel_width(nodes)
+    limits = [(width, f"the plan runs at most {width} stages at once")]
+    if available is not None:
+        fit = max(1, available // WORKER_BYTES)
+        limits.append((fit, f"{resources.describe_bytes(available)} of memory is free, for {fit} "
+                            f"worker{'s' if fit > 1 else ''} of about {resources.describe_bytes(WORKER_BYTES)}"))  # fmt: skip
+    cap, why = min(limits)
+    if jobs <= cap:
+        return jobs
+    log(f"run: --jobs {jobs} cut to {cap}: {why}")
+    return cap
 
 
 # ---------------------------------------------------------------- the scheduler
@@ -234,6 +297,7 @@ def execute(
     """
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
+    jobs = capped_jobs(jobs, nodes, log)
     started = time.time()
     results: queue.Queue = queue.Queue()
     lock = threading.Lock()
@@ -328,7 +392,7 @@ def execute(
                 _held(i, result.get("holder") or {}, nodes[i], retry_at, told_held, echo)
             else:
                 if status == "died":
-                    message, user = _death(result["returncode"]), False
+                    message, user = _death(result["returncode"])
                 else:
                     message, user = result["message"], result["user"]
                 bug = bug or not user
@@ -360,14 +424,21 @@ def _held(i: int, holder: dict, node: Node, retry_at: dict, told: set, echo) -> 
         )
 
 
-def _death(returncode: int) -> str:
+# A worker's return codes when a signal from outside ended it (the OOM killer's SIGKILL, a kill, a hang-up):
+# the run's exit status is then 2, a user's matter; a crash (SIGSEGV, SIGABRT, an exit status) stays 1, a bug.
+_KILLED = {-signal.SIGKILL, -signal.SIGTERM, -signal.SIGINT, -signal.SIGHUP}
+
+
+def _death(returncode: int) -> tuple[str, bool]:
+    """(the line, whether it is the user's matter) for a worker that ended with `returncode` mid-stage."""
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"its worker process died ({name}); rerun to resume"
-    return f"its worker process exited with status {returncode}; rerun to resume"
+        outside = " from outside (a kill, or the out-of-memory killer)" if returncode in _KILLED else ""
+        return f"its worker process died ({name}{outside}); rerun to resume", returncode in _KILLED
+    return f"its worker process exited with status {returncode}; rerun to resume", False
 
 
 def _resources(env: dict) -> str:

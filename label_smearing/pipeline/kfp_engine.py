@@ -222,6 +222,10 @@ def compile_pipeline(
     try:
         compiler.Compiler().compile(smear_pipeline, str(tmp))
         os.replace(tmp, output_file)
+    except OSError as e:  # a read-only or full directory: the file the user named, not our temporary one
+        raise UserError(
+            f"--output {output_file}: cannot write it ({e.strerror or e}); name a writable place with --output"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     return output_file

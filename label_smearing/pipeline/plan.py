@@ -121,7 +121,12 @@ def _unique(values: list, what: str) -> list:
 
 
 def _rates(config, key: str) -> list[float]:
-    rates = [float(r) for r in config.sweep[key]]
+    try:
+        rates = [float(r) for r in config.sweep[key]]
+    except (TypeError, ValueError):
+        raise UserError(
+            f"sweep.{key} must be a tuple of noise rates, e.g. (0.2, 0.4); got {config.sweep[key]!r}"
+        ) from None
     for r in rates:
         if not 0.0 <= r <= 1.0:
             raise UserError(f"sweep.{key}: noise rate must be in [0, 1], got {r}")
@@ -306,3 +311,59 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
     flags = ["--evaluations", *[str(e.out_dir) for e in evaluations]]
     nodes.append(Node(REPORT, output, evaluations, None, "", {}, flags, config))
     return nodes
+
+
+# ---------------------------------------------------------------- overrides that the plan would ignore
+# Keys the plan sets per stage, and the sweep key that sets them (label_smearing.core.spec.ModelSpec.overrides,
+# and noise.rate under sweep.noise_rates): an override of one changes no stage.
+SWEEP_OWNED = {
+    "loss.name": "sweep.teachers (METHOD[:ALPHA])",
+    "loss.alpha": "sweep.teachers (METHOD:ALPHA)",
+    "loss.transition": "sweep.teachers (fc:est for an estimated T)",
+    "loss.transition_file": "sweep.teachers (fc:est: the estimate's T)",
+    "train.seed": "sweep.seeds",
+    "distill.enabled": "sweep.students (TEACHER>STUDENT)",
+    "distill.logits_dir": "sweep.students (the teacher's exported logits)",
+    "distill.smoothing": "sweep.students (TEACHER>ls:A)",
+    "distill.fc_alpha": "sweep.students (TEACHER>fc:A)",
+    "noise.rate": "sweep.noise_rates",
+}
+
+
+def check_overrides(
+    spec: str, overrides: list[str], config: ml_collections.ConfigDict, nodes: list[Node], workdir: str | Path
+) -> None:
+    """Refuses, in one line, a `--config.KEY=VALUE` of `smear run` that changes no stage of the plan.
+
+    An override is used when the plan without it has other fingerprints. One that restates the
+    config's value, or whose key `label_smearing.core.layout.OUTPUT_NEUTRAL` declares changes
+    no number (a batch size, where training runs, a task's resources), passes as it is.
+
+    Raises:
+      UserError: naming the override, and the sweep key that sets it per stage (SWEEP_OWNED) or
+        that no stage of this plan reads it.
+    """
+    from label_smearing.core.config import load_config, to_plain
+
+    fingerprints = sorted(n.fingerprint for n in nodes)
+    for i, item in enumerate(overrides):
+        key, _, text = item.partition("=")
+        if key in layout.OUTPUT_NEUTRAL or key.split(".")[0] in layout.OUTPUT_NEUTRAL:
+            continue
+        without = load_config(spec, overrides[:i] + overrides[i + 1 :])
+        section, _, leaf = key.partition(".")
+        if to_plain(without[section][leaf]) == to_plain(config[section][leaf]):
+            continue  # it restates the value the config has
+        try:
+            unchanged = sorted(n.fingerprint for n in plan(without, workdir)) == fingerprints
+        except UserError:
+            continue  # the config without it is not a valid plan: it is used
+        if unchanged:
+            if key in SWEEP_OWNED:
+                raise UserError(
+                    f"--config.{key}={text} would be ignored: the plan sets {key} per model from "
+                    f"{SWEEP_OWNED[key]}; set it there"
+                )
+            raise UserError(
+                f"--config.{key}={text} changes no stage of this plan (none reads it here); drop it"
+            )

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,6 +109,11 @@ def _check_kfp_args(args) -> None:
 
     if not args.output:
         raise UserError("--engine kfp needs --output FILE.yaml, the pipeline file to write")
+    if os.path.isdir(args.output):
+        raise UserError(
+            f"--output {args.output} is a directory; name the pipeline file to write, e.g. "
+            f"{os.path.join(args.output, 'pipeline.yaml')}"
+        )
     for flag, given in (("--dry-run", args.dry_run), ("--publish", args.publish), ("--force", args.force)):
         if given:
             raise UserError(
@@ -191,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
 def run(argv=None) -> None:
     from label_smearing.beam_core.runners import pipeline_options
     from label_smearing.pipeline import executor, publish
-    from label_smearing.pipeline.plan import plan
+    from label_smearing.pipeline.plan import check_overrides, plan
 
     args, config, beam_args = parse_stage_args(parser(), argv, known_only=True, extra_flags=pipeline_options)
     if args.json and not args.dry_run:
@@ -213,6 +219,7 @@ def run(argv=None) -> None:
         raise UserError(f"{'--output' if args.output else '--image'} needs --engine kfp")
     stages = plan(config, args.workdir)
     _, overrides = split_config_args(list(argv or []))
+    check_overrides(args.config, overrides, config, stages, args.workdir)  # each is used, or one line
     if args.engine == "kfp":
         from label_smearing.pipeline import kfp_engine
 
@@ -232,6 +239,11 @@ def run(argv=None) -> None:
     note = earlier_version_note(args.workdir)
     if note:
         print(note)
+    if config.data.validation_fraction == 0:
+        print(
+            "run: note: data.validation_fraction=0 holds out no validation split, so the report chooses "
+            "alpha and each method's best setting on test accuracy (optimistic)"
+        )
     if args.dry_run:
         print(f"plan for {args.config} in {args.workdir} ({len(stages)} stages):")
         print("\n".join(describe_plan(stages)))
