@@ -355,9 +355,12 @@ def render_train_process(result: dict) -> list[str]:
         "model, optimizer and steps, TensorFlow's thread settings left as the stage leaves them. bare-numpy "
         f"(not a target; in {result.get('numpy_pairs', 0)} pair(s)): the same fit on in-memory NumPy arrays. "
         "fit s is the fit as timed inside each process (for smear, with its per-epoch learning curves and "
-        "back-ups); the rest is start-up, input preparation and, for smear, saving.",
+        "back-ups); the rest is start-up, input preparation and, for smear, saving. The target is judged on "
+        "each side's best run (its time with the host out of the way, as `timeit` takes the least of its "
+        "repeats), with the interval that replacing either side's best by its second best gives.",
         "",
-        f"- {result.get('target_side', 'bare')} / smear wall time per pair: {pairs}; median {result['ratio']:.3f}"
+        f"- {result.get('target_side', 'bare')} / smear wall time per pair (not judged: the host slows whole "
+        f"processes of either side): {pairs}; median {result['ratio']:.3f}"
         + (
             f" (min-max {result['ratio_low']:.3f}-{result['ratio_high']:.3f})"
             if "ratio_low" in result
