@@ -49,7 +49,7 @@ DEFAULT = ("noisify", "export", "train", "train_process", "memory")
 OUTPUT_FLAG = {"noisify": "--out"}  # the flag naming the JSON file; default --output
 # What a full run passes beyond the scripts' defaults: train_process's teacher at 300 of its 800 steps
 # (an 800-step process took 160-210 s on 2026-12-06's slow host, and 3 pairs of 400-step ones, whose
-# ratios spread over 0.80-0.95, read undecided twice: 6 shorter pairs in the same time).
+# ratios spread over 0.80-0.95, read undecided twice: 5 shorter pairs, judged on each side's best run).
 FULL_ARGS = {"jobs": ["--workloads", "fmnist_cell"], "train_process": ["--steps", "300"]}
 RUN_RECORD = "run.json"  # in the results directory: each benchmark's status, seconds and load before / after
 QUICK_ARGS = {

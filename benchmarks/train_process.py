@@ -1,11 +1,11 @@
 """Benchmark: the whole `smear train` process against a bare Keras `model.fit` in a fresh process.
 
-    .venv/bin/python benchmarks/train_process.py [--pairs 6] [--numpy-pairs 1] [--steps 0]
+    .venv/bin/python benchmarks/train_process.py [--pairs 5] [--numpy-pairs 1] [--steps 0]
         [--steps-per-epoch 0] [--config fmnist_paper:rho0.2] [--idx-dir /usr/share/datasets/fashion-mnist]
 
-About 20 minutes on 2 idle cores with the defaults (6 pairs and one NumPy run: 13 processes of
-about 1.5 minutes each, plus the data artifact); `make bench` passes --steps 300 (about 13
-minutes). One fmnist_paper
+About 17 minutes on 2 idle cores with the defaults (5 pairs and one NumPy run: 11 processes of
+about 1.5 minutes each, plus the data artifact); `make bench` passes --steps 300 (about 11
+minutes; 6 pairs took 977 s on 2026-12-06). One fmnist_paper
 teacher (`fmnist_paper:rho0.2`, the CE baseline): a CIFAR ResNet-8 (width
 16, weight decay 1e-4), 800 steps of batch 128 (8 epochs of 100 steps) on the 4,474
 training examples of the 5,000-example Fashion-MNIST subset (about 10% held out for
@@ -324,7 +324,7 @@ def judged(name: str, anchor: list[float], smear: list[float], op: str, target: 
 # ---------------------------------------------------------------- main
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=6, help="alternating (smear, bare-tfdata) pairs")
+    parser.add_argument("--pairs", type=int, default=5, help="alternating (smear, bare-tfdata) pairs")
     parser.add_argument("--numpy-pairs", type=int, default=1,
                         help="the first N pairs also run the bare-numpy side (a second row, not a target)")  # fmt: skip
     parser.add_argument("--config", default=CONFIG, help="the teacher's config (NAME[:arg] or path.py[:arg])")
