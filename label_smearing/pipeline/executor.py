@@ -243,8 +243,10 @@ WORKER_BYTES = 3 << 29  # 1.5 GiB
 
 
 def parallel_width(nodes: list[Node]) -> int:
-    """The most nodes of the plan that can run at once: the largest set of nodes of one depth (the
-    longest chain of inputs above a node), which no input edge joins."""
+    """How many nodes of the plan can run at once: the most nodes of one depth (the longest chain of
+    inputs above a node), which no chain of inputs joins. A plan's stages come in layers (data,
+    teachers, exports and evaluations, students, report), so this is the widest layer; a plan of
+    another shape may run more at once than this says."""
     depth: dict[int, int] = {}
 
     def depth_of(node: Node) -> int:
