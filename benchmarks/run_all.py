@@ -306,12 +306,11 @@ def render_train(result: dict) -> list[str]:
             line += (f"; the stage spends {stage['gap_seconds_per_epoch']:.2f} s between epochs (back-up, "
                      "TensorBoard; not in images/s)")  # fmt: skip
         extra.append(line)
-    unit = "per epoch pair" if "ratios_per_pair" in result else "per repeat"  # the JSON of before 2026-12-06
-    per_pair = result.get("ratios_per_pair", result.get("ratios_per_repeat", {}))
+    per_pair = result.get("ratios_per_pair", {})
     for key, values in per_pair.items():
         if not key.endswith("_cpu"):
             cpu = per_pair.get(f"{key}_cpu")
-            extra.append(f"- {key} {unit}: " + ", ".join(f"{v:.3f}" for v in values)
+            extra.append(f"- {key} per epoch pair: " + ", ".join(f"{v:.3f}" for v in values)
                          + (" (images per CPU second: " + ", ".join(f"{v:.3f}" for v in cpu) + ")" if cpu else ""))  # fmt: skip
     for name, net in result["networks"].items():
         chunks = net.get("loss_chunks")

@@ -91,9 +91,7 @@ def _outcome(key: str, value, workdir: Path) -> str:
     before = sorted(n.fingerprint for n in plan(load_config(SMOKE), workdir))
     if sorted(n.fingerprint for n in nodes) != before:
         return "used"
-    return (
-        "neutral" if key in layout.OUTPUT_NEUTRAL or key.split(".")[0] in layout.OUTPUT_NEUTRAL else "ignored"
-    )
+    return "neutral" if layout.is_output_neutral(key) else "ignored"
 
 
 def test_every_key_is_used_refused_or_declared_neutral(tmp_path):
@@ -110,9 +108,7 @@ def test_every_key_is_used_refused_or_declared_neutral(tmp_path):
         else:
             assert "changes no stage of this plan" in line
     neutral = {k for k, o in outcomes.items() if o == "neutral"}
-    assert neutral == {
-        k for k in outcomes if k in layout.OUTPUT_NEUTRAL or k.split(".")[0] in layout.OUTPUT_NEUTRAL
-    }
+    assert neutral == {k for k in outcomes if layout.is_output_neutral(k)}
     assert len(outcomes) > 60 and sum(o == "used" for o in outcomes.values()) > 40  # every section was seen
     assert not (tmp_path / "data").exists()  # planning writes nothing
 

@@ -45,6 +45,11 @@ OUTPUT_NEUTRAL = {
 }
 
 
+def is_output_neutral(key: str) -> bool:
+    """Whether OUTPUT_NEUTRAL declares the dotted `key` (or its whole section)."""
+    return key in OUTPUT_NEUTRAL or key.split(".")[0] in OUTPUT_NEUTRAL
+
+
 def _neutral_keys(section: str) -> list[str]:
     """The keys of `section` that OUTPUT_NEUTRAL leaves out of fingerprints."""
     return [key.split(".", 1)[1] for key in OUTPUT_NEUTRAL if key.startswith(f"{section}.")]

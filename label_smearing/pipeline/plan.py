@@ -348,7 +348,7 @@ def check_overrides(
     fingerprints = sorted(n.fingerprint for n in nodes)
     for i, item in enumerate(overrides):
         key, _, text = item.partition("=")
-        if key in layout.OUTPUT_NEUTRAL or key.split(".")[0] in layout.OUTPUT_NEUTRAL:
+        if layout.is_output_neutral(key):
             continue
         without = load_config(spec, overrides[:i] + overrides[i + 1 :])
         section, _, leaf = key.partition(".")
