@@ -15,24 +15,30 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import shlex
 import signal
 import sys
 import threading
 import traceback
 
 from label_smearing import __version__
-from label_smearing.core import locks, registry
+from label_smearing.core import artifacts, locks, registry
 from label_smearing.core.cli_common import command_parser, exit_now, quiet_native_stderr
 from label_smearing.core.errors import UserError
 from label_smearing.core.oserrors import os_errors_as_user_errors
 
-RUN, CONFIGS = "run", "configs"
+RUN, VERIFY, CONFIGS = "run", "verify", "configs"
 # Commands that are not stage kinds: the module whose `run(argv)` runs it, and one line of help.
 OTHER_COMMANDS = {
     RUN: ("label_smearing.pipeline.run", "run the whole pipeline from a config, cached and resumable"),
+    VERIFY: (
+        "label_smearing.pipeline.verify",
+        "checksum a workdir's artifacts; list damaged ones and their fix",
+    ),
     CONFIGS: ("", "list the bundled configs, each with its one-line description"),
 }
 HELP_FLAGS = ("-h", "--help")
+REMAKE_ENV = "SMEAR_REMAKE"
 
 
 class Terminated(KeyboardInterrupt):
@@ -52,7 +58,7 @@ def commands() -> dict[str, tuple[str, str]]:
 def _usage() -> str:
     lines = [
         "usage: smear COMMAND --config NAME[:arg] --workdir DIR [options]",
-        "       smear --version | smear configs",
+        "       smear verify WORKDIR | smear --version | smear configs",
         "",
         "commands:",
     ]
@@ -79,10 +85,8 @@ def _help(command: str, rest: list[str]) -> None:
     kind = registry.by_command(command)
     if kind is not None:
         parser = command_parser(kind.name)
-    else:
-        from label_smearing.pipeline.run import parser as run_parser  # light: its heavy imports are in run()
-
-        parser = run_parser()
+    else:  # `run` and `verify`: their modules are light; the heavy imports are in run()
+        parser = importlib.import_module(commands()[command][0]).parser()
     with contextlib.suppress(SystemExit):
         parser.parse_args(rest)  # prints the help
 
@@ -95,6 +99,17 @@ def _workdir(args: list[str]) -> str | None:
         if arg == "--workdir" and i + 1 < len(args):
             return args[i + 1]
     return None
+
+
+def _remake(command: str, rest: list[str]) -> list[str]:
+    """The command that recomputes what a stage command writes: itself with --force (a Kubeflow
+    task, which runs it on a copy of the config, passes the command as compiled in SMEAR_REMAKE)."""
+    if registry.by_command(command) is None:
+        return []
+    compiled = os.environ.get(REMAKE_ENV)
+    if compiled:
+        return shlex.split(compiled)
+    return ["smear", command, *rest, *([] if "--force" in rest else ["--force"])]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     # Libraries a command loads sooner or later, loaded first with their start-up lines silenced:
     # TensorFlow for every stage (the report too: plots), Beam for the Beam stages and the plan's runs.
     preload = ["tensorflow"] + (["apache_beam"] if kind is None or kind.beam else [])
+    if command == VERIFY:  # checksums only (a gs:// workdir loads TensorFlow when it reads one)
+        preload = []
     status = 0
     on_main_thread = threading.current_thread() is threading.main_thread()
     previous_sigterm = signal.getsignal(signal.SIGTERM) if on_main_thread else None
@@ -147,10 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         with quiet_native_stderr(not verbose):
             for name in preload:
                 importlib.import_module(name)
-            sys.modules["tensorflow"].config.list_physical_devices()  # logs a failed cuInit without a GPU
+            if preload:
+                sys.modules["tensorflow"].config.list_physical_devices()  # logs a failed cuInit without a GPU
             module = importlib.import_module(table[command][0])
-        with os_errors_as_user_errors(_workdir(rest), verbose=verbose):  # a full disk, a permission: one line
-            module.run(rest)
+        with (
+            os_errors_as_user_errors(_workdir(rest), verbose=verbose),
+            artifacts.remaking(_remake(command, rest)),
+        ):
+            module.run(
+                rest
+            )  # a full disk, a permission: one line; a stage's manifest records how to remake it
     except UserError as e:
         if verbose:
             traceback.print_exc()

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from label_smearing import cli
@@ -187,6 +188,73 @@ def test_changing_one_alpha_reruns_only_that_variant_and_what_follows(finished, 
     ])  # fmt: skip
     # The old variant's artifacts are still there, untouched.
     assert len(list((workdir / "models").iterdir())) == 5
+
+
+def _replace_weights(model_dir):
+    """What a retraining with another thread count leaves: the same fingerprint, other weights."""
+    model = keras.saving.load_model(model_dir / "model.keras", compile=False)
+    model.set_weights([w + 0.01 for w in model.get_weights()])
+    model.save(model_dir / "model.keras")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    for rel, entry in manifest["files"].items():
+        entry.update(sha256=artifacts.sha256_file(model_dir / rel), bytes=(model_dir / rel).stat().st_size)
+    (model_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+
+@pytest.mark.slow
+def test_a_replaced_teacher_recomputes_what_it_fed_and_nothing_else(finished, idx_dir, tmp_path, capsys):
+    workdir = tmp_path / "copy"  # a copy checks its own inputs, not the ones of the workdir it came from
+    shutil.copytree(finished, workdir)
+    (teacher,) = (workdir / "models").glob("teacher-ls0.1-s0-*")
+    _replace_weights(teacher)
+    capsys.readouterr()
+    assert cli.main(_args(workdir, idx_dir, *SWEEP, "--dry-run")) == 0
+    plan = capsys.readouterr().out
+    assert re.search(r"cached\s+train teacher-ls0.1-s0 ", plan), plan
+    assert re.search(r"stale \(input replaced\)\s+export_logits teacher-ls0.1-s0-train", plan), plan
+    assert re.search(r"stale \(input reruns\)\s+report quickstart", plan), plan
+    assert cli.main(_args(workdir, idx_dir, *SWEEP)) == 0
+    out = capsys.readouterr().out
+    assert sorted(_ran(out)) == sorted([
+        "export_logits teacher-ls0.1-s0-train",
+        "train student-T2-ce-s0-from-ls0.1",
+        "evaluate teacher-ls0.1-s0",
+        "evaluate student-T2-ce-s0-from-ls0.1",
+        "report quickstart",
+    ])  # fmt: skip
+    assert re.search(r"stale, recomputing it: its input model \S+teacher-ls0.1-s0-\S+ was replaced", out), out
+    assert cli.main(_args(workdir, idx_dir, *SWEEP)) == 0  # and then all is current again
+    assert _ran(capsys.readouterr().out) == []
+
+
+@pytest.mark.slow
+def test_verify_lists_a_damaged_artifact_with_its_command_and_run_verify_recomputes_it(
+    finished, idx_dir, tmp_path, capsys
+):
+    workdir = tmp_path / "copy"
+    shutil.copytree(finished, workdir)
+    assert cli.main(["verify", str(workdir)]) == 0
+    (teacher,) = (workdir / "models").glob("teacher-ce-s0-*")
+    with open(teacher / "model.keras", "r+b") as f:  # a truncated file: still "complete", so still cached
+        f.truncate(100)
+    capsys.readouterr()
+    assert cli.main(["verify", str(workdir)]) == 2
+    out, err = capsys.readouterr()
+    assert f"damaged: {teacher}: artifact file {teacher / 'model.keras'} does not match its checksum" in out
+    command = re.search(r"recompute it: (.+)", out).group(1)
+    assert command.startswith("smear train --config ") and command.endswith(" --force"), command
+    assert "1 of 9 artifacts are damaged" in err
+    with pytest.raises(UserError, match=re.escape(f"recompute it: {command}")):  # what a reader says
+        artifacts.read_manifest(teacher)
+
+    assert cli.main(_args(workdir, idx_dir, *SWEEP, "--verify", "--dry-run")) == 0
+    plan = capsys.readouterr().out
+    assert re.search(r"damaged\s+train teacher-ce-s0 ", plan), plan
+    assert re.search(r"stale \(input reruns\)\s+evaluate teacher-ce-s0 ", plan), plan
+    assert cli.main(_args(workdir, idx_dir, *SWEEP, "--verify")) == 0
+    ran = _ran(capsys.readouterr().out)
+    assert sorted(ran) == ["evaluate teacher-ce-s0", "report quickstart", "train teacher-ce-s0"], ran
+    assert cli.main(["verify", str(workdir)]) == 0
 
 
 _HANG_IN_LS_TEACHER = """

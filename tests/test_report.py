@@ -234,8 +234,11 @@ def test_figure4_montage_and_no_per_model_copies_when_configured_off(tmp_path):
     assert "Per-model figures" not in text
 
 
-def _with_validation(workdir: Path, noisy: dict, clean: dict, diverged: dict) -> list[Path]:
-    """The fixture evaluations plus validation accuracies (by directory-name prefix) and divergences."""
+def _with_validation(
+    workdir: Path, noisy: dict, clean: dict, diverged: dict, resumed: dict | None = None
+) -> list[Path]:
+    """The fixture evaluations plus validation accuracies (by directory-name prefix), divergences and
+    resumptions (directory name -> the train stage's "resumed" record)."""
     dirs = []
     for src in sorted((FIXTURES / "evaluations").iterdir()):
         metrics = json.loads((src / "metrics.json").read_text())
@@ -246,6 +249,8 @@ def _with_validation(workdir: Path, noisy: dict, clean: dict, diverged: dict) ->
         }
         if src.name in diverged:
             metrics["training"] = {"diverged": {"step": diverged[src.name], "epoch": 2, "reason": "test"}}
+        if src.name in (resumed or {}):
+            metrics["training"] = {"resumed": resumed[src.name]}
         dirs.append(_eval_artifact(workdir / "eval" / src.name, metrics))
     return dirs
 
@@ -277,6 +282,17 @@ def test_a_diverged_run_is_marked_not_averaged_and_the_claims_say_so(tmp_path):
     claims = (tmp_path / "report" / "tables" / "claims.csv").read_text().splitlines()
     marked = [row for row in claims if "LS α=0.1" in row]
     assert marked and all("rests on a diverged cell: LS α=0.1" in row for row in marked), marked
+
+
+def test_a_run_resumed_in_another_environment_is_marked_and_an_exact_resumption_is_not(tmp_path):
+    resumed = {
+        "teacher-ls0.1-s1": {"step": 30, "exact": False, "why": "the environment changed since the back-up"},
+        "teacher-ls0.2-s1": {"step": 30, "exact": True, "why": ""},
+    }
+    dirs = _with_validation(tmp_path, {}, {}, {}, resumed)
+    report_stage(load_config(CONFIG), dirs, tmp_path / "report", log=lambda _: None)
+    table2 = (tmp_path / "report" / "tables" / "table2.csv").read_text()
+    assert table2.count("resumed at step") == 1 and "(seed 1 resumed at step 30)" in table2, table2
 
 
 def test_negative_smoothing_shares_the_alpha_axis_is_chosen_apart_and_is_claim_8(tmp_path):

@@ -67,53 +67,80 @@ def test_training_is_step_based_and_stops_at_exactly_train_steps(data_artifact, 
     assert [e["step"] for e in history["epochs"]] == [2, 4, 5]
 
 
-_HANG_AFTER_SECOND_BACKUP = """
+_HANG_MID_EPOCH_3 = """
 import sys, time
-from label_smearing.stages.train import WholeFileBackup as BackupAndRestore  # training's back-up
-save = BackupAndRestore._save_model
-def save_then_hang(self):
-    save(self)
-    if self._current_epoch >= 2:
-        print("BACKED-UP", flush=True)
+from label_smearing.stages.train import TrainingLog
+end_batch = TrainingLog.on_train_batch_end
+def end_then_hang(self, batch, logs=None):
+    end_batch(self, batch, logs)
+    if self._step() == 7:  # mid-epoch 3 (steps 7-9), one step after the back-up of step 6
+        print("MID-EPOCH", flush=True)
         time.sleep(600)
-BackupAndRestore._save_model = save_then_hang
+TrainingLog.on_train_batch_end = end_then_hang
 from label_smearing.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_backup(make_data_artifact, tmp_path):
+def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(make_data_artifact, tmp_path):
+    """SIGKILL at step 7 of 12 (epochs of 3): the run resumes at step 6, skips the batches the
+    uninterrupted run read before it, and ends with the same weights and the same history."""
     from label_smearing.core import layout
 
-    overrides = [
-        "train.steps=12",
-        "train.steps_per_epoch=3",
-        "train.batch_size=16",
-        "train.shuffle_buffer=64",
-    ]
+    overrides = ["train.steps=12", "train.steps_per_epoch=3", "train.batch_size=16", "train.shuffle_buffer=64",
+                 "train.deterministic=true"]  # fmt: skip
     config = load_config(QUICKSTART, overrides)
-    make_data_artifact(tmp_path, dataset="fashion_mnist", directory=layout.data(config, tmp_path).path)
-    argv = ["train", "--config", QUICKSTART, "--workdir", str(tmp_path)] + [
-        f"--config.{o}" for o in overrides
-    ]
-
-    # Run 1 stops for good after its second back-up (step 6): SIGKILL it there.
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    kill_at_marker(_HANG_AFTER_SECOND_BACKUP, argv, "BACKED-UP")
-    (model_dir,) = (tmp_path / "models").glob("[!.]*")  # not the lock a killed run leaves
-    assert (model_dir / "backup" / "training_metadata.json").is_file()
-    assert not (model_dir / "manifest.json").exists()  # partial: never read as input
+    runs = {}
+    for name in ("killed", "whole"):
+        workdir = tmp_path / name
+        make_data_artifact(
+            workdir, dataset="fashion_mnist", directory=layout.data(config, workdir).path, seed=0
+        )
+        argv = ["train", "--config", QUICKSTART, "--workdir", str(workdir)] + [
+            f"--config.{o}" for o in overrides
+        ]
+        if name == "killed":
+            kill_at_marker(_HANG_MID_EPOCH_3, argv, "MID-EPOCH")
+            (model_dir,) = (workdir / "models").glob("[!.]*")  # not the lock a killed run leaves
+            assert (model_dir / "backup" / "training_metadata.json").is_file()
+            assert not (model_dir / "manifest.json").exists()  # partial: never read as input
+        done = subprocess.run([sys.executable, "-m", "label_smearing.cli", *argv], capture_output=True, text=True,
+                              env=env, cwd=ROOT, timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        (model_dir,) = (workdir / "models").glob("[!.]*")
+        runs[name] = (done.stdout, model_dir)
 
-    second = subprocess.run([sys.executable, "-m", "label_smearing.cli", *argv], capture_output=True, text=True,
-                            env=env, cwd=ROOT, timeout=300)  # fmt: skip
-    assert second.returncode == 0, second.stderr[-2000:]
-    assert "resuming from step 6 of 12" in second.stdout
-    manifest = read_manifest(model_dir)
+    stdout, killed = runs["killed"]
+    assert "resuming from step 6 of 12" in stdout and "not bit-identical" not in stdout
+    manifest = read_manifest(killed)
     assert manifest["counts"]["steps"] == 12
-    history = json.loads((model_dir / "history.json").read_text())
-    assert history["resumed_from_step"] == 6
-    assert [e["step"] for e in history["epochs"]] == [3, 6, 9, 12]  # epochs before the kill are kept
+    assert manifest["resumed"] == {"step": 6, "exact": True, "why": ""}
+    assert read_manifest(runs["whole"][1])["resumed"] is None
+    histories = [json.loads((runs[n][1] / "history.json").read_text()) for n in ("killed", "whole")]
+    assert histories[0]["resumed_from_step"] == 6
+    assert [e["step"] for e in histories[0]["epochs"]] == [3, 6, 9, 12]  # epochs before the kill are kept
+    for key in ("loss", "accuracy"):
+        assert [e[key] for e in histories[0]["epochs"]] == [e[key] for e in histories[1]["epochs"]], key
+    weights = [keras.saving.load_model(runs[n][1] / "model.keras", compile=False).get_weights() for n in runs]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
+
+
+def test_a_resumption_is_exact_only_in_the_same_environment_with_op_determinism(tmp_path):
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    then = {"deterministic": True, "devices": ["CPU"], "replicas": 1, "cpus": 2, "intra_op_threads": 0,
+            "inter_op_threads": 0, "tensorflow": "2.21.0"}  # fmt: skip
+    (backup / "training_metadata.json").write_text(json.dumps({"epoch": 2, "batch": -1, "environment": then}))
+    assert train.resume_step(backup, _config("train.steps=12", "train.steps_per_epoch=3")) == 6
+    assert train.resume_step(tmp_path / "none", _config()) == 0
+    assert train.resumption(backup, 0, then) is None
+    assert train.resumption(backup, 6, then) == {"step": 6, "exact": True, "why": ""}
+    moved = train.resumption(backup, 6, dict(then, cpus=8))
+    assert moved["exact"] is False and "cpus 2 -> 8" in moved["why"]
+    loose = train.resumption(backup, 6, dict(then, deterministic=False))
+    assert loose["exact"] is False and "deterministic" in loose["why"]
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,10 @@ Rules (DESIGN.md):
   through TensorFlow's file systems (`path` gives an etils.epath.Path, pathlib's
   API over tf.io.gfile); an object appears whole when it is closed, so data
   files need no temporary name there. A FUSE-mounted bucket is a local path.
+- Each input record in a manifest also holds the SHA-256 of the input's manifest (which
+  checksums all of the input's files): an artifact whose input was replaced since, by one
+  with the same fingerprint but other content (a retrained model), is stale, not cached
+  (`replaced_inputs`, `is_current`), and is recomputed.
 - Directory names carry a fingerprint of (stage kind, config section, inputs'
   fingerprints, the kind's compute version in `registry`), so a changed config
   never lands on top of an old result, and an unchanged one finds its cached
@@ -20,9 +24,11 @@ Rules (DESIGN.md):
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Iterable, Mapping
@@ -38,6 +44,24 @@ if TYPE_CHECKING:
 
 MANIFEST = "manifest.json"
 PACKAGE_VERSION = __version__
+# The `smear` command that recomputes the artifact being written, recorded in its manifest: what
+# `smear verify` and a reader that finds the artifact damaged tell the user to run.
+_REMAKE: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("remake", default=())
+
+
+@contextlib.contextmanager
+def remaking(command: Iterable[str]):
+    """Within it, `write_manifest` records `command` as the one that recomputes the artifact."""
+    token = _REMAKE.set(tuple(command))
+    try:
+        yield
+    finally:
+        _REMAKE.reset(token)
+
+
+def remake_command(manifest: Mapping[str, Any]) -> str:
+    """The command that recomputes an artifact, from its manifest; else how to find it."""
+    return str(manifest.get("command") or "") or "rerun the `smear run` that made it, adding --verify"
 
 
 def _canonical(obj: Any) -> str:
@@ -209,10 +233,60 @@ def is_complete(location: str | os.PathLike) -> bool:
 
 
 def is_complete_with(location: str | os.PathLike, fp: str) -> bool:
-    """Whether `location` holds a complete artifact whose manifest has fingerprint `fp` (a cached result)."""
+    """Whether `location` holds a complete artifact whose manifest has fingerprint `fp`."""
     if not is_complete(location):
         return False
     return read_manifest(location, verify=False).get("fingerprint") == fp
+
+
+def is_current(location: str | os.PathLike, fp: str) -> bool:
+    """Whether `location` holds a complete artifact with fingerprint `fp` whose inputs are the ones it
+    was made from (a cached result): see `replaced_inputs`."""
+    return is_complete_with(location, fp) and not replaced_inputs(location)
+
+
+def manifest_digest(location: str | os.PathLike) -> str | None:
+    """The SHA-256 of an artifact's manifest.json, which checksums all its files; None if it has none."""
+    try:
+        return hashlib.sha256(read_bytes(join(location, MANIFEST))).hexdigest()
+    except OSError:
+        return None
+
+
+def replaced_inputs(location: str | os.PathLike) -> list[str]:
+    """The inputs of the complete artifact at `location` that changed since it was made, one phrase
+    each ("model /w/models/x-1a2b was replaced"); [] when all are the ones it read.
+
+    An input changed when its manifest's digest is not the one recorded (`input_ref`): it was
+    recomputed, by --force or with another thread count, and its content may differ though its
+    fingerprint does not. Records without a digest (manifests written before digests were
+    recorded) are taken as current.
+    """
+    manifest = read_manifest(location, verify=False)
+    changed = []
+    for name, ref in (manifest.get("inputs") or {}).items():
+        recorded = ref.get("manifest_sha256") if isinstance(ref, Mapping) else None
+        if not recorded:
+            continue
+        where = input_location(location, ref["path"])
+        now = manifest_digest(where)
+        if now is None:
+            changed.append(f"{name} {where} is gone")
+        elif now != recorded:
+            changed.append(f"{name} {where} was replaced")
+    return changed
+
+
+def input_location(location: str | os.PathLike, recorded: str | os.PathLike) -> Path | epath.Path:
+    """Where the input recorded as `recorded` is now, for the artifact at `location`.
+
+    Inputs planned in a workdir live in the same one, as <workdir>/<kind>/<name>: that place in
+    `location`'s own workdir comes first, so a workdir copied or moved elsewhere checks its own
+    inputs. An input from outside it (`smear export-logits --model DIR`) is where it was recorded.
+    """
+    kind, name = str(recorded).rstrip("/").split("/")[-2:]
+    sibling = path(location).parent.parent / kind / name
+    return sibling if is_complete(sibling) else path(recorded)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -362,6 +436,8 @@ def write_manifest(
     }
     if extra:
         manifest.update(extra)
+    if _REMAKE.get():
+        manifest["command"] = shlex.join(_REMAKE.get())
     atomic_write_json(join(path, MANIFEST), manifest)
     if not is_url(path):
         locks.release(path)  # the one taken by prepare_output: the artifact is complete
@@ -391,10 +467,13 @@ def read_manifest(path: str | os.PathLike, *, what: str = "artifact", verify: bo
         for rel, meta in manifest.get("files", {}).items():
             f = join(path, rel)
             if not exists(f):
-                raise UserError(f"{what} file missing: {f} (listed in {manifest_path})")
+                raise UserError(
+                    f"{what} file missing: {f} (listed in {manifest_path}); recompute it: {remake_command(manifest)}"
+                )
             if _size(f) != meta["bytes"] or sha256_file(f) != meta["sha256"]:
                 raise UserError(
-                    f"{what} file {f} does not match its checksum in {manifest_path}; it was modified or corrupted"
+                    f"{what} file {f} does not match its checksum in {manifest_path}; it was modified or "
+                    f"corrupted; recompute it: {remake_command(manifest)}"
                 )
         if signature is not None:
             _VERIFIED[os.path.abspath(path)] = signature
@@ -421,5 +500,10 @@ def _signature(path: str | os.PathLike, files: Mapping[str, Any]) -> tuple | Non
 
 
 def input_ref(path: str | os.PathLike, manifest: Mapping[str, Any]) -> dict:
-    """The {"path", "fingerprint"} record of an input, for a manifest."""
-    return {"path": str(path), "fingerprint": manifest["fingerprint"]}
+    """The {"path", "fingerprint", "manifest_sha256"} record of an input, for a manifest: the digest
+    of the input's manifest tells its consumers when it was replaced (`replaced_inputs`)."""
+    return {
+        "path": str(path),
+        "fingerprint": manifest["fingerprint"],
+        "manifest_sha256": manifest_digest(path),
+    }

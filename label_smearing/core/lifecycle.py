@@ -1,6 +1,8 @@
 """The one artifact lifecycle every stage goes through, run from `smear run` or as `smear <stage>`.
 
-    1. cache check   a complete artifact with the request's fingerprint is reused, not recomputed
+    1. cache check   a complete artifact with the request's fingerprint is reused, not recomputed,
+                     unless an input it read was replaced since (`artifacts.replaced_inputs`): then
+                     it is stale, the run says which input, and it is recomputed (as with --force)
     2. lock          the artifact's lock (`locks`; a URL workdir is not locked; a standalone
                      stage takes it in step 4, once its input passed its checks)
     3. check again   another process may have completed it while this one waited
@@ -17,6 +19,8 @@ fingerprint in the same directory is an error naming `--force` (from step 4).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -44,15 +48,22 @@ def run_stage(
       UserError: whatever the stage raises for bad input, one line.
     """
     out = request.out_dir
-    if not request.force and artifacts.is_complete_with(out, request.fingerprint):
+    if not request.force and artifacts.is_current(out, request.fingerprint):
         return CACHED, artifacts.read_manifest(out, verify=False)
     local = lock_first and not artifacts.is_url(out)
     if local:
         locks.acquire(out, log=request.log)
     try:
         if not request.force and artifacts.is_complete_with(out, request.fingerprint):
-            return CACHED, artifacts.read_manifest(out, verify=False)
-        manifest = compute(request)
+            replaced = artifacts.replaced_inputs(out)
+            if not replaced:
+                return CACHED, artifacts.read_manifest(out, verify=False)
+            request.log(
+                f"{request.name}: stale, recomputing it: its input {'; '.join(replaced)} since it was made"
+            )
+            request = dataclasses.replace(request, force=True)
+        with artifacts.remaking(request.command) if request.command else contextlib.nullcontext():
+            manifest = compute(request)
         # No manifest: this process does not write the artifact (a multi-worker training's non-chief worker).
         if manifest and not artifacts.is_complete_with(out, request.fingerprint):
             # A stage and its layout disagree on the fingerprint: every later run would recompute it.

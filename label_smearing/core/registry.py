@@ -75,6 +75,7 @@ class StageRequest:
       inputs: input kind -> the directories of its artifacts, in plan order.
       out_dir: the artifact to write; fingerprint and name: its fingerprint and artifact name.
       description: the model spec's description (None for data and report nodes).
+      command: the standalone `smear` command that recomputes the artifact, recorded in its manifest.
     """
 
     config: Any
@@ -86,6 +87,7 @@ class StageRequest:
     force: bool = False
     beam_args: Sequence[str] = ()
     log: Callable[[str], None] = print
+    command: Sequence[str] = ()
 
     def input(self, kind: str) -> Path | str:
         """The one artifact of `kind` this node reads."""

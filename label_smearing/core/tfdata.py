@@ -234,6 +234,7 @@ def make_dataset(
     include_metadata: bool = False,
     manifest: dict | None = None,
     cache: str | bool = "auto",
+    start_step: int = 0,
 ) -> tf.data.Dataset:
     """A batched tf.data pipeline over one split of a data artifact.
 
@@ -259,6 +260,9 @@ def make_dataset(
       manifest: the artifact's manifest if already read (skips re-verification).
       cache: cache decoded uint8 images in memory: True, False or "auto" (when
         training and the decoded split is at most CACHE_LIMIT_BYTES).
+      start_step: training only: the stream begins after the examples of this many global
+        steps, with the same augmentation they would have had: a training resumed at step N
+        sees exactly the batches an uninterrupted one sees from step N on.
 
     Returns:
       A dataset of (image float32 [B, H, W, C], label int32 [B]) or
@@ -272,7 +276,14 @@ def make_dataset(
         manifest = read_data_manifest(artifact_dir)
     image_shape = tuple(int(d) for d in manifest["image_shape"])
     files = _checked_files(artifact_dir, manifest, split, num_classes, with_teacher_logits)
+    if start_step and not training:
+        raise ValueError(
+            "start_step is for a training stream; an evaluation pass starts at its first example"
+        )
+    # Each step takes global_batch / num_pipelines examples from every pipeline, in per-replica batches.
+    global_batch = batch_size
     num_pipelines, pipeline_id, batch_size = _input_pipeline(input_context, batch_size)
+    skipped = start_step * global_batch // num_pipelines  # examples of this pipeline already trained on
     num_examples = int(manifest["splits"][split].get("num_examples", manifest["counts"].get(split, 0)))
     if subset:
         num_examples = min(num_examples, subset)
@@ -290,19 +301,23 @@ def make_dataset(
     # tf.distribute), and no epoch boundary drains the buffer.
     if random_crops:  # each crop keyed by the example's position in the (seeded) stream
         ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
-        ds = ds.enumerate().map(
-            lambda index, record: decode(
-                record, tf.stack([tf.cast(seed, tf.int64), index * num_pipelines + pipeline_id])
-            ),
-            num_parallel_calls=tf.data.AUTOTUNE,
+        ds = (
+            ds.enumerate()
+            .skip(skipped)
+            .map(
+                lambda index, record: decode(
+                    record, tf.stack([tf.cast(seed, tf.int64), index * num_pipelines + pipeline_id])
+                ),
+                num_parallel_calls=tf.data.AUTOTUNE,
+            )
         )
     elif cache:
         ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE).cache()
         if training:
-            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False).skip(skipped)
     else:
         if training:
-            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
+            ds = ds.repeat().shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False).skip(skipped)
         ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -311,7 +326,8 @@ def make_dataset(
         crop_flip=crop_flip and not random_crops, seed=seed, num_pipelines=num_pipelines,
         pipeline_id=pipeline_id, include_metadata=include_metadata, with_teacher_logits=with_teacher_logits,
     )  # fmt: skip
-    ds = ds.enumerate().map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    # Each batch's augmentation is keyed by its position in the whole stream, skipped batches included.
+    ds = ds.enumerate(start=skipped // batch_size).map(finish, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()
     if input_context is None:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

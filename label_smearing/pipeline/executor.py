@@ -62,8 +62,8 @@ class StagesFailed(UserError):
 
 
 def cached(node: Node) -> bool:
-    """Whether the node's complete artifact, with its fingerprint, exists."""
-    return artifacts.is_complete_with(node.out_dir, node.fingerprint)
+    """Whether the node's complete artifact, with its fingerprint and made from its inputs as they are, exists."""
+    return artifacts.is_current(node.out_dir, node.fingerprint)
 
 
 def failure_message(error: BaseException) -> tuple[str, bool]:
@@ -74,7 +74,7 @@ def failure_message(error: BaseException) -> tuple[str, bool]:
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": "), False
 
 
-def run_node(node: Node, *, force: bool, beam_args=(), log=print) -> dict:
+def run_node(node: Node, *, force: bool, beam_args=(), log=print, source: dict | None = None) -> dict:
     """Runs one node through its stage's artifact lifecycle (`lifecycle.run_stage`); returns its result record.
 
     The stage is the node's registered kind: its module's `compute_planned(request)`.
@@ -86,7 +86,7 @@ def run_node(node: Node, *, force: bool, beam_args=(), log=print) -> dict:
     started = time.time()
     try:
         compute = importlib.import_module(node.stage.module).compute_planned
-        request = node.request(force=force, beam_args=beam_args, log=log)
+        request = node.request(force=force, beam_args=beam_args, log=log, command=node.remake(source))
         with os_errors_as_user_errors(node.out_dir, verbose=os.environ.get("SMEAR_VERBOSE") == "1"):
             status, _ = lifecycle.run_stage(request, compute)
         if status == lifecycle.CACHED:
@@ -113,12 +113,13 @@ class _InlineWorker:
 
     name = ""
 
-    def __init__(self, nodes: list[Node], beam_args, results: queue.Queue, log):
+    def __init__(self, nodes: list[Node], beam_args, results: queue.Queue, log, source: dict | None = None):
         self.nodes, self.beam_args, self.results, self.log = nodes, beam_args, results, log
-        self.alive = True
+        self.source, self.alive = source, True
 
     def submit(self, index: int, force: bool, fingerprint: str) -> None:
-        result = run_node(self.nodes[index], force=force, beam_args=self.beam_args, log=self.log)
+        node = self.nodes[index]
+        result = run_node(node, force=force, beam_args=self.beam_args, log=self.log, source=self.source)
         self.results.put((self, result))
 
     def interrupt(self) -> None:
@@ -285,13 +286,17 @@ def capped_jobs(jobs: int, nodes: list[Node], log=print, available: int | None =
 def execute(
     nodes: list[Node], *, jobs: int = 1, devices: str | None = None, threads: int = 0, force: bool = False,
     log=print, workdir: str | Path | None = None, beam_args=(), source: dict | None = None,
+    recompute: set[int] = frozenset(),
 ) -> dict:  # fmt: skip
     """Runs the nodes, each after its inputs; returns {"ran": [...], "cached": [...], "seconds": ...}.
 
-    With `workdir`, each node that ran appends its wall time to <workdir>/stage_times.jsonl.
-    With jobs > 1, `source` says how the nodes were planned, {"config": "NAME[:arg] or path.py[:arg]",
-    "overrides": ["key=value", ...], "workdir": ...}: each worker plans them again from it
-    (nothing is pickled), and runs a node only if its fingerprint is the one planned here.
+    The nodes at the indices in `recompute` (damaged, `smear run --verify`) are recomputed as with
+    --force. With `workdir`, each node that ran appends its wall time to <workdir>/stage_times.jsonl.
+    `source` says how the nodes were planned, {"config": "NAME[:arg] or path.py[:arg]",
+    "overrides": ["key=value", ...], "workdir": ...}: each artifact's manifest records the
+    command that recomputes it from there (`Node.remake`). With jobs > 1 it is needed: each
+    worker plans the nodes again from it (nothing is pickled), and runs a node only if its
+    fingerprint is the one planned here.
 
     Raises:
       StagesFailed: some nodes failed (the others that could run have run), one line each.
@@ -309,7 +314,7 @@ def execute(
             log(line)
 
     if jobs == 1:
-        workers: list = [_InlineWorker(nodes, beam_args, results, log)]
+        workers: list = [_InlineWorker(nodes, beam_args, results, log, source)]
     else:
         if source is None:
             raise ValueError("execute(jobs > 1) needs the plan's source, for the workers to plan it too")
@@ -358,7 +363,7 @@ def execute(
                 if choice is None:
                     break
                 node = nodes[choice]
-                if not force and cached(node):
+                if not force and choice not in recompute and cached(node):
                     pending.remove(choice)
                     finish(choice, idle[0], "cached")
                     continue
@@ -370,7 +375,7 @@ def execute(
                 pending.remove(choice)
                 running[worker] = choice
                 echo(f"{prefix(worker)} {node.label}: running -> {node.out_dir}")
-                worker.submit(choice, force, node.fingerprint)
+                worker.submit(choice, force or choice in recompute, node.fingerprint)
             if not running:
                 if stopping or not any(w.alive for w in workers):
                     break

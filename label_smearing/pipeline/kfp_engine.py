@@ -11,9 +11,9 @@ are not KFP artifacts: every task reads and writes the workdir, shared storage
 `kfp.local`), exactly as `smear run` does.
 
 Idempotent through the project's fingerprints: a task whose artifact is already
-complete with the node's fingerprint does nothing and outputs "cached", so a
-re-submitted pipeline skips finished stages (and a killed training resumes from
-its checkpoint). KFP's own caching is off for every task: it keys on the task's
+complete with the node's fingerprint, and made from its inputs as they are now,
+does nothing and outputs "cached", so a re-submitted pipeline skips finished
+stages (and a killed training resumes from its checkpoint). KFP's own caching is off for every task: it keys on the task's
 inputs, not on the workdir, and would skip a task whose artifact was deleted.
 
 The config file's text is an input of every task, written to a temporary file
@@ -29,6 +29,7 @@ but this package.
 import dataclasses
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -86,7 +87,7 @@ def run_task(
             f"the pipeline was compiled by label-smearing {version}, the image has {__version__}: "
             "fingerprints differ; build the image of the compiling version or compile again"
         )
-    if artifacts.is_complete_with(output, fingerprint):
+    if artifacts.is_current(output, fingerprint):
         print(f"smear kfp: cached: {output} is complete with fingerprint {fingerprint[:10]}", flush=True)
         return CACHED
     with tempfile.TemporaryDirectory(prefix="smear-config-") as tmp:
@@ -98,7 +99,11 @@ def run_task(
         argv[at] = f"{copy}{colon}{arg}"
         print(f"smear kfp: running: {' '.join(command)}", flush=True)
         # `python -m label_smearing.cli` is `smear`, found without relying on PATH.
-        status = subprocess.call([sys.executable, "-m", "label_smearing.cli", *argv])
+        # The manifest records the command as compiled (not this copy of the config) with --force.
+        env = dict(
+            os.environ, SMEAR_REMAKE=shlex.join([*command, *([] if "--force" in command else ["--force"])])
+        )
+        status = subprocess.call([sys.executable, "-m", "label_smearing.cli", *argv], env=env)
     if status != 0:
         _fail(f"{command[0]} {command[1]} exited with status {status}", status)
     if not artifacts.is_complete_with(output, fingerprint):

@@ -69,24 +69,34 @@ class Node:
     def input_of(self, kind: str) -> Node:
         return next(n for n in self.inputs if n.kind == kind)
 
-    def request(self, *, force: bool = False, beam_args=(), log=print) -> registry.StageRequest:
-        """What this node asks of its stage (`compute_planned`): its config, input directories and output."""
+    def request(self, *, force: bool = False, beam_args=(), log=print, command=()) -> registry.StageRequest:
+        """What this node asks of its stage (`compute_planned`): its config, input directories and output
+        (`command`: the standalone command that recomputes it, for its manifest)."""
         inputs: dict[str, list] = {}
         for node in self.inputs:
             inputs.setdefault(node.kind, []).append(node.out_dir)
         return registry.StageRequest(
             self.config, inputs, self.out_dir, self.fingerprint, self.name,
-            None if self.spec is None else self.spec.describe(), force, beam_args, log,
+            None if self.spec is None else self.spec.describe(), force, beam_args, log, tuple(command),
         )  # fmt: skip
 
     def command(
         self, config_arg: str, workdir: str | Path, config_overrides: tuple[str, ...] = ()
     ) -> list[str]:
-        """The standalone `smear` command that computes this node's artifact (same path, same fingerprint)."""
+        """The standalone `smear` command that computes this node's artifact (same path, same fingerprint).
+
+        With --force it recomputes it: what the artifact's manifest records (`remake`)."""
         args = ["smear", self.stage.command, "--config", config_arg]
         args += [f"--config.{item}" for item in config_overrides]
         args += [f"--config.{key}={_text(value)}" for key, value in self.overrides.items()]
         return args + ["--workdir", str(workdir), *self.flags]
+
+    def remake(self, source: dict | None) -> list[str]:
+        """The command that recomputes this node's artifact, from the plan's source
+        ({"config", "overrides", "workdir"} as `smear run` was given them); [] without one."""
+        if not source:
+            return []
+        return [*self.command(source["config"], source["workdir"], tuple(source["overrides"])), "--force"]
 
     def to_json(self, config_arg: str = "", workdir: str | Path = "", config_overrides=()) -> dict[str, Any]:
         out = {

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,21 +54,54 @@ if TYPE_CHECKING:
 # `smear run --help` (`parser()`) loads none of them.
 
 
-def describe_plan(stages: list[Node]) -> list[str]:
+def _verified(stages: list[Node], source: dict) -> set[int]:
+    """--verify: checksums the plan's complete artifacts; the indices of the damaged ones, each listed."""
+    import time
+
+    from label_smearing.pipeline import verify
+
+    started = time.time()
+    complete = [i for i, s in enumerate(stages) if artifacts.is_complete_with(s.out_dir, s.fingerprint)]
+    print(f"run: verifying the {len(complete)} complete artifacts of the plan")
+    damaged = verify.check(
+        [stages[i].out_dir for i in complete], remake=lambda d: shlex.join(_node_at(stages, d).remake(source))
+    )
+    found = {i for i in complete if str(stages[i].out_dir) in damaged}
+    print(
+        f"run: {len(found)} damaged, recomputed by this run with what read them ({time.time() - started:.1f} s)"
+        if found
+        else f"run: every one matches its manifest ({time.time() - started:.1f} s)"
+    )
+    return found
+
+
+def _node_at(stages: list[Node], directory) -> Node:
+    return next(s for s in stages if str(s.out_dir) == str(directory))
+
+
+def describe_plan(stages: list[Node], damaged: set[int] = frozenset()) -> list[str]:
+    """One line per node: what a run would do with it ("cached", "run", "resume", "stale (...)", "damaged")."""
     from label_smearing.pipeline import executor
 
-    lines = []
+    lines, runs = [], set()  # runs: the nodes this run would (re)compute, whose consumers then follow
     for i, stage in enumerate(stages, 1):
         holder = None if artifacts.is_url(stage.out_dir) else locks.holder(stage.out_dir)
-        if executor.cached(stage):
+        upstream = any(id(n) in runs for n in stage.inputs)
+        if i - 1 in damaged:
+            state = "damaged"
+        elif not upstream and executor.cached(stage):
             state = "cached"
         elif holder is not None:
             state = f"writing (pid {holder.get('pid', '?')})"  # by another process; this run would wait
+        elif artifacts.is_complete_with(stage.out_dir, stage.fingerprint):
+            state = "stale (input reruns)" if upstream else "stale (input replaced)"
         elif stage.out_dir.exists():
             state = "resume" if stage.kind == TRAIN else "rerun (partial)"
         else:
             state = "run"
-        lines.append(f"[{i:>2}/{len(stages)}] {state:<16} {stage.label:<48} {stage.out_dir}")
+        if state != "cached":
+            runs.add(id(stage))
+        lines.append(f"[{i:>2}/{len(stages)}] {state:<20} {stage.label:<48} {stage.out_dir}")
     return lines
 
 
@@ -114,7 +148,9 @@ def _check_kfp_args(args) -> None:
             f"--output {args.output} is a directory; name the pipeline file to write, e.g. "
             f"{os.path.join(args.output, 'pipeline.yaml')}"
         )
-    for flag, given in (("--dry-run", args.dry_run), ("--publish", args.publish), ("--force", args.force)):
+    for flag, given in (
+        ("--dry-run", args.dry_run), ("--publish", args.publish), ("--force", args.force), ("--verify", args.verify)
+    ):  # fmt: skip
         if given:
             raise UserError(
                 f"{flag} does not apply to --engine kfp, which compiles and runs nothing"
@@ -138,6 +174,12 @@ def parser() -> argparse.ArgumentParser:
     parser = stage_parser("run", __doc__.splitlines()[0])
     parser.add_argument(
         "--dry-run", action="store_true", help="print the plan (what runs, what is cached) and stop"
+    )
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="first checksum every complete artifact of the plan against its manifest; the damaged ones are "
+        "recomputed, and what read them (with --dry-run: listed, each with the command that recomputes it)",
     )
     parser.add_argument(
         "--json",
@@ -244,9 +286,11 @@ def run(argv=None) -> None:
             "run: note: data.validation_fraction=0 holds out no validation split, so the report chooses "
             "alpha and each method's best setting on test accuracy (optimistic)"
         )
+    source = {"config": args.config, "overrides": overrides, "workdir": str(args.workdir)}
+    damaged = _verified(stages, source) if args.verify else set()
     if args.dry_run:
         print(f"plan for {args.config} in {args.workdir} ({len(stages)} stages):")
-        print("\n".join(describe_plan(stages)))
+        print("\n".join(describe_plan(stages, damaged)))
         if args.publish:
             print(f"then publish the report to {args.publish}")
         return
@@ -254,8 +298,7 @@ def run(argv=None) -> None:
     try:
         summary = executor.execute(
             stages, jobs=args.jobs, devices=args.devices, threads=args.threads, force=args.force,
-            workdir=args.workdir, beam_args=beam_args,
-            source={"config": args.config, "overrides": overrides, "workdir": str(args.workdir)},
+            workdir=args.workdir, beam_args=beam_args, source=source, recompute=damaged,
         )  # fmt: skip
     except executor.StagesFailed as e:
         if len(e.failures) > 1:

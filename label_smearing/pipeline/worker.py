@@ -50,7 +50,9 @@ def main() -> int:
                 message = f"the config {source['config']} changed after the run started; rerun it"
                 result = {"status": "failed", "message": message, "user": True}
             else:
-                result = run_node(node, force=force == "1", beam_args=source["beam_args"], log=print)
+                result = run_node(
+                    node, force=force == "1", beam_args=source["beam_args"], log=print, source=source
+                )
             print(RESULT_MARK + json.dumps(result, default=str), flush=True)
     except KeyboardInterrupt:
         return 130

@@ -517,14 +517,19 @@ def _write(
 
 
 def _training(model_dir: Path, model_manifest: dict) -> dict:
-    """What the model's training recorded: whether (and where) it diverged, and its per-epoch curves."""
+    """What the model's training recorded: whether (and where) it diverged, whether it resumed from a
+    back-up (and whether bit-identically), and its per-epoch curves."""
     from label_smearing.core.curves import curves_of
 
     try:
         history = json.loads((model_dir / "history.json").read_text())
     except (OSError, ValueError):
         history = {}
-    return {"diverged": model_manifest.get("diverged"), "curves": curves_of(history.get("epochs") or [])}
+    return {
+        "diverged": model_manifest.get("diverged"),
+        "resumed": model_manifest.get("resumed"),
+        "curves": curves_of(history.get("epochs") or []),
+    }
 
 
 def _write_tensorboard(out_dir: Path, scalars: dict, gaps: dict, plot_files: dict, *, step: int) -> None:

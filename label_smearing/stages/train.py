@@ -271,10 +271,11 @@ class TrainingLog(keras.callbacks.Callback):
     """
 
     def __init__(
-        self, *, total_steps: int, global_batch: int, history_path: Path, log: Callable[[str], None]
-    ):
+        self, *, total_steps: int, global_batch: int, history_path: Path, log: Callable[[str], None],
+        start_step: int = 0,
+    ):  # fmt: skip
         super().__init__()
-        self.total_steps, self.global_batch = total_steps, global_batch
+        self.total_steps, self.global_batch, self.start_step = total_steps, global_batch, start_step
         self.history_path, self.log = history_path, log
         self.epochs: list[dict] = []  # all epochs, including those before a resumption
         self.this_run: list[dict] = []
@@ -286,6 +287,11 @@ class TrainingLog(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self.resumed_from_step is None:  # after every on_train_begin: the back-up is restored
             self.resumed_from_step = self._step()
+            if self.resumed_from_step != self.start_step:  # the input would not continue where training does
+                raise RuntimeError(
+                    f"the back-up restored step {self.resumed_from_step}, but the input was built to "
+                    f"start at step {self.start_step}"
+                )
             if self.resumed_from_step > 0:
                 self.log(
                     f"train: resuming from step {self.resumed_from_step} of {self.total_steps} "
@@ -323,11 +329,59 @@ class TrainingLog(keras.callbacks.Callback):
         return sum(e["steps"] for e in timed) * self.global_batch / seconds if seconds else 0.0
 
 
-def _resume_epoch(backup_dir: Path) -> int:
+def _backup_metadata(backup_dir: Path) -> dict:
+    """The back-up's training_metadata.json ({} when there is none): its epoch and environment."""
     try:
-        return int(json.loads((backup_dir / "training_metadata.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError):
-        return 0
+        metadata = json.loads((backup_dir / "training_metadata.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
+
+
+def resume_step(backup_dir: Path, config) -> int:
+    """The step a training resumes at: the epochs its back-up completed times train.steps_per_epoch."""
+    epochs = int(_backup_metadata(backup_dir).get("epoch") or 0)
+    return min(epochs * min(config.train.steps_per_epoch, config.train.steps), config.train.steps)
+
+
+def environment(config, strategy) -> dict:
+    """What a training's arithmetic depends on beside its config: devices, threads, op determinism.
+
+    A run resumed in the same environment with op determinism on gives the uninterrupted run's
+    weights bit for bit; in another one it is marked "resumed at step N" (manifest, metrics, report).
+    """
+    try:
+        devices = [str(d) for d in strategy.extended.worker_devices]
+    except RuntimeError:
+        devices = [d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"] or ["CPU"]
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "deterministic": bool(config.train.deterministic),
+        "devices": devices,
+        "replicas": int(strategy.num_replicas_in_sync),
+        "cpus": cores,
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "tensorflow": tf.__version__,
+    }
+
+
+def resumption(backup_dir: Path, step: int, now: dict) -> dict | None:
+    """None for a run that did not resume; else {"step", "exact", "why"}: whether the result is the
+    uninterrupted run's, and if not, why not (op determinism off, or what changed)."""
+    if not step:
+        return None
+    then = _backup_metadata(backup_dir).get("environment") or {}
+    changed = sorted(k for k in now if then.get(k) != now[k])
+    if changed:
+        why = "the environment changed since the back-up: " + ", ".join(
+            f"{k} {then.get(k, '?')} -> {now[k]}" for k in changed
+        )
+    elif not now["deterministic"]:
+        why = "train.deterministic is off, so the steps after the back-up may differ in the last bits"
+    else:
+        why = ""
+    return {"step": step, "exact": not why, "why": why}
 
 
 def _read_inputs(data_dir, logits_dir) -> tuple[Path, dict, dict]:
@@ -391,6 +445,7 @@ def _compiled_model(
 def _write_model(
     config, model, out_dir: Path, training_log: TrainingLog, strategy, *, wall_time: float, fingerprint: str,
     name: str, inputs: dict, train_manifest: dict, num_classes: int, image_shape, backup_dir: Path,
+    resumed: dict | None = None,
 ) -> dict:  # fmt: skip
     """model.keras (uncompiled, plain Keras), config.json, history.json and, last, the manifest."""
     replicas = strategy.num_replicas_in_sync
@@ -406,6 +461,7 @@ def _write_model(
         "diverged": diverged,
         "steps": int(model.optimizer.iterations.numpy()),
         "resumed_from_step": training_log.resumed_from_step or 0,
+        "resumed": resumed,
         "wall_time_seconds": round(wall_time, 2),
         "images_per_second": round(images_per_second, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -432,6 +488,9 @@ def _write_model(
             "class_names": train_manifest.get("class_names", []),
             "final": {k: last[k] for k in ("loss", "accuracy") if k in last},
             "diverged": diverged,
+            # {"step", "exact", "why"} if it resumed from a back-up: "exact" when bit-identical to an
+            # uninterrupted run (same environment, op determinism on); else the report marks the cell.
+            "resumed": resumed,
             "images_per_second": history["images_per_second"],
             "seconds": history["wall_time_seconds"],
         },
@@ -440,21 +499,22 @@ def _write_model(
 
 
 def _distributed_dataset(
-    config, strategy, model, train_dir: Path, train_manifest: dict, backup_dir: Path, *, student: bool
+    config, strategy, model, train_dir: Path, train_manifest: dict, start_step: int, *, student: bool
 ):  # fmt: skip
-    """The training input, one pipeline per worker under `strategy`; a resumed run reshuffles.
+    """The training input, one pipeline per worker under `strategy`, from step `start_step` on.
 
-    A resumed run folds its epoch into the shuffling seed instead of replaying epoch 1's data.
+    The stream is a pure function of train.seed: a run resumed at step N reads the batches an
+    uninterrupted run reads from step N on.
     """
     t = config.train
     num_classes, image_shape = int(train_manifest["num_classes"]), tuple(train_manifest["image_shape"])
-    data_seed = t.seed + 1_000_003 * _resume_epoch(backup_dir)
 
     def dataset_fn(input_context=None):
         return tfdata.make_dataset(
             train_dir, "train", batch_size=t.batch_size, training=True, augment=t.augment,
-            shuffle_buffer=t.shuffle_buffer, seed=data_seed, num_classes=num_classes,
+            shuffle_buffer=t.shuffle_buffer, seed=t.seed, num_classes=num_classes,
             with_teacher_logits=student, input_context=input_context, manifest=train_manifest,
+            start_step=start_step,
         )  # fmt: skip
 
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
@@ -471,7 +531,7 @@ def _distributed_dataset(
 
 def _fit(
     config, model, dataset, training_log: TrainingLog, backup_dir: Path, tensorboard_dir: Path | None,
-    train_dir: Path, train_manifest: dict, learning_curves: curves.LearningCurves,
+    train_dir: Path, train_manifest: dict, learning_curves: curves.LearningCurves, environment: dict,
 ) -> None:  # fmt: skip
     """model.fit for train.steps, backing up every epoch; logs to TensorBoard on the chief (`tensorboard_dir`).
 
@@ -484,7 +544,7 @@ def _fit(
     callbacks = [
         learning_curves,
         training_log,
-        WholeFileBackup(str(backup_dir), save_freq="epoch"),
+        WholeFileBackup(str(backup_dir), save_freq="epoch", environment=environment),
     ]
     if tensorboard_dir is not None:
         callbacks.append(
@@ -545,7 +605,12 @@ class WholeFileBackup(keras.callbacks.BackupAndRestore):
     the process when it exits (SIGSEGV in H5_term_library; h5py 3.14, HDF5 1.14.6). Here HDF5
     writes the same file into memory and `artifacts.atomic_write_bytes` puts it on the disk: a
     failure is a plain OSError (one line from the CLI) and the previous back-up stays whole.
+    Its metadata also records the training's `environment`, against which a resumption is judged.
     """
+
+    def __init__(self, backup_dir: str, *, environment: dict | None = None, **kwargs):
+        super().__init__(backup_dir, **kwargs)
+        self.environment = environment or {}
 
     def _save_model(self):
         from keras.src.saving import saving_lib  # what model.save_weights runs, into a buffer
@@ -558,7 +623,11 @@ class WholeFileBackup(keras.callbacks.BackupAndRestore):
         store.close()
         artifacts.path(self.backup_dir).mkdir(parents=True, exist_ok=True)
         artifacts.atomic_write_bytes(self._weights_path, buffer.getvalue())
-        metadata = {"epoch": self._current_epoch, "batch": self._last_batch_seen}
+        metadata = {
+            "epoch": self._current_epoch,
+            "batch": self._last_batch_seen,
+            "environment": self.environment,
+        }
         artifacts.atomic_write_json(self._training_metadata_path, metadata)
 
 
@@ -667,13 +736,20 @@ def train_stage(
         task_id = strategy.cluster_resolver.task_id
         backup_dir = out_dir.parent / ".workers" / f"{out_dir.name}-worker{task_id}"
     _discard_unfinished_backup(backup_dir, log)
+    start_step, now = resume_step(backup_dir, config), environment(config, strategy)
+    resumed = resumption(backup_dir, start_step, now)
+    if resumed and not resumed["exact"]:
+        log(
+            f"train: resumed at step {start_step}, not bit-identical to an uninterrupted run: {resumed['why']}"
+        )
 
     dataset = _distributed_dataset(
-        config, strategy, model, train_dir, train_manifest, backup_dir, student=logits_dir is not None
+        config, strategy, model, train_dir, train_manifest, start_step, student=logits_dir is not None
     )
     training_log = TrainingLog(
-        total_steps=t.steps, global_batch=t.batch_size, history_path=backup_dir / "history.json", log=log
-    )
+        total_steps=t.steps, global_batch=t.batch_size, history_path=backup_dir / "history.json", log=log,
+        start_step=start_step,
+    )  # fmt: skip
     learning_curves = curves.LearningCurves(
         network_of(model), data_dir, tfdata.read_data_manifest(data_dir, verify=False),
         num_examples=0 if isinstance(strategy, tf.distribute.TPUStrategy) else t.curve_examples,
@@ -691,6 +767,7 @@ def train_stage(
         train_dir,
         train_manifest,
         learning_curves,
+        now,
     )
     wall_time = time.time() - started
     if not chief:
@@ -702,7 +779,7 @@ def train_stage(
     manifest = _write_model(
         config, model, out_dir, training_log, strategy, wall_time=wall_time, fingerprint=fingerprint, name=name,
         inputs=inputs, train_manifest=train_manifest, num_classes=num_classes, image_shape=image_shape,
-        backup_dir=backup_dir,
+        backup_dir=backup_dir, resumed=resumed,
     )  # fmt: skip
     last, images_per_second = manifest["final"], manifest["images_per_second"]
     if manifest["diverged"]:

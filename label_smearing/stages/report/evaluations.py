@@ -35,14 +35,20 @@ class Stat:
 
     `diverged` lists the (seed, step) of runs whose training diverged (train stage's
     divergence check): such a cell is shown as "diverged", never silently averaged.
+    `resumed` lists the (seed, step) of runs resumed from a back-up in a way that is not
+    bit-identical to an uninterrupted run: the cell says "resumed at step N".
     """
 
-    def __init__(self, values: Sequence[float], diverged: Sequence[tuple[int, int]] = ()):
+    def __init__(
+        self, values: Sequence[float], diverged: Sequence[tuple[int, int]] = (),
+        resumed: Sequence[tuple[int, int]] = (),
+    ):  # fmt: skip
         values = [float(v) for v in values if v is not None]
         self.n = len(values)
         self.mean = float(np.mean(values)) if values else None
         self.std = float(np.std(values, ddof=1)) if self.n >= 2 else None
         self.diverged = sorted(diverged)
+        self.resumed = sorted(resumed)
 
     def format(self, digits: int) -> str:
         if self.n == 0:
@@ -51,7 +57,12 @@ class Stat:
             steps = ", ".join(f"seed {seed} at step {step}" for seed, step in self.diverged)
             return f"diverged ({len(self.diverged)} of {self.n} runs: {steps})"
         std = NO_STD if self.std is None else f"{self.std:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {std}"
+        text = f"{self.mean:.{digits}f} ± {std}"
+        if self.resumed:
+            text += (
+                " (" + ", ".join(f"seed {seed} resumed at step {step}" for seed, step in self.resumed) + ")"
+            )
+        return text
 
     def band(self) -> tuple[float, float]:
         return self.mean, (self.std or 0.0)
@@ -74,6 +85,8 @@ class Evaluation:
         self.created = str(manifest.get("created", ""))
         diverged = (metrics.get("training") or {}).get("diverged")
         self.diverged_at: int | None = int(diverged["step"]) if diverged else None
+        resumed = (metrics.get("training") or {}).get("resumed")  # recorded by the train stage
+        self.resumed_at: int | None = int(resumed["step"]) if resumed and not resumed.get("exact") else None
 
     def value(self, *path: str) -> float | None:
         node: Any = self.metrics

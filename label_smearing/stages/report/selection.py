@@ -114,7 +114,10 @@ class Setting:
             for e, v in zip(runs, values)
             if v is not None and e.diverged_at is not None
         ]
-        return Stat(values, diverged)
+        resumed = [
+            (e.seed, e.resumed_at) for e, v in zip(runs, values) if v is not None and e.resumed_at is not None
+        ]
+        return Stat(values, diverged, resumed)
 
     @property
     def selection(self) -> tuple[tuple[str, ...], str]:
