@@ -179,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"smear {command}: error: {e}", file=sys.stderr)
         status = getattr(e, "exit_status", 2)  # 2; 1 for `smear run` stages that failed of a bug
+    except BrokenPipeError:  # the reader of stdout went away (`smear run --dry-run | head`): stop quietly
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        status = 141  # 128 + SIGPIPE, as the shell reports a process that a closed pipe ended
     except Terminated:
         print(f"smear {command}: terminated (SIGTERM)", file=sys.stderr)
         status = 143  # 128 + SIGTERM, as the shell reports a process that SIGTERM ended

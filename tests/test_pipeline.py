@@ -222,7 +222,9 @@ def test_a_replaced_teacher_recomputes_what_it_fed_and_nothing_else(finished, id
         "evaluate student-T2-ce-s0-from-ls0.1",
         "report quickstart",
     ])  # fmt: skip
-    assert re.search(r"stale, recomputing it: its input model \S+teacher-ls0.1-s0-\S+ was replaced", out), out
+    assert re.search(
+        r"stale, recomputing it: its input model \S+teacher-ls0.1-s0-\S+ was replaced since", out
+    ), out
     assert cli.main(_args(workdir, idx_dir, *SWEEP)) == 0  # and then all is current again
     assert _ran(capsys.readouterr().out) == []
 
@@ -235,25 +237,42 @@ def test_verify_lists_a_damaged_artifact_with_its_command_and_run_verify_recompu
     shutil.copytree(finished, workdir)
     assert cli.main(["verify", str(workdir)]) == 0
     (teacher,) = (workdir / "models").glob("teacher-ce-s0-*")
-    with open(teacher / "model.keras", "r+b") as f:  # a truncated file: still "complete", so still cached
-        f.truncate(100)
+    with open(teacher / "model.keras", "r+b") as f:  # a flipped byte: the same size, still "complete"
+        f.seek(50)
+        byte = f.read(1)
+        f.seek(50)
+        f.write(bytes([byte[0] ^ 1]))
+    (evaluation,) = (workdir / "eval").glob("teacher-ls0.1-s0-*")
+    (evaluation / "metrics.json").unlink()  # a deleted file: a stat sees it
     capsys.readouterr()
     assert cli.main(["verify", str(workdir)]) == 2
     out, err = capsys.readouterr()
     assert f"damaged: {teacher}: artifact file {teacher / 'model.keras'} does not match its checksum" in out
-    command = re.search(r"recompute it: (.+)", out).group(1)
+    assert f"damaged: {evaluation}: artifact file missing: {evaluation / 'metrics.json'}" in out
+    command = re.search(r"damaged: .*teacher-ce.*\n  recompute it: (.+)", out).group(1)
     assert command.startswith("smear train --config ") and command.endswith(" --force"), command
-    assert "1 of 9 artifacts are damaged" in err
+    assert "2 of 9 artifacts are damaged" in err
     with pytest.raises(UserError, match=re.escape(f"recompute it: {command}")):  # what a reader says
         artifacts.read_manifest(teacher)
 
+    assert cli.main(_args(workdir, idx_dir, *SWEEP, "--dry-run")) == 0  # without --verify: stats only
+    plan = capsys.readouterr().out
+    assert re.search(r"cached\s+train teacher-ce-s0 ", plan) and re.search(
+        r"damaged\s+evaluate teacher-ls0.1", plan
+    )
     assert cli.main(_args(workdir, idx_dir, *SWEEP, "--verify", "--dry-run")) == 0
     plan = capsys.readouterr().out
     assert re.search(r"damaged\s+train teacher-ce-s0 ", plan), plan
     assert re.search(r"stale \(input reruns\)\s+evaluate teacher-ce-s0 ", plan), plan
     assert cli.main(_args(workdir, idx_dir, *SWEEP, "--verify")) == 0
     ran = _ran(capsys.readouterr().out)
-    assert sorted(ran) == ["evaluate teacher-ce-s0", "report quickstart", "train teacher-ce-s0"], ran
+    expected = [
+        "evaluate teacher-ce-s0",
+        "evaluate teacher-ls0.1-s0",
+        "report quickstart",
+        "train teacher-ce-s0",
+    ]
+    assert sorted(ran) == expected, ran
     assert cli.main(["verify", str(workdir)]) == 0
 
 
@@ -389,3 +408,43 @@ def test_two_noise_rates_run_into_one_report_with_two_settings(tmp_path, idx_dir
     setting2 = text.split("## Setting 2")[1]
     assert "### All teachers" in setting2 and "### All students" not in setting2
     assert "### The paper's claims 1-6, checked" in text
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.optimizer=adam", "unknown train.optimizer 'adam'"),
+        (
+            "train.batch_size=100000",
+            "train.batch_size=100000 is larger than the training split (256 training",
+        ),
+        ("eval.batch_size=0", "eval.batch_size must be >= 1, got 0"),
+        (
+            "eval.projection_classes=(0, 1, 12)",
+            "eval.projection_classes must be 3 distinct classes in [0, 10)",
+        ),
+        ("export.batch_size=0", "export.batch_size must be >= 1, got 0"),
+        ("estimate.percentile=101", "estimate.percentile must be in [0, 100]"),
+    ],
+)
+def test_every_stage_checks_its_config_at_plan_time_and_nothing_is_written(
+    tmp_path, idx_dir, capsys, override, message
+):
+    workdir = tmp_path / "w"
+    sweep = "--config.sweep.teachers=('ce', 'fc:est')"  # an estimate, an export and a student's teacher
+    assert cli.main(_args(workdir, idx_dir, sweep, f"--config.{override}", "--dry-run")) == 2
+    assert message in capsys.readouterr().err
+    assert cli.main(_args(workdir, idx_dir, sweep, f"--config.{override}")) == 2
+    assert message in capsys.readouterr().err
+    assert not workdir.exists()
+
+
+def test_a_batch_that_does_not_fit_in_memory_is_refused_at_plan_time(tmp_path, idx_dir, capsys, monkeypatch):
+    from label_smearing.core import resources
+
+    monkeypatch.setattr(resources, "available_memory", lambda: (50 << 20, "a 50 MiB test limit"))
+    workdir = tmp_path / "w"
+    assert cli.main(_args(workdir, idx_dir, "--config.train.batch_size=256")) == 2
+    err = capsys.readouterr().err
+    assert "train.batch_size=256 does not fit in memory" in err and "a 50 MiB test limit" in err, err
+    assert not workdir.exists()

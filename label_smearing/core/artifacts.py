@@ -240,9 +240,36 @@ def is_complete_with(location: str | os.PathLike, fp: str) -> bool:
 
 
 def is_current(location: str | os.PathLike, fp: str) -> bool:
-    """Whether `location` holds a complete artifact with fingerprint `fp` whose inputs are the ones it
-    was made from (a cached result): see `replaced_inputs`."""
-    return is_complete_with(location, fp) and not replaced_inputs(location)
+    """Whether `location` holds a complete artifact with fingerprint `fp`, whole, made from its inputs
+    as they are (a cached result): see `stale_reasons`."""
+    return is_complete_with(location, fp) and not stale_reasons(location)
+
+
+def stale_reasons(location: str | os.PathLike) -> list[str]:
+    """Why the complete artifact at `location` must not be reused, one phrase each; [] if it may be.
+
+    Its inputs changed since it was made (`replaced_inputs`), or, in a local workdir, one of its
+    files is missing or has another size than its manifest says (a deleted model, a truncated
+    shard: what a stat shows; `smear verify` reads every byte).
+    """
+    return replaced_inputs(location) + damaged_files(location)
+
+
+def damaged_files(location: str | os.PathLike) -> list[str]:
+    """The files of a complete local artifact that are missing or of another size than recorded."""
+    if is_url(location):
+        return []  # a stat is a request there: `smear verify` checks a bucket
+    manifest = read_manifest(location, verify=False)
+    damaged = []
+    for rel, meta in (manifest.get("files") or {}).items():
+        try:
+            size = os.stat(os.path.join(location, rel)).st_size
+        except OSError:
+            damaged.append(f"file {rel} is missing")
+            continue
+        if size != meta.get("bytes"):
+            damaged.append(f"file {rel} has {size} bytes, not the {meta.get('bytes')} its manifest records")
+    return damaged
 
 
 def manifest_digest(location: str | os.PathLike) -> str | None:
@@ -255,7 +282,7 @@ def manifest_digest(location: str | os.PathLike) -> str | None:
 
 def replaced_inputs(location: str | os.PathLike) -> list[str]:
     """The inputs of the complete artifact at `location` that changed since it was made, one phrase
-    each ("model /w/models/x-1a2b was replaced"); [] when all are the ones it read.
+    each ("its input model /w/models/x-1a2b was replaced since"); [] when all are the ones it read.
 
     An input changed when its manifest's digest is not the one recorded (`input_ref`): it was
     recomputed, by --force or with another thread count, and its content may differ though its
@@ -271,9 +298,9 @@ def replaced_inputs(location: str | os.PathLike) -> list[str]:
         where = input_location(location, ref["path"])
         now = manifest_digest(where)
         if now is None:
-            changed.append(f"{name} {where} is gone")
+            changed.append(f"its input {name} {where} is gone")
         elif now != recorded:
-            changed.append(f"{name} {where} was replaced")
+            changed.append(f"its input {name} {where} was replaced since")
     return changed
 
 

@@ -1,8 +1,9 @@
 """The one artifact lifecycle every stage goes through, run from `smear run` or as `smear <stage>`.
 
     1. cache check   a complete artifact with the request's fingerprint is reused, not recomputed,
-                     unless an input it read was replaced since (`artifacts.replaced_inputs`): then
-                     it is stale, the run says which input, and it is recomputed (as with --force)
+                     unless an input it read was replaced since, or a file of it is missing or
+                     resized (`artifacts.stale_reasons`): then it is stale, the run says why, and
+                     it is recomputed (as with --force)
     2. lock          the artifact's lock (`locks`; a URL workdir is not locked; a standalone
                      stage takes it in step 4, once its input passed its checks)
     3. check again   another process may have completed it while this one waited
@@ -55,12 +56,10 @@ def run_stage(
         locks.acquire(out, log=request.log)
     try:
         if not request.force and artifacts.is_complete_with(out, request.fingerprint):
-            replaced = artifacts.replaced_inputs(out)
-            if not replaced:
+            reasons = artifacts.stale_reasons(out)
+            if not reasons:
                 return CACHED, artifacts.read_manifest(out, verify=False)
-            request.log(
-                f"{request.name}: stale, recomputing it: its input {'; '.join(replaced)} since it was made"
-            )
+            request.log(f"{request.name}: stale, recomputing it: {'; '.join(reasons)}")
             request = dataclasses.replace(request, force=True)
         with artifacts.remaking(request.command) if request.command else contextlib.nullcontext():
             manifest = compute(request)

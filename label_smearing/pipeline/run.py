@@ -94,7 +94,12 @@ def describe_plan(stages: list[Node], damaged: set[int] = frozenset()) -> list[s
         elif holder is not None:
             state = f"writing (pid {holder.get('pid', '?')})"  # by another process; this run would wait
         elif artifacts.is_complete_with(stage.out_dir, stage.fingerprint):
-            state = "stale (input reruns)" if upstream else "stale (input replaced)"
+            if upstream:
+                state = "stale (input reruns)"
+            elif artifacts.damaged_files(stage.out_dir):
+                state = "damaged"
+            else:
+                state = "stale (input replaced)"
         elif stage.out_dir.exists():
             state = "resume" if stage.kind == TRAIN else "rerun (partial)"
         else:
@@ -238,7 +243,7 @@ def parser() -> argparse.ArgumentParser:
 
 def run(argv=None) -> None:
     from label_smearing.beam_core.runners import pipeline_options
-    from label_smearing.pipeline import executor, publish
+    from label_smearing.pipeline import executor, preflight, publish
     from label_smearing.pipeline.plan import check_overrides, plan
 
     args, config, beam_args = parse_stage_args(parser(), argv, known_only=True, extra_flags=pipeline_options)
@@ -262,6 +267,7 @@ def run(argv=None) -> None:
     stages = plan(config, args.workdir)
     _, overrides = split_config_args(list(argv or []))
     check_overrides(args.config, overrides, config, stages, args.workdir)  # each is used, or one line
+    preflight.check_plan(stages)  # every stage's own checks (batch size, memory), before anything runs
     if args.engine == "kfp":
         from label_smearing.pipeline import kfp_engine
 

@@ -58,8 +58,12 @@ from label_smearing.modeling.losses import LOSSES
 
 
 # ---------------------------------------------------------------- validation
-def validate_config(config: ml_collections.ConfigDict) -> None:
-    """Checks the values training uses; raises a one-line UserError naming the key."""
+def validate_config(config: ml_collections.ConfigDict, *, inputs: bool = True) -> None:
+    """Checks the values training uses; raises a one-line UserError naming the key.
+
+    With `inputs` False (a plan's check, before earlier stages ran) the files that earlier
+    stages make (the teacher's logits, an estimated transition matrix) are not looked for.
+    """
     t, loss, d = config.train, config.loss, config.distill
 
     def check(condition: bool, message: str) -> None:
@@ -117,7 +121,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             d.teacher_view in TEACHER_VIEWS,
             f"unknown distill.teacher_view {d.teacher_view!r}; one of: {', '.join(TEACHER_VIEWS)}",
         )
-        if d.teacher_view == "online":
+        if d.teacher_view == "online" and inputs:
             teacher_model_dir(d.logits_dir)
         return
     check(loss.name in LOSSES, f"unknown loss.name {loss.name!r}; one of: {', '.join(LOSSES)}")
@@ -131,7 +135,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         loss.transition in ("smoothing", "file"),
         f"loss.transition must be smoothing or file, got {loss.transition!r}",
     )
-    if layout.uses_transition_file(config):
+    if layout.uses_transition_file(config) and inputs:
         check(
             artifacts.path(loss.transition_file).is_file(),
             f"loss.transition=file but loss.transition_file {loss.transition_file!r} does not exist",
