@@ -253,6 +253,20 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_lock_held_and_no_partial_manifes
             assert not artifacts.is_complete(model)
 
 
+@pytest.mark.slow
+def test_a_closed_output_stops_the_run_and_its_workers_quietly(idx_dir, tmp_path):
+    """`smear run --jobs 2 ... | head -1`: the workers' lines then meet a closed pipe; the run stops them
+    and exits 141 without a traceback, instead of waiting for results a dead reader thread dropped."""
+    process = _smear(_args(tmp_path, idx_dir, "--jobs", "2", "--config.train.steps=600"))
+    assert "workers" in process.stdout.readline()
+    process.stdout.close()  # the reader goes away
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    for model in (tmp_path / "models").glob("[!.]*"):
+        assert locks.holder(model) is None and not artifacts.is_complete(model)  # stopped, not finished
+
+
 def test_bad_jobs_flags_are_one_line_errors(tmp_path, idx_dir, capsys):
     for extra, message in (
         (["--jobs", "0"], "--jobs must be >= 1"),

@@ -301,6 +301,7 @@ def execute(
     Raises:
       StagesFailed: some nodes failed (the others that could run have run), one line each.
       KeyboardInterrupt: Ctrl-C; the workers were stopped.
+      BrokenPipeError: the output was closed (`smear run ... | head`); the workers were stopped.
     """
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
@@ -309,9 +310,14 @@ def execute(
     results: queue.Queue = queue.Queue()
     lock = threading.Lock()
 
+    broken = threading.Event()  # the reader of our output went away (`smear run ... | head`)
+
     def echo(line: str) -> None:
         with lock:
-            log(line)
+            try:
+                log(line)
+            except BrokenPipeError:  # in a worker's reader thread too: it must live on to pass results
+                broken.set()
 
     if jobs == 1:
         workers: list = [_InlineWorker(nodes, beam_args, results, log, source)]
@@ -357,6 +363,8 @@ def execute(
 
     try:
         while pending or running:
+            if broken.is_set():
+                raise BrokenPipeError("the output of the run was closed")
             idle = [w for w in workers if w.alive and w not in running]
             while idle and not stopping:
                 choice = next((i for i in pending if ready(i)), None)
@@ -408,8 +416,9 @@ def execute(
                 stopping = True
         if pending and not failures and not stopping:
             failures.append(("run", "every worker died before the plan was done"))
-    except KeyboardInterrupt:
-        echo("run: interrupted; stopping the workers (a training resumes from its back-up next time)")
+    except (KeyboardInterrupt, BrokenPipeError) as e:
+        if isinstance(e, KeyboardInterrupt):
+            echo("run: interrupted; stopping the workers (a training resumes from its back-up next time)")
         for worker in workers:
             worker.interrupt()
         raise
