@@ -225,6 +225,10 @@ def test_a_replaced_teacher_recomputes_what_it_fed_and_nothing_else(finished, id
     assert re.search(
         r"stale, recomputing it: its input model \S+teacher-ls0.1-s0-\S+ was replaced since", out
     ), out
+    assert re.search(
+        r"^run: about \d+ s for 5 stages \(from the stage times recorded in this workdir\)", out, re.M
+    )
+    assert re.search(r": done in [\d.]+ s \(\d+ left, about \d+ s to go, total", out), out
     assert cli.main(_args(workdir, idx_dir, *SWEEP)) == 0  # and then all is current again
     assert _ran(capsys.readouterr().out) == []
 

@@ -28,11 +28,13 @@ def _config(*overrides):
 
 
 @pytest.mark.slow
-def test_train_stage_writes_a_complete_loadable_artifact(data_artifact, tmp_path):
+def test_train_stage_writes_a_complete_loadable_artifact(data_artifact, tmp_path, capsys):
     config = _config("loss.name=ls", "loss.alpha=0.1")
     out = tmp_path / "model"
     lines = []
     manifest = train.train_stage(config, data_artifact, out, log=lines.append)
+    progress = capsys.readouterr().out  # Keras' epoch lines: the metrics, not the learning curves
+    assert "Epoch 2/2" in progress and "loss:" in progress and "curve_" not in progress, progress
 
     assert read_manifest(out)["fingerprint"] == manifest["fingerprint"]  # checksums verify
     assert manifest["stage"] == "train" and manifest["counts"]["steps"] == 4
@@ -44,6 +46,7 @@ def test_train_stage_writes_a_complete_loadable_artifact(data_artifact, tmp_path
     assert not (out / "backup").exists()
     history = json.loads((out / "history.json").read_text())
     assert [e["step"] for e in history["epochs"]] == [2, 4]
+    assert "curve_test_accuracy" in history["epochs"][-1]  # the curves are in the history
     assert all(np.isfinite(e["loss"]) and 0 <= e["accuracy"] <= 1 for e in history["epochs"])
     assert history["images_per_second"] > 0 and history["peak_rss_mb"] > 0
     assert json.loads((out / "config.json").read_text())["loss"]["alpha"] == 0.1

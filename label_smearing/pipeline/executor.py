@@ -41,6 +41,7 @@ from label_smearing.core.errors import UserError
 from label_smearing.core.oserrors import os_errors_as_user_errors
 from label_smearing.core.registry import TRAIN
 from label_smearing.pipeline import publish
+from label_smearing.pipeline.estimate import duration
 from label_smearing.pipeline.plan import Node
 
 RESULT_MARK = "\x1esmear-result "  # starts a worker's result line; other lines are the stages' output
@@ -286,12 +287,13 @@ def capped_jobs(jobs: int, nodes: list[Node], log=print, available: int | None =
 def execute(
     nodes: list[Node], *, jobs: int = 1, devices: str | None = None, threads: int = 0, force: bool = False,
     log=print, workdir: str | Path | None = None, beam_args=(), source: dict | None = None,
-    recompute: set[int] = frozenset(),
+    recompute: set[int] = frozenset(), seconds_left: Callable[[set[int]], float] | None = None,
 ) -> dict:  # fmt: skip
     """Runs the nodes, each after its inputs; returns {"ran": [...], "cached": [...], "seconds": ...}.
 
     The nodes at the indices in `recompute` (damaged, `smear run --verify`) are recomputed as with
-    --force. With `workdir`, each node that ran appends its wall time to <workdir>/stage_times.jsonl.
+    --force. `seconds_left(ids of the finished nodes)` estimates the time still to go, said on
+    each `done` line. With `workdir`, each node that ran appends its wall time to <workdir>/stage_times.jsonl.
     `source` says how the nodes were planned, {"config": "NAME[:arg] or path.py[:arg]",
     "overrides": ["key=value", ...], "workdir": ...}: each artifact's manifest records the
     command that recomputes it from there (`Node.remake`). With jobs > 1 it is needed: each
@@ -359,7 +361,12 @@ def execute(
         if workdir is not None and seconds is not None:
             publish.record_time(workdir, node, seconds)
         left, elapsed = total - len(done), time.time() - started
-        echo(f"{prefix(worker)} {node.label}: done in {seconds:.1f} s ({left} left, total {elapsed:.1f} s)")
+        eta = ""
+        if seconds_left is not None and left:
+            eta = f", about {duration(seconds_left({id(nodes[k]) for k in done}))} to go"
+        echo(
+            f"{prefix(worker)} {node.label}: done in {seconds:.1f} s ({left} left{eta}, total {elapsed:.1f} s)"
+        )
 
     try:
         while pending or running:

@@ -79,15 +79,16 @@ def _node_at(stages: list[Node], directory) -> Node:
     return next(s for s in stages if str(s.out_dir) == str(directory))
 
 
-def describe_plan(stages: list[Node], damaged: set[int] = frozenset()) -> list[str]:
-    """One line per node: what a run would do with it ("cached", "run", "resume", "stale (...)", "damaged")."""
+def plan_states(stages: list[Node], damaged: set[int] = frozenset()) -> list[str]:
+    """What a run would do with each node: "cached", "run", "resume", "rerun (partial)", "writing (pid N)",
+    "stale (input replaced)", "stale (input reruns)" or "damaged" (`damaged`: indices --verify found)."""
     from label_smearing.pipeline import executor
 
-    lines, runs = [], set()  # runs: the nodes this run would (re)compute, whose consumers then follow
-    for i, stage in enumerate(stages, 1):
+    states, runs = [], set()  # runs: the nodes this run would (re)compute, whose consumers then follow
+    for i, stage in enumerate(stages):
         holder = None if artifacts.is_url(stage.out_dir) else locks.holder(stage.out_dir)
         upstream = any(id(n) in runs for n in stage.inputs)
-        if i - 1 in damaged:
+        if i in damaged:
             state = "damaged"
         elif not upstream and executor.cached(stage):
             state = "cached"
@@ -106,7 +107,20 @@ def describe_plan(stages: list[Node], damaged: set[int] = frozenset()) -> list[s
             state = "run"
         if state != "cached":
             runs.add(id(stage))
-        lines.append(f"[{i:>2}/{len(stages)}] {state:<20} {stage.label:<48} {stage.out_dir}")
+        states.append(state)
+    return states
+
+
+def describe_plan(stages: list[Node], states: list[str], estimate) -> list[str]:
+    """One line per node, its state and estimated seconds, then the estimate of the whole run."""
+    from label_smearing.pipeline.estimate import duration
+
+    lines = []
+    for i, (stage, state) in enumerate(zip(stages, states), 1):
+        when = "" if state == "cached" else f"~{duration(estimate.seconds[id(stage)])}"
+        lines.append(f"[{i:>2}/{len(stages)}] {state:<20} {stage.label:<48} {when:>7}  {stage.out_dir}")
+    to_run = [s for s, state in zip(stages, states) if state != "cached"]
+    lines.append(f"estimate: {estimate.describe(to_run)}")
     return lines
 
 
@@ -244,6 +258,7 @@ def parser() -> argparse.ArgumentParser:
 def run(argv=None) -> None:
     from label_smearing.beam_core.runners import pipeline_options
     from label_smearing.pipeline import executor, preflight, publish
+    from label_smearing.pipeline.estimate import LONG_PLAN_SECONDS, Estimate
     from label_smearing.pipeline.plan import check_overrides, plan
 
     args, config, beam_args = parse_stage_args(parser(), argv, known_only=True, extra_flags=pipeline_options)
@@ -294,17 +309,24 @@ def run(argv=None) -> None:
         )
     source = {"config": args.config, "overrides": overrides, "workdir": str(args.workdir)}
     damaged = _verified(stages, source) if args.verify else set()
+    states = plan_states(stages, damaged)
+    estimate = Estimate(stages, args.workdir)
+    to_run = {id(s) for s, state in zip(stages, states) if state != "cached"}
     if args.dry_run:
         print(f"plan for {args.config} in {args.workdir} ({len(stages)} stages):")
-        print("\n".join(describe_plan(stages, damaged)))
+        print("\n".join(describe_plan(stages, states, estimate)))
         if args.publish:
             print(f"then publish the report to {args.publish}")
         return
     workdir = artifacts.path(args.workdir)
+    planned = [s for s in stages if id(s) in to_run]
+    print(f"run: {estimate.describe(planned)}" + ("; this is a long run" if estimate.total(planned) > LONG_PLAN_SECONDS
+          else ""))  # fmt: skip
     try:
         summary = executor.execute(
             stages, jobs=args.jobs, devices=args.devices, threads=args.threads, force=args.force,
             workdir=args.workdir, beam_args=beam_args, source=source, recompute=damaged,
+            seconds_left=lambda done: estimate.total([s for s in stages if id(s) in to_run and id(s) not in done]),
         )  # fmt: skip
     except executor.StagesFailed as e:
         if len(e.failures) > 1:

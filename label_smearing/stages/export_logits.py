@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import json
+import logging
 import os
 import struct
 import time
@@ -67,6 +68,21 @@ SUMMARY_FILE = ".export-summary.json"
 SAMPLE = 100  # problem ids / dead letters kept for the error message and dead_letter.txt
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}  # colour type -> channels tf.io.decode_png yields
+
+
+class _NoResourceWarning(logging.Filter):
+    """Drops RunInference's "Resource module is not available" warning (twice per export job).
+
+    Beam imports `resource` in one try with an optional module that fails to import here, so
+    it takes the module for missing on Linux, where it is not; it then only loses a memory
+    metric this stage does not read.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Resource module is not available" not in record.getMessage()
+
+
+logging.getLogger().addFilter(_NoResourceWarning())  # Beam logs it through the root logger
 
 
 # ---------------------------------------------------------------- the model

@@ -550,6 +550,7 @@ def _fit(
         training_log,
         WholeFileBackup(str(backup_dir), save_freq="epoch", environment=environment),
     ]
+    callbacks.append(ShortProgbar())
     if tensorboard_dir is not None:
         callbacks.append(
             keras.callbacks.TensorBoard(
@@ -599,6 +600,21 @@ def _check_batch_fits(config, strategy, network: keras.Model, train_dir: Path, t
         resources.training_memory(network, per_host), resources.available_memory(), key="train.batch_size",
         value=t.batch_size, hosts=t.batch_size // per_host,
     )  # fmt: skip
+
+
+class ShortProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress line with the training metrics alone: the learning curves (`curve_*`), which
+    share the epoch's logs, go to history.json and TensorBoard, not into a 400-character line."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, _without_curves(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, _without_curves(logs))
+
+
+def _without_curves(logs: dict | None) -> dict:
+    return {k: v for k, v in (logs or {}).items() if not k.startswith(curves.PREFIX)}
 
 
 class WholeFileBackup(keras.callbacks.BackupAndRestore):
