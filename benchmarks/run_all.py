@@ -122,13 +122,20 @@ about 1.75, each taking 89.7-91.5 s with its CPU seconds in the usual range (94-
 process did (1.73-1.76 in 17). The cause was not found: both sides leave TensorFlow's thread settings
 alone. A per-pair ratio then reads 1.5 for one pair and 0.8 for the next.
 
-What the best runs still do not settle: the two consecutive runs of 16:06 and 16:32 read 1.012 (met)
-and 0.820 (MISSED). In the second, `smear train` took 105-121 CPU seconds for the work bare-tfdata's
-fast runs did in 83-100 (its fit 55-63 s against 43-51 s); in the first, 98-130 against 100-114. The
-learning curves account for 4-5% of an epoch (0.7-0.9 s after a 100-step epoch of 19-21 s, measured in
-process; 1.9 s after the first, which reads the subsamples), the back-ups and TensorBoard for about 1%
-(cProfile of a 300-step stage: 53.4 s of its 58.3 s fit in Keras' train function). The rest, when it
-appears, is inside the train step and is not explained yet.
+What the best runs still do not settle: four `make bench` runs of 2026-12-06 read 1.012 (met, 16:06),
+0.820 (MISSED, 16:32), 0.762 (0.750-0.928, undecided, 18:42) and 1.154 (met, 19:11). The CPU seconds
+of 300 steps moved over 81-125 on both sides from run to run (smear 97-121, bare-tfdata 81-125): the
+best runs follow whichever side met the host's fast spells. What was ruled out on 2026-12-06:
+- the input pipeline: in one process, the same compiled ResNet-8 fit in 8 alternating 50-step epochs
+  on the stage's `tfdata.make_dataset` and on bare-tfdata's pipeline took the same CPU seconds
+  (ratio 0.96-1.08); both had epochs of exactly 10.24 s against 7.4-7.8 s for the same 14 CPU
+  seconds (3 of 8 each), a stall of the host or TensorFlow, not of either pipeline;
+- tf.data autotuning: `smear train` processes (300 steps, no curves) with autotune on took 43.8,
+  47.6, 55.0 s, with it off 46.2, 45.1, 52.9 s, alternated;
+- the per-batch callbacks (a no-op `on_train_batch_end` changed nothing).
+What remains in the stage: the learning curves, 4-5% of an epoch (0.7-0.9 s after a 100-step epoch of
+19-21 s, measured in process; 1.9 s after the first, which reads the subsamples); the back-ups and
+TensorBoard about 1% (cProfile of a 300-step stage: 53.4 s of its 58.3 s fit in Keras' train function).
 """,
     "memory": """
 **Findings.** Every stage peaks at 0.6-1.3 GiB (export-logits is the largest: TensorFlow, Beam
