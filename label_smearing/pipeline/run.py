@@ -320,8 +320,11 @@ def run(argv=None) -> None:
         return
     workdir = artifacts.path(args.workdir)
     planned = [s for s in stages if id(s) in to_run]
-    print(f"run: {estimate.describe(planned)}" + ("; this is a long run" if estimate.total(planned) > LONG_PLAN_SECONDS
-          else ""))  # fmt: skip
+    long = estimate.total(planned) > LONG_PLAN_SECONDS
+    print(
+        f"run: {estimate.describe(planned)}"
+        + ("; over an hour: --dry-run gives each stage's share" if long else "")
+    )
     try:
         summary = executor.execute(
             stages, jobs=args.jobs, devices=args.devices, threads=args.threads, force=args.force,
