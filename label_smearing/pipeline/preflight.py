@@ -136,15 +136,11 @@ def check_batch(config, facts: dict) -> None:
         config.train.precision,
         batch,
     )
-    if key not in _ESTIMATES:
-        import keras
-
+    if key not in _ESTIMATES:  # no keras.backend.clear_session(): it would reset a caller's Keras state
         from label_smearing.stages.train import build_model
 
         network = build_model(config, facts["num_classes"], facts["image_shape"])
         _ESTIMATES[key] = resources.training_memory(network, batch)
-        del network
-        keras.backend.clear_session()
     resources.check_fits(_ESTIMATES[key], resources.available_memory(), key="train.batch_size", value=batch)
 
 
