@@ -242,24 +242,28 @@ def is_complete_with(location: str | os.PathLike, fp: str) -> bool:
 def is_current(location: str | os.PathLike, fp: str) -> bool:
     """Whether `location` holds a complete artifact with fingerprint `fp`, whole, made from its inputs
     as they are (a cached result): see `stale_reasons`."""
-    return is_complete_with(location, fp) and not stale_reasons(location)
+    if not is_complete(location):
+        return False
+    manifest = read_manifest(location, verify=False)
+    return manifest.get("fingerprint") == fp and not stale_reasons(location, manifest)
 
 
-def stale_reasons(location: str | os.PathLike) -> list[str]:
+def stale_reasons(location: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> list[str]:
     """Why the complete artifact at `location` must not be reused, one phrase each; [] if it may be.
 
     Its inputs changed since it was made (`replaced_inputs`), or, in a local workdir, one of its
     files is missing or has another size than its manifest says (a deleted model, a truncated
     shard: what a stat shows; `smear verify` reads every byte).
     """
-    return replaced_inputs(location) + damaged_files(location)
+    manifest = read_manifest(location, verify=False) if manifest is None else manifest
+    return replaced_inputs(location, manifest) + damaged_files(location, manifest)
 
 
-def damaged_files(location: str | os.PathLike) -> list[str]:
+def damaged_files(location: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> list[str]:
     """The files of a complete local artifact that are missing or of another size than recorded."""
     if is_url(location):
         return []  # a stat is a request there: `smear verify` checks a bucket
-    manifest = read_manifest(location, verify=False)
+    manifest = read_manifest(location, verify=False) if manifest is None else manifest
     damaged = []
     for rel, meta in (manifest.get("files") or {}).items():
         try:
@@ -280,7 +284,7 @@ def manifest_digest(location: str | os.PathLike) -> str | None:
         return None
 
 
-def replaced_inputs(location: str | os.PathLike) -> list[str]:
+def replaced_inputs(location: str | os.PathLike, manifest: Mapping[str, Any] | None = None) -> list[str]:
     """The inputs of the complete artifact at `location` that changed since it was made, one phrase
     each ("its input model /w/models/x-1a2b was replaced since"); [] when all are the ones it read.
 
@@ -289,7 +293,7 @@ def replaced_inputs(location: str | os.PathLike) -> list[str]:
     fingerprint does not. Records without a digest (manifests written before digests were
     recorded) are taken as current.
     """
-    manifest = read_manifest(location, verify=False)
+    manifest = read_manifest(location, verify=False) if manifest is None else manifest
     changed = []
     for name, ref in (manifest.get("inputs") or {}).items():
         recorded = ref.get("manifest_sha256") if isinstance(ref, Mapping) else None
