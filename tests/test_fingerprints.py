@@ -5,14 +5,16 @@ checkout): a workdir that release made stays cached in every later one unless a 
 version is bumped, and a bump recomputes that kind and everything downstream, nothing upstream.
 """
 
+import copy
 import dataclasses
 import json
 from pathlib import Path
 
 import label_smearing
-from label_smearing.core import artifacts, registry
+from label_smearing.core import artifacts, layout, registry
 from label_smearing.core.config import load_config
 from label_smearing.core.registry import EVALUATE, EXPORT_LOGITS, NOISIFY, REPORT, TRAIN
+from label_smearing.modeling.noise import INSTANCE_FEATURES
 from label_smearing.pipeline.plan import plan
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fingerprints_0.3.0.json"
@@ -30,9 +32,12 @@ def changed_since_0_3_0(planned: list[tuple[str, str, str]]) -> list[tuple[str, 
 
 
 def test_the_smoke_plan_keeps_0_3_0s_fingerprints_but_for_the_kinds_bumped_since(tmp_path):
-    # CHANGELOG 0.4.0: the report's compute version was bumped (its claims title changed); nothing else.
-    assert registry.STAGES[REPORT].version == "0.4.0"
-    assert changed_since_0_3_0(_planned(tmp_path)) == [(REPORT, "quickstart")]
+    # CHANGELOG 0.4.0: the report's compute version was bumped (its claims title changed); 0.5.0: the
+    # evaluation's (divergence by the loss's form) and the report's (paired intervals) again.
+    assert registry.STAGES[REPORT].version == registry.STAGES[EVALUATE].version == "0.5.0"
+    changed = changed_since_0_3_0(_planned(tmp_path))
+    assert {kind for kind, _ in changed} == {EVALUATE, REPORT}
+    assert changed == [(kind, name) for kind, name, _ in _planned(tmp_path) if kind in (EVALUATE, REPORT)]
 
 
 def test_a_release_number_alone_changes_no_fingerprint(tmp_path, monkeypatch):
@@ -70,3 +75,33 @@ def test_every_manifest_records_its_kinds_compute_version(tmp_path):
     manifest = artifacts.write_manifest(out, stage=NOISIFY, fingerprint="f" * 64, config={})
     assert manifest["stage_version"] == registry.STAGES[NOISIFY].version
     assert manifest["package_version"] == label_smearing.__version__
+
+
+def _without_instance_features(config):
+    """`config` as it was before noise.instance_features existed."""
+    config = copy.deepcopy(config)
+    with config.unlocked():
+        del config.noise["instance_features"]
+    return config
+
+
+def test_instance_features_change_the_fingerprint_of_instance_data_only(tmp_path):
+    # Symmetric data keep 0.3.0's fingerprint whatever the key says, and the one they had without it.
+    name = "fashion_mnist-symmetric0.2-s0"
+    fixture = dict(json.loads(FIXTURE.read_text())["nodes"])[name]
+    symmetric = [load_config("quickstart:smoke", [f"noise.instance_features={v}"]) for v in INSTANCE_FEATURES]
+    symmetric.append(_without_instance_features(symmetric[0]))
+    named = {(layout.data(c, tmp_path).name, layout.data_fingerprint(c)) for c in symmetric}
+    assert named == {(name, fixture)}
+    assert all("instance_features" not in layout.data_section(c)["noise"] for c in symmetric)
+    # Instance data: raw (Xia et al.'s features) and standardized are different labels, so different data,
+    # and neither is the data made before the key existed (its standardised labels).
+    instance = {
+        v: load_config("quickstart:smoke", ["noise.model=instance", f"noise.instance_features={v}"])
+        for v in INSTANCE_FEATURES
+    }
+    assert load_config("quickstart:smoke", ["noise.model=instance"]).noise.instance_features == "raw"
+    fingerprints = {v: layout.data_fingerprint(c) for v, c in instance.items()}
+    fingerprints["before the key"] = layout.data_fingerprint(_without_instance_features(instance["raw"]))
+    assert len(set(fingerprints.values())) == 3, fingerprints
+    assert {layout.data(c, tmp_path).name for c in instance.values()} == {"fashion_mnist-instance0.2-s0"}

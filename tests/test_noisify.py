@@ -281,6 +281,11 @@ def _corrupt_idx(tmp_path, idx_dir):
         ("missing source", ["--config.data.source_dir={tmp}/nowhere"], "not found"),
         ("corrupt source", ["--config.data.source_dir={corrupt}"], "truncated or corrupt"),
         (
+            "instance features",
+            ["--config.noise.model=instance", "--config.noise.instance_features=standardised"],
+            "unknown noise.instance_features 'standardised'; one of raw, standardized",
+        ),
+        (
             "instance noise without images",
             ["--config.noise.model=instance", "--config.data.source_dir={blank}"],
             "noise.model=instance needs images: the first 256 training images of fashion_mnist are blank",
@@ -538,3 +543,23 @@ def test_the_matrices_of_many_classes_leave_the_json_for_an_npz(tmp_path):
     with np.load(tmp_path / "many" / "noise_report.npz") as arrays:
         np.testing.assert_array_equal(arrays["train/realised_counts"], counts)
         assert arrays["train/expected_transition"].shape == (counts.shape[0],) * 2
+
+
+def test_noise_instance_features_reach_the_labels_the_stage_writes(tmp_path, idx_dir):
+    # raw (the default, Xia et al.'s features) and standardized: each run writes the pure function's labels
+    # for its features, into its own artifact; symmetric data would ignore the key.
+    ids = [f"fashion_mnist/train/{i}" for i in range(2000)]
+    images, clean = IdxSource("fashion_mnist", idx_dir).read("train", 0, 2000)
+    paths = {}
+    for features in noise.INSTANCE_FEATURES:
+        workdir = tmp_path / features
+        extra = ["--config.noise.model=instance", "--config.noise.rate=0.4"]
+        assert _noisify(workdir, idx_dir, *extra, f"--config.noise.instance_features={features}") == 0
+        paths[features] = artifact = _artifact(workdir)
+        manifest = json.load(open(os.path.join(artifact, "manifest.json")))
+        assert manifest["config"]["noise"]["instance_features"] == features
+        seed = manifest["config"]["noise"]["seed"]
+        expected = noise.instance_noisy_labels(ids, images, clean, 10, 0.4, seed, features=features)
+        records = {**_read_records(artifact, "train"), **_read_records(artifact, "validation")}
+        assert [records[i][0] for i in ids] == expected.tolist(), features
+    assert os.path.basename(paths["raw"]) != os.path.basename(paths["standardized"])  # two fingerprints

@@ -28,11 +28,14 @@ OTHER = {
     "sweep.seeds": (7,),
     "sweep.noise_rates": (0.3, 0.5),
     "sweep.student_noise_rates": (0.2,),
+    "sweep.confirm_seeds": (5,),
+    "noise.instance_features": "standardized",
 }
 # Keys whose override changes no stage of the quickstart smoke plan, and why.
 REFUSED = {
     **{key: owner for key, owner in SWEEP_OWNED.items() if key != "noise.rate"},  # set per stage by the sweep
     "noise.annotation": "read only for human annotations (noise.model=human)",
+    "noise.instance_features": "read only for instance noise (noise.model=instance)",
     "estimate.percentile": "read only for an estimated T (fc:est); this sweep has none",
     "sweep.redraw_noise": "with one seed (smoke), seed 0 draws noise.seed's noise either way",
     "sweep.student_noise_rates": "which rates' students run: this sweep has no students",

@@ -340,7 +340,7 @@ def test_estimated_t_variants_wire_an_estimate_from_the_ce_teacher(tmp_path, idx
     [
         ("('xx',)", "()", "unknown method 'xx'"),
         ("('ls',)", "()", "ls needs an alpha"),
-        ("('ls:1.5',)", "()", "alpha must be in [-1, 1)"),
+        ("('ls:1.5',)", "()", "alpha must be in (-inf, 1)"),
         ("('ls:0.1', 'ls:0.1')", "()", "duplicates"),
         ("('ce',)", "('ce',)", "expected TEACHER>STUDENT"),
         ("('ce',)", "('ce>bc:0.1',)", "unknown student method 'bc'"),

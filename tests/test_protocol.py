@@ -49,50 +49,99 @@ def test_one_noise_draw_for_every_seed_when_redraw_is_off(tmp_path):
 
 # ---------------------------------------------------------------- divergence
 @pytest.mark.parametrize(
-    "loss, logit, expected",
+    "loss, logit, validation, best, expected",
     [
-        (0.5, 10.0, ""),
-        (0.0, 10.0, ""),
-        (-0.01, 10.0, "below 0"),
-        (math.nan, None, "the training loss is nan"),
-        (math.inf, None, "the training loss is inf"),
-        (0.5, 1e4, "past train.divergence_logit_limit=1000"),
-        (0.5, math.nan, "past train.divergence_logit_limit"),
-        (None, None, ""),
+        (0.5, 10.0, None, None, ""),
+        (-0.01, 10.0, None, None, ""),  # a negative training risk is not divergence
+        (-1e6, 10.0, 70.0, 72.0, ""),
+        (math.nan, None, None, None, "the training loss is nan"),
+        (math.inf, None, None, None, "the training loss is inf"),
+        (0.5, 1e4, None, None, "past train.divergence_logit_limit"),
+        (0.5, math.nan, None, None, "past train.divergence_logit_limit"),
+        (0.5, 10.0, 36.0, 74.0, "fell to 36.0%, below 0.5 of its best earlier epoch's (74.0%)"),
+        (0.5, 10.0, 38.0, 74.0, ""),
+        (0.5, 10.0, 10.0, None, ""),  # the first epoch has no best to fall from
+        (None, None, None, None, ""),
     ],
 )
-def test_divergence_rule(loss, logit, expected):
-    reason = curves.divergence(loss, logit, 1000.0)
+def test_divergence_rule(loss, logit, validation, best, expected):
+    reason = curves.divergence(loss, logit, 1000.0, validation, best)
     assert (expected in reason) if expected else reason == ""
 
 
 def test_first_divergence_reads_a_history_resumed_or_not():
     epochs = [
-        {"epoch": 1, "step": 10, "loss": 1.0, "curve_max_abs_logit": 5.0},
-        {"epoch": 2, "step": 20, "loss": -0.2, "curve_max_abs_logit": 50.0},
-        {"epoch": 3, "step": 30, "loss": 1.0, "curve_max_abs_logit": 5e6},
+        {
+            "epoch": 1,
+            "step": 10,
+            "loss": 1.0,
+            "curve_max_abs_logit": 5.0,
+            "curve_validation_accuracy_noisy": 60.0,
+        },
+        {
+            "epoch": 2,
+            "step": 20,
+            "loss": -0.2,
+            "curve_max_abs_logit": 50.0,
+            "curve_validation_accuracy_noisy": 70.0,
+        },
+        {
+            "epoch": 3,
+            "step": 30,
+            "loss": -0.5,
+            "curve_max_abs_logit": 60.0,
+            "curve_validation_accuracy_noisy": 34.0,
+        },
+        {"epoch": 4, "step": 40, "loss": 1.0, "curve_max_abs_logit": 5e6},
     ]
     found = curves.first_divergence(epochs, 1000.0)
-    assert found["step"] == 20 and found["epoch"] == 2 and "below 0" in found["reason"]
-    assert curves.first_divergence(epochs[:1], 1000.0) is None
-    assert curves.curves_of(epochs)[2] == {"epoch": 3, "step": 30, "max_abs_logit": 5e6}
-    # Negative smoothing has no loss floor: only the logit limit (or a non-finite loss) marks it.
-    unbounded = curves.first_divergence(epochs, 1000.0, loss_floor=-math.inf)
-    assert unbounded["step"] == 30 and "past train.divergence_logit_limit" in unbounded["reason"]
-    assert curves.divergence(-1e6, 10.0, 1000.0, loss_floor=-math.inf) == ""
-    assert "is nan" in curves.divergence(math.nan, 10.0, 1000.0, loss_floor=-math.inf)
+    assert found["step"] == 30 and found["epoch"] == 3 and "below 0.5 of its best" in found["reason"]
+    assert curves.first_divergence(epochs[:2], 1000.0) is None  # a negative risk alone is not divergence
+    assert curves.first_negative_risk(epochs) == 20
+    assert curves.first_negative_risk(epochs[:1]) is None
+    logit = curves.first_divergence([epochs[0], epochs[3]], 1000.0)
+    assert logit["step"] == 40 and "past train.divergence_logit_limit" in logit["reason"]
+    assert curves.curves_of(epochs)[3] == {"epoch": 4, "step": 40, "max_abs_logit": 5e6}
 
 
-def test_the_loss_floor_is_each_losss_own():
-    from label_smearing.stages.train import loss_floor
+def test_backward_correction_is_negative_smoothing_and_gets_the_same_verdict():
+    """BC with T_alpha is LS with alpha' = -alpha / (1 - alpha): the same loss, so the same divergence
+    verdict and the same negative-risk annotation from the same history."""
+    from label_smearing.modeling import losses
+    from label_smearing.modeling.noise import smoothing_matrix
 
-    def floor(*overrides):
-        return loss_floor(load_config(CONFIG, list(overrides)))
-
-    assert (
-        floor() == floor("loss.name=bc", "loss.alpha=0.1") == floor("loss.name=ls", "loss.alpha=0.1") == 0.0
-    )
-    assert floor("loss.name=ls", "loss.alpha=-0.2") == -math.inf
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (64, 10)).astype("float32")
+    labels = rng.integers(0, 10, 64)
+    for alpha in (0.1, 0.2, 0.4):
+        bc = losses.backward_corrected_cross_entropy(labels, logits, smoothing_matrix(10, alpha))
+        nls = losses.label_smoothing_cross_entropy(labels, logits, -alpha / (1 - alpha))
+        np.testing.assert_allclose(np.asarray(bc), np.asarray(nls), rtol=1e-5, atol=1e-5)
+        # As the sweep builds them (LOSSES), mean over the batch: the same training objective.
+        built_bc, built_nls = (
+            losses.LOSSES["bc"].build(10, alpha),
+            losses.LOSSES["ls"].build(10, -alpha / (1 - alpha)),
+        )
+        assert float(built_bc(labels, logits)) == pytest.approx(float(built_nls(labels, logits)), abs=1e-5)
+    # The verdicts are a function of the history alone: no loss name enters them.
+    history = [
+        {
+            "epoch": 1,
+            "step": 100,
+            "loss": 0.8,
+            "curve_max_abs_logit": 9.0,
+            "curve_validation_accuracy_noisy": 70.0,
+        },
+        {
+            "epoch": 2,
+            "step": 200,
+            "loss": -0.3,
+            "curve_max_abs_logit": 14.0,
+            "curve_validation_accuracy_noisy": 74.0,
+        },
+    ]
+    assert curves.first_divergence(history, 1000.0) is None
+    assert curves.first_negative_risk(history) == 200
 
 
 # ---------------------------------------------------------------- learning curves

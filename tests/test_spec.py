@@ -43,6 +43,7 @@ def test_names_are_the_directory_names_smear_run_has_always_used():
         ("ls:0.1", TEACHER): "teacher-ls0.1-s2",
         ("fc:est", TEACHER): "teacher-fc-est-s2",
         ("ls:-0.2", TEACHER): "teacher-ls-0.2-s2",  # negative smoothing
+        ("ls:-8", TEACHER): "teacher-ls-8-s2",  # any alpha < 1: Wei et al. sweep to -8
         ("ls:-0.2>ce", STUDENT): "student-T2-ce-s2-from-ls-0.2",
         ("ce>ce", STUDENT): "student-T2-ce-s2-from-ce",
         ("ls:0.1>ce", STUDENT): "student-T2-ce-s2-from-ls0.1",
@@ -69,8 +70,10 @@ def test_a_cell_forgets_seed_and_noise_setting_and_is_the_report_key():
         ("ce:0.2", TEACHER, "ce takes no alpha"),
         ("ls:est", TEACHER, "only fc and bc use an estimated T"),
         ("bc:1", TEACHER, "bc: alpha must be in [0, 1), got 1"),
-        ("ls:1.5", TEACHER, "alpha must be in [-1, 1), got 1.5"),
-        ("ls:-1.5", TEACHER, "alpha must be in [-1, 1), got -1.5"),
+        ("ls:1", TEACHER, "alpha must be in (-inf, 1), got 1"),
+        ("ls:1.5", TEACHER, "alpha must be in (-inf, 1), got 1.5"),
+        ("ls:nan", TEACHER, "alpha must be in (-inf, 1), got nan"),
+        ("ls:-inf", TEACHER, "alpha must be in (-inf, 1), got -inf"),
         ("fc:-0.2", TEACHER, "fc: alpha must be in [0, 1], got -0.2"),
         ("ce>ls:-0.1", STUDENT, "student ls: alpha must be in [0, 1], got -0.1"),
         ("ce>bc:0.1", STUDENT, "unknown student method 'bc'; one of ce, ls, fc"),

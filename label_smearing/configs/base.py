@@ -64,6 +64,9 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.noise.transition_file = ""  # model=matrix: a .npy or .json L x L row-stochastic T
     c.noise.labels_file = ""  # model=labels: per-example noisy labels (.npy/.csv) in source order
     c.noise.annotation = ""  # model=human: the dataset's human labels, e.g. worse_label (README: CIFAR-N)
+    # model=instance: what the flip scores read: raw (pixel values as stored, Xia et al.'s) | standardized
+    # (each image scaled to [0, 1] and standardised on its own: ours, not Xia et al.'s; spreads the flips)
+    c.noise.instance_features = "raw"  # raw | standardized (above); Xia et al.'s: raw
     c.noise.seed = 0  # the noise draw: the same seed gives the same noisy labels on any runner
 
     c.model = ml_collections.ConfigDict()
@@ -74,10 +77,12 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
 
     c.loss = ml_collections.ConfigDict()
     c.loss.name = "ce"  # ce | ls | fc | bc (the sweep sets it per teacher)
-    c.loss.alpha = 0.0  # ls: smoothing in [-1, 1) (< 0: negative LS); fc, bc: T_alpha's, [0, 1] (bc: < 1)
+    c.loss.alpha = 0.0  # ls: any finite alpha < 1 (< 0: negative LS); fc, bc: T_alpha's, [0, 1] (bc: < 1)
     c.loss.transition = "smoothing"  # fc, bc: smoothing (T_alpha, the paper's Sec. 4.1) | file
     c.loss.transition_file = ""  # loss.transition=file: .npy/.json T (e.g. estimate-transition's output)
-    c.loss.ce_warmup_steps = 0  # >= 0: plain CE for the first N steps, then the loss; Wei et al.'s warm-up
+    # A CE warm-up in the spirit of Wei et al. (they train CE to completion, then fine-tune with a fresh
+    # optimiser at a small constant rate; this switches the loss mid-run instead)
+    c.loss.ce_warmup_steps = 0  # >= 0: plain CE for the first N steps, then the loss (above)
 
     c.train = ml_collections.ConfigDict()
     c.train.strategy = "auto"  # auto | default | mirrored | multi_worker | tpu; auto never picks tpu
@@ -150,4 +155,7 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.sweep.noise_rates = ()  # one setting per noise rate, each its own data and models; () = noise.rate only
     c.sweep.student_noise_rates = ()  # the noise rates whose students run; () = every rate
     c.sweep.redraw_noise = True  # seed s draws its own noise (noise.seed + s), if seeded; False: one; ours
+    # Fresh seeds that test the claims at each method's alpha chosen on the selection seeds (sweep.seeds):
+    # CE and every alpha-grid method at its chosen alpha, once the selection runs are evaluated.
+    c.sweep.confirm_seeds = ()  # e.g. (3, 4, 5, 6, 7); () = none, the claims read the selection seeds; ours
     return c

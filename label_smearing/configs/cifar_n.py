@@ -27,7 +27,8 @@ held out to choose alpha on (data.validation_fraction).
 
 Teachers: CE; LS at the paper's alpha 0.1 and 0.2 and negative smoothing at
 -0.2 (Wei et al. 2022: NLS is the better choice at high noise rates; every LS
-model starts with 4,000 steps of CE, their warm-up); FC and BC with T estimated
+model starts with 4,000 steps of CE, a warm-up in the spirit of theirs: they
+train CE to completion, then fine-tune with a fresh optimiser); FC and BC with T estimated
 from the CE teacher (Patrini et al.; T_alpha assumes symmetric noise, which
 human noise is not). Ours: the alpha grid, the estimated T for FC and BC, the
 warm-up length.
@@ -44,7 +45,9 @@ from label_smearing.core.datasets import DATASETS
 
 NAMES = ("cifar10_n", "cifar100_n")
 LS_ALPHAS = (-0.2, 0.1, 0.2)  # ours: the paper's 0.1 and 0.2 (Tables 3, 4) and NLS at -0.2
-WARMUP_STEPS = 4000  # ours: CE before smoothing, as Wei et al. at high noise (1/16 of the steps)
+WARMUP_STEPS = (
+    4000  # ours: CE before smoothing (1/16 of the steps), in the spirit of Wei et al.'s CE-first protocol
+)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -29,10 +29,12 @@ Per noise rate (0.2 and 0.4) and seed (3): CE; LS at alpha -0.4, -0.2, 0.2,
 trainings, 42 per publish directory.
 
 Every LS and FC model first trains 400 steps with plain CE, then with its own
-loss (loss.ce_warmup_steps; CE is unchanged). Wei et al. warm up with CE at high
-noise rates; negative smoothing needs it here: from scratch, ls:-0.4 at 20%
-noise had a logit of 1,335 after 100 steps and ended at 45% training accuracy,
-while with the warm-up its largest logit stayed below 20 (a trial at 40% noise).
+loss (loss.ce_warmup_steps; CE is unchanged): a CE warm-up in the spirit of Wei et
+al. (they train CE to completion, then fine-tune with a fresh optimiser at a small
+constant rate; this switches the loss mid-run instead). Negative smoothing needs
+it here: from scratch, ls:-0.4 at 20% noise had a logit of 1,335 after 100 steps
+and ended at 45% training accuracy, while with the warm-up its largest logit
+stayed below 20 (a trial at 40% noise).
 400 steps is the first learning-rate phase, so the smoothing trains at 0.01 and
 then 0.001. So the LS and FC cells here are not those of label_smearing/configs/fmnist_paper.py,
 which train with their loss from the first step; `direct` trains so, and its LS

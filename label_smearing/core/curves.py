@@ -22,17 +22,28 @@ images), through one function traced once for the whole training. Under
 TPUStrategy the train stage measures nothing (the forward pass would run on the
 host).
 
-Divergence: a training whose loss runs away is recorded, not hidden. At the end
-of an epoch it has diverged when the loss is not finite, when the epoch's mean
-training loss falls below the loss's floor (`LossEntry.loss_floor`: 0, the lower
-bound of the clean cross-entropy that every loss of the smearing family
-estimates, so that only backward correction, which is unbounded below, can get
-there; no floor for negative label smoothing, whose loss is meant to go below
-0), or when `max_abs_logit` exceeds
-`train.divergence_logit_limit`. The check is a pure function of an epoch's
-record (`first_divergence`), so a resumed training finds an earlier divergence
-in its history. Training goes on, so the plan stays the same; the first such
-epoch's step and reason go into history.json and the model's manifest.
+Divergence: a training that runs away is recorded, not hidden. The rule is
+the same for every loss, so that one objective gets one verdict whatever it is
+called (backward correction with T_alpha is negative smoothing with
+alpha' = -alpha / (1 - alpha)). At the end of an epoch a training has diverged
+when:
+
+- its loss is not finite (nor, then, its weights);
+- `max_abs_logit` exceeds `train.divergence_logit_limit`;
+- its noisy-label validation accuracy has collapsed: below `COLLAPSE_SHARE`
+  (one half) of its best earlier epoch's (a run near chance after it had
+  learned is one such collapse).
+
+A loss whose smearing matrix has negative entries (backward correction,
+negative smoothing) estimates a risk that is unbounded below: once the network
+fits the noisy labels, its mean training loss can go below 0, as an unbiased
+risk estimate with negative weights does (non-negative PU learning, Kiryo et
+al. 2017). That is recorded as an annotation, "negative training risk from
+step N" (`first_negative_risk`), not as divergence. The checks are pure
+functions of a history's epoch records (`first_divergence`), so the evaluate
+stage applies them to any model's history.json, a resumed training finds an
+earlier divergence in its history, and a change of the rule needs no
+retraining. Training goes on either way, so the plan stays the same.
 """
 
 from __future__ import annotations
@@ -58,7 +69,7 @@ CURVE_KEYS = (
     "max_abs_logit",
 )
 PREFIX = "curve_"  # the curves' keys in the Keras logs (and so in history.json and TensorBoard)
-LOSS_FLOOR = 0.0  # the clean cross-entropy's lower bound: the default floor
+COLLAPSE_SHARE = 0.5  # noisy-validation accuracy below this share of its best earlier epoch's: collapsed
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -78,19 +89,19 @@ class LearningCurves(keras.callbacks.Callback):
       num_bins: ECE bins.
       batch_size: forward-pass batch.
       logit_limit: `max_abs_logit` above this is divergence.
-      loss_floor: an epoch's mean loss below this is divergence (-inf: none).
       log: where the divergence line goes.
     """
 
     def __init__(
         self, network: keras.Model, data_dir: str | Path, manifest: dict, *, num_examples: int, num_bins: int,
-        batch_size: int, logit_limit: float, loss_floor: float = LOSS_FLOOR, log: Callable[[str], None] = print,
+        batch_size: int, logit_limit: float, log: Callable[[str], None] = print,
     ):  # fmt: skip
         super().__init__()
         self.network, self.data_dir, self.manifest = network, artifacts.path(data_dir), manifest
         self.num_examples, self.num_bins, self.batch_size = int(num_examples), int(num_bins), int(batch_size)
-        self.logit_limit, self.loss_floor, self.log = float(logit_limit), float(loss_floor), log
+        self.logit_limit, self.log = float(logit_limit), log
         self._warned = False
+        self._best_validation: float | None = None  # the best noisy-validation accuracy so far
         self._batches: dict[str, list] | None = None
         self._forward = None
 
@@ -174,35 +185,73 @@ class LearningCurves(keras.callbacks.Callback):
         logs = logs if logs is not None else {}
         values = self.measure()
         logs.update({PREFIX + k: v for k, v in values.items()})
-        reason = divergence(logs.get("loss"), values.get("max_abs_logit"), self.logit_limit, self.loss_floor)
+        validation = values.get("validation_accuracy_noisy")
+        reason = divergence(
+            logs.get("loss"), values.get("max_abs_logit"), self.logit_limit, validation, self._best_validation
+        )
+        if validation is not None:
+            self._best_validation = max(validation, self._best_validation or validation)
         if reason and not self._warned:
             self._warned = True
             step = int(self.model.optimizer.iterations.numpy())
             self.log(f"train: diverged at step {step}: {reason}; training goes on and the run is marked")
 
 
-def first_divergence(epochs: list[dict], logit_limit: float, loss_floor: float = LOSS_FLOOR) -> dict | None:
+def first_divergence(epochs: list[dict], logit_limit: float) -> dict | None:
     """{step, epoch, reason} of the first diverged epoch record of a history, or None."""
+    best = None
     for record in epochs:
-        reason = divergence(record.get("loss"), record.get(PREFIX + "max_abs_logit"), logit_limit, loss_floor)
+        validation = record.get(PREFIX + "validation_accuracy_noisy")
+        reason = divergence(
+            record.get("loss"), record.get(PREFIX + "max_abs_logit"), logit_limit, validation, best
+        )
         if reason:
             return {"step": int(record["step"]), "epoch": int(record["epoch"]), "reason": reason}
+        if validation is not None:
+            best = max(float(validation), best if best is not None else float(validation))
     return None
 
 
 def divergence(
-    loss: float | None, max_abs_logit: float | None, logit_limit: float, loss_floor: float = LOSS_FLOOR
+    loss: float | None,
+    max_abs_logit: float | None,
+    logit_limit: float,
+    validation_accuracy: float | None = None,
+    best_validation_accuracy: float | None = None,
 ) -> str:
-    """Why an epoch counts as diverged ('' if it does not): see the module docstring."""
-    if loss is not None:
-        loss = float(loss)
-        if not math.isfinite(loss):
-            return f"the training loss is {loss}"
-        if loss < loss_floor:
-            return f"the training loss {loss:.4g} is below {loss_floor:g}, the loss's lower bound"
+    """Why an epoch counts as diverged ('' if it does not): see the module docstring.
+
+    Args:
+      loss: the epoch's mean training loss (its sign is not a criterion).
+      max_abs_logit: the largest |logit| of the curves' forward pass.
+      logit_limit: `train.divergence_logit_limit`.
+      validation_accuracy: this epoch's noisy-label validation accuracy (%).
+      best_validation_accuracy: the best of the earlier epochs' (None: no earlier epoch).
+    """
+    if loss is not None and not math.isfinite(float(loss)):
+        return f"the training loss is {float(loss)}"
     if max_abs_logit is not None and not max_abs_logit <= logit_limit:
         return f"a logit reached {max_abs_logit:.4g}, past train.divergence_logit_limit={logit_limit:g}"
+    if (
+        validation_accuracy is not None
+        and best_validation_accuracy is not None
+        and validation_accuracy < COLLAPSE_SHARE * best_validation_accuracy
+    ):
+        return (
+            f"the noisy-label validation accuracy fell to {validation_accuracy:.1f}%, below "
+            f"{COLLAPSE_SHARE:g} of its best earlier epoch's ({best_validation_accuracy:.1f}%)"
+        )
     return ""
+
+
+def first_negative_risk(epochs: list[dict]) -> int | None:
+    """The step of the first epoch whose mean training loss is below 0, or None (an annotation,
+    not divergence: see the module docstring)."""
+    for record in epochs:
+        loss = record.get("loss")
+        if loss is not None and math.isfinite(float(loss)) and float(loss) < 0:
+            return int(record["step"])
+    return None
 
 
 def curves_of(epochs: list[dict]) -> list[dict]:

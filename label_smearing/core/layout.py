@@ -29,7 +29,7 @@ from label_smearing.core.config import to_plain
 from label_smearing.core.registry import ESTIMATE_TRANSITION, EVALUATE, EXPORT_LOGITS, NOISIFY, REPORT, TRAIN
 from label_smearing.core.spec import ModelSpec
 from label_smearing.modeling.losses import LOSSES
-from label_smearing.modeling.noise import HUMAN, NOISE_MODELS
+from label_smearing.modeling.noise import HUMAN, INSTANCE, NOISE_MODELS
 
 TRANSITION_FILE = "transition.json"
 
@@ -89,6 +89,8 @@ def data_section(config: ml_collections.ConfigDict) -> dict:
     noise["labels_file_sha256"] = _file_digest(config.noise.labels_file)
     if config.noise.model != HUMAN:  # only human noise reads it: data named before it existed keep their name
         noise.pop("annotation", None)
+    if config.noise.model != INSTANCE:  # only instance noise reads it: other data keep their fingerprint
+        noise.pop("instance_features", None)
     data = to_plain(config.data)
     if data.get("image_encoding") == "png":  # the default: PNG data keep the name they had before the key
         data.pop("image_encoding")
@@ -256,7 +258,13 @@ def evaluation(
 
 # ---------------------------------------------------------------- report
 def report_section(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    return to_plain(config.report)
+    """The report section, and sweep.confirm_seeds when there are any (they decide which evaluations
+    the claims test; a report without them keeps the fingerprint it had before the key)."""
+    section = to_plain(config.report)
+    confirm = list(config.sweep.get("confirm_seeds", ()) or ())
+    if confirm:
+        section["confirm_seeds"] = confirm
+    return section
 
 
 def report_fingerprint(config: ml_collections.ConfigDict, eval_fps: Iterable[str]) -> str:

@@ -166,11 +166,11 @@ STAGES: dict[str, StageKind] = {
         ),
         StageKind(
             EVALUATE, "eval", "accuracy, NLL, ECE, Table 3 breakdown and figures for a model",
-            ("eval",), (TRAIN, NOISIFY), "label_smearing.stages.evaluate", "0.3.0", flags=_evaluate_flags,
+            ("eval",), (TRAIN, NOISIFY), "label_smearing.stages.evaluate", "0.5.0", flags=_evaluate_flags,
         ),
         StageKind(
             REPORT, "report", "aggregate evaluations into the paper's tables and figures",
-            ("report",), (EVALUATE,), "label_smearing.stages.report", "0.4.0", flags=_report_flags,
+            ("report",), (EVALUATE,), "label_smearing.stages.report", "0.5.0", flags=_report_flags,
         ),
         StageKind(
             SYNTHETIC, "synthetic", "the paper's Figure 1, Figure 5 and Theorem 1 experiments",

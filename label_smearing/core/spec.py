@@ -16,7 +16,7 @@ used to encode it separately reads it from here:
 Sweep strings:
   teacher  METHOD[:ALPHA], METHOD a loss of `label_smearing.modeling.losses.LOSSES`;
            ALPHA a number in the loss's range (`LossEntry.alphas`: [0, 1] for FC,
-           [0, 1) for BC, [-1, 1) for LS, where `ls:-0.2` is negative smoothing),
+           [0, 1) for BC, any finite alpha < 1 for LS, where `ls:-0.2` is negative smoothing),
            or `est` for a loss that takes a transition matrix: T estimated from the
            baseline teacher (Patrini et al.).
   student  TEACHER>STUDENT, STUDENT a method of `STUDENT_METHODS` with its alpha.

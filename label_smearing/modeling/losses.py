@@ -29,7 +29,6 @@ float32 numerics.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,17 +50,20 @@ ArrayLike = Any
 
 @dataclasses.dataclass(frozen=True)
 class AlphaRange:
-    """The alphas a loss accepts: [low, high], or [low, high) when `high_open`."""
+    """The finite alphas a loss accepts: [low, high], or [low, high) when `high_open`; low -inf: no bound."""
 
     low: float = 0.0
     high: float = 1.0
     high_open: bool = False
 
     def __str__(self) -> str:
-        return f"[{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+        low = "(-inf" if self.low == -np.inf else f"[{self.low:g}"
+        return f"{low}, {self.high:g}{')' if self.high_open else ']'}"
 
     def __contains__(self, alpha: float) -> bool:
         alpha = float(alpha)
+        if not np.isfinite(alpha):
+            return False
         return self.low <= alpha and (alpha < self.high if self.high_open else alpha <= self.high)
 
     def check(self, alpha: float, argument: str = "alpha") -> float:
@@ -76,9 +78,10 @@ PROBABILITY = AlphaRange(0.0, 1.0)  # CE (ignored), FC's T_alpha
 NON_SINGULAR = AlphaRange(0.0, 1.0, high_open=True)  # BC: T_1 = J / L is singular
 # LS, generalised (Wei et al., ICML 2022): alpha < 0 is negative label smoothing. The target
 # (1 - alpha) onehot(y) + alpha / L then puts a negative weight alpha / L on every other class, and
-# the loss is unbounded below: pushing those classes' logits to -inf lowers it without end. -1 caps
-# that weight at the size of a uniform target's; alpha = 1 would make the target ignore the label.
-SMOOTHING_ALPHAS = AlphaRange(-1.0, 1.0, high_open=True)
+# the loss is unbounded below for every alpha < 0: pushing those classes' logits to -inf lowers it
+# without end. So no lower bound (Wei et al. sweep alpha to -8); alpha = 1 would make the target
+# ignore the label.
+SMOOTHING_ALPHAS = AlphaRange(-np.inf, 1.0, high_open=True)
 
 
 # ----------------------------------------------------------------------------------
@@ -198,7 +201,7 @@ def label_smoothing_cross_entropy(y_true, logits, alpha: float):
     Args:
         y_true: int labels (B,) / (B, 1), or targets (B, L).
         logits: (B, L) logits.
-        alpha: smoothing in [-1, 1) (< 0: negative label smoothing).
+        alpha: smoothing, any finite alpha < 1 (< 0: negative label smoothing).
 
     Returns:
         (B,) per-example losses.
@@ -373,7 +376,7 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
     loss is unbounded below (`SMOOTHING_ALPHAS`).
 
     Args:
-        alpha: smoothing in [-1, 1).
+        alpha: smoothing, any finite alpha < 1 (< 0: negative label smoothing).
         num_classes: L >= 2.
         reduction: batch reduction, as in `keras.losses.Loss`.
         name: loss name.
@@ -411,13 +414,14 @@ class LabelSmoothingCrossEntropy(keras.losses.Loss):
 class CrossEntropyWarmup(keras.losses.Loss):
     """Plain cross-entropy for the first `warmup_steps` optimiser steps, then `loss`.
 
-    Wei et al. (ICML 2022) warm the network up with CE before smoothing at high noise
-    rates, and negative smoothing needs it here: from a random start its unbounded loss
-    can make the logits run away (ls:-0.4 from scratch at 40% noise: a logit of 1,335
-    after 100 steps). `step` is a scalar variable read at every call, the optimizer's
-    `iterations`, so the switch happens inside the compiled train step. Its config
-    leaves the variable out: a copy made from it (Keras' `clone_model` of a compiled
-    model) can be compiled but not trained until `step` is set.
+    A CE warm-up in the spirit of Wei et al. (ICML 2022): they train CE to completion,
+    then fine-tune with a fresh optimiser at a small constant rate; this switches the
+    loss mid-run instead. Negative smoothing needs it here: from a random start its
+    unbounded loss can make the logits run away (ls:-0.4 from scratch at 40% noise: a
+    logit of 1,335 after 100 steps). `step` is a scalar variable read at every call,
+    the optimizer's `iterations`, so the switch happens inside the compiled train step.
+    Its config leaves the variable out: a copy made from it (Keras' `clone_model` of a
+    compiled model) can be compiled but not trained until `step` is set.
 
     Args:
         loss: the loss after the warm-up.
@@ -646,15 +650,6 @@ class LossEntry:
     alphas: AlphaRange
     build: Callable[..., keras.losses.Loss]
 
-    def loss_floor(self, alpha: float) -> float:
-        """The lower bound of the mean training loss, below which a training has diverged.
-
-        0, the clean cross-entropy's bound, which every loss of the family estimates
-        (BC's too, though BC alone can cross it); none (-inf) for alpha < 0, whose
-        negative targets make the loss unbounded below by design.
-        """
-        return -math.inf if alpha < 0 else 0.0
-
 
 def _transition_or_smoothing_form(
     num_classes: int, alpha: float, transition, alphas: AlphaRange = PROBABILITY
@@ -712,7 +707,7 @@ def get_loss(
     Args:
         name: one of `LOSS_NAMES`:
             "ce": plain softmax cross-entropy (`alpha`, `transition` ignored);
-            "ls": label smoothing with `alpha` in [-1, 1) (< 0: negative smoothing);
+            "ls": label smoothing with any finite `alpha` < 1 (< 0: negative smoothing);
             "fc" / "bc": forward / backward correction with `transition`, or, if it is
                 None, the smoothing-form T_alpha = (1 - alpha) I + alpha/L J (paper
                 Section 4.1; "bc" with alpha = 1 is singular and raises);

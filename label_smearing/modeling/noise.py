@@ -9,7 +9,10 @@ sharding, worker count, retries or runner (DESIGN.md).
 
 Instance-dependent noise (`instance`, Xia et al., NeurIPS 2020) has no T: each
 example gets its own row, a pure function of (seed, id, image, clean label)
-(`instance_noisy_labels`).
+(`instance_noisy_labels`). Its scores are the image's raw pixel values, flattened,
+times a per-class random projection, as in the authors' code; it deviates from them
+in drawing every random number from keyed hashes instead of one global RNG, and
+offers a per-image standardised variant (`noise.instance_features`).
 """
 
 from __future__ import annotations
@@ -50,13 +53,13 @@ def check_probability(value: float, argument: str) -> float:
 def smoothing_matrix(num_classes: int, alpha: float) -> np.ndarray:
     """T_alpha = (1 - alpha) I + (alpha / L) J: label smoothing's M, and "resample" noise.
 
-    Defined for alpha in [-1, 1]; it is a transition matrix (non-negative) only for alpha
-    in [0, 1]. Negative alpha is negative label smoothing's M.
+    Defined for any finite alpha <= 1; it is a transition matrix (non-negative) only for
+    alpha in [0, 1]. Negative alpha is negative label smoothing's M (Wei et al. sweep it to -8).
     """
     num_classes = check_num_classes(num_classes)
     alpha = float(alpha)
-    if not -1.0 <= alpha <= 1.0:
-        raise ValueError(f"`alpha` must be in [-1, 1], got {alpha}.")
+    if not (np.isfinite(alpha) and alpha <= 1.0):
+        raise ValueError(f"`alpha` must be a finite number <= 1, got {alpha}.")
     return (1.0 - alpha) * np.eye(num_classes) + alpha / num_classes * np.ones((num_classes, num_classes))
 
 
@@ -245,6 +248,10 @@ def assign_noisy_labels(ids: Sequence[str | bytes], clean_labels, transition, se
 INSTANCE_RATE_STD = 0.1  # the per-example flip rate's standard deviation around rho; Xia et al.'s
 _RATE_TAG = b"flip-rate/"  # the flip rate's uniform hashes this prefix + id: independent of the label's
 _PROJECTION_TAG = 0x494E5354  # "INST": the projections' seed stream, apart from any other use of the seed
+RAW, STANDARDIZED = "raw", "standardized"
+# What an image's scores are computed from (`noise.instance_features`): Xia et al.'s raw pixel values
+# (the default), or the image standardised on its own (ours, the only features before the key existed).
+INSTANCE_FEATURES = (RAW, STANDARDIZED)
 
 
 def instance_flip_rates(ids: Sequence[str | bytes], rate: float, seed: int, std: float = INSTANCE_RATE_STD):
@@ -272,35 +279,83 @@ def instance_expected_rate(rate: float, std: float = INSTANCE_RATE_STD) -> float
 
 
 def instance_projection(num_features: int, num_classes: int, seed: int, label: int) -> np.ndarray:
-    """Class `label`'s random projection W_y (num_features x L, standard normal) for noise seed `seed`."""
+    """Class `label`'s random projection W_y (num_features x L, standard normal) for noise seed `seed`.
+
+    Xia et al.'s W[y], W of shape (L, D, L): here each class's W_y has its own seed stream.
+    """
     entropy = [int(seed) & 0xFFFFFFFFFFFFFFFF, int(label), _PROJECTION_TAG]
     return np.random.default_rng(np.random.SeedSequence(entropy)).standard_normal((num_features, num_classes))
 
 
+def raw_images(images) -> np.ndarray:
+    """(N, D) float64: each image flattened, its pixel values as they are (uint8 images: 0..255).
+
+    Xia et al.'s features: their code multiplies the stored pixels, cast to float, by W[y].
+    """
+    return np.asarray(images, dtype=np.float64).reshape(len(images), -1)
+
+
 def normalised_images(images) -> np.ndarray:
-    """(N, D) float64: each image flattened, scaled to [0, 1] and standardised (mean 0, std 1; blank: 0)."""
-    x = np.asarray(images, dtype=np.float64).reshape(len(images), -1) / 255.0
+    """(N, D) float64: each image flattened, scaled to [0, 1] and standardised (mean 0, std 1; blank: 0).
+
+    The `standardized` variant of `instance_noisy_labels`, not Xia et al.'s features (`raw_images`).
+    """
+    x = raw_images(images) / 255.0
     x = x - x.mean(axis=1, keepdims=True)
     std = x.std(axis=1, keepdims=True)
     return np.divide(x, std, out=np.zeros_like(x), where=std > 0)
 
 
+def instance_features(images, features: str = RAW) -> np.ndarray:
+    """(N, D) float64: the images as `instance_noisy_labels` scores them, `features` one of INSTANCE_FEATURES."""
+    if features == RAW:
+        return raw_images(images)
+    if features == STANDARDIZED:
+        return normalised_images(images)
+    raise ValueError(f"`features` must be one of {', '.join(INSTANCE_FEATURES)}, got {features!r}.")
+
+
 def instance_noisy_labels(
-    ids: Sequence[str | bytes], images, clean_labels, num_classes: int, rate: float, seed: int
+    ids: Sequence[str | bytes],
+    images,
+    clean_labels,
+    num_classes: int,
+    rate: float,
+    seed: int,
+    features: str = RAW,
 ) -> np.ndarray:
     """Instance-dependent noisy labels: the generator of Xia et al. (NeurIPS 2020, part-dependent noise).
 
-    For an example (x, y): its flip rate q is drawn from a normal around `rate`
-    (std `INSTANCE_RATE_STD`) truncated to [0, 1]; its scores are x W_y, x the
-    standardised image and W_y class y's random projection; the noisy-label
-    distribution is (1 - q) on y and q times the softmax of the scores over the
-    other classes. The label is its inverse CDF at the example's uniform, as for a
-    T. So the flip probability is q, and where a flip goes depends on the image.
-    Ours: the image is standardised per image (Xia et al.: per channel over the
-    dataset), so that the label is a function of the example alone.
+    Xia et al.'s code (`get_instance_noisy_label`): for an example (x, y), x its
+    pixel values as stored (uint8: 0..255) as floats, flattened, and W of shape
+    (L, D, L) standard normal, the scores are x W[y]; the own class's score is set
+    to -inf; the noisy-label distribution is q softmax(scores), plus 1 - q on y,
+    where q, the example's flip rate, is drawn from a normal around `rate` (std
+    `INSTANCE_RATE_STD`) truncated to [0, 1]; the label is drawn from it. So the
+    flip probability is q, and where a flip goes depends on the image. With
+    `features=raw` (the default) this is that generator, in those features.
+    Pixels are flattened in the source's (H, W, C) order (Xia et al.'s CIFAR
+    files: (C, H, W)), which with an i.i.d. W changes no distribution.
+
+    Ours, deviations:
+      - no global RNG (Xia et al. seed one and draw q, W and the labels from it):
+        W[y] is `instance_projection(D, L, seed, y)`, q the truncated normal's
+        inverse CDF at a uniform hashed from (seed, id), and the label the row's
+        inverse CDF at the example's keyed uniform, as for a T. So the label is a
+        pure function of (seed, id, image, clean label), independent of order,
+        sharding and runner; the distribution of the labels is Xia et al.'s.
+      - `features=standardized` scores the image scaled to [0, 1] and
+        standardised on its own (`normalised_images`) instead: not Xia et al.'s,
+        and it spreads a class's flips over more classes. Pixels are
+        non-negative, so every raw image has a large component along the
+        all-ones vector, whose scores are the same for the whole class;
+        standardising removes it.
+
+    Raises:
+      ValueError: mismatched lengths, a clean label outside [0, L), or unknown `features`.
     """
     clean = np.asarray(clean_labels, dtype=np.int64).reshape(-1)
-    x = normalised_images(images)
+    x = instance_features(images, features)
     if len(x) != len(ids) or clean.shape[0] != len(ids):
         raise ValueError(f"{len(ids)} ids, {len(x)} images and {clean.shape[0]} labels")
     if clean.size and (clean.min() < 0 or clean.max() >= num_classes):

@@ -15,6 +15,14 @@ Optional noise-rate sweep (label_smearing/configs/fmnist_paper.py):
   sweep.student_noise_rates  the rates whose students run; () = every rate
   sweep.redraw_noise         each training seed s draws its own noise too (noise.seed + s),
                              so the spread over seeds includes the noise draw's
+
+Confirmation seeds (sweep.confirm_seeds, e.g. (3, 4, 5, 6, 7)): once the selection
+seeds' (sweep.seeds) evaluations exist, each alpha-grid method's alpha is chosen
+on their mean noisy-label validation accuracy, exactly as the report chooses it,
+and the plan adds CE and each method at its chosen alpha on the confirmation
+seeds, and nothing else. Until then those cells are `Plan.pending` and the plan
+has no report: `smear run` plans again when the selection is done
+(`run.run`), and a Kubeflow pipeline cannot be compiled yet.
 """
 
 from __future__ import annotations
@@ -31,6 +39,15 @@ from label_smearing.core.errors import UserError
 from label_smearing.core.registry import ESTIMATE_TRANSITION, EVALUATE, EXPORT_LOGITS, NOISIFY, REPORT, TRAIN
 from label_smearing.core.spec import ESTIMATED, STUDENT, TEACHER, ModelSpec
 from label_smearing.modeling.losses import CE
+
+
+class Plan(list):
+    """The plan's nodes in a runnable order, and `pending`: what it will add once the selection
+    seeds are evaluated (confirmation cells whose alpha is not chosen yet), one line each."""
+
+    def __init__(self, nodes=(), pending=()):
+        super().__init__(nodes)
+        self.pending: list[str] = list(pending)
 
 
 @dataclasses.dataclass(eq=False)
@@ -184,6 +201,7 @@ class _Setting:
         self.exports: dict[ModelSpec, Node] = {}
         self.estimates: dict[int | None, Node] = {}
         self.datas: dict[int | None, Node] = {}
+        self.evaluated: dict[ModelSpec, Node] = {}  # model spec -> its evaluation node
 
     def _add(self, kind, output, inputs, spec=None, *, overrides=None, flags=(), config=None) -> Node:
         node = Node(
@@ -261,9 +279,12 @@ class _Setting:
         return node
 
     def evaluations(self) -> list[Node]:
-        """One evaluation per model, teachers added only as dependencies (the baseline behind a T) included."""
+        """One evaluation per model not evaluated yet, teachers added only as dependencies (the baseline
+        behind a T) included."""
         out = []
         for model in self.models.values():
+            if model.spec in self.evaluated:
+                continue
             data = self.data(model.spec.seed)
             output = layout.evaluation(
                 self.config, self.workdir, model.name, model.fingerprint, data.fingerprint
@@ -279,11 +300,90 @@ class _Setting:
                     config=data.config,
                 )  # fmt: skip
             )
+            self.evaluated[model.spec] = out[-1]
         return out
 
+    def confirmation(self, seeds: list[int], noise_rate: float | None) -> list[str]:
+        """Adds CE and each alpha-grid method at its chosen alpha on the confirmation `seeds`; returns
+        what waits for the selection seeds' evaluations (one line per method), nothing if none does."""
+        from label_smearing.core.spec import SMOOTHING
+        from label_smearing.modeling.losses import LOSSES
 
-def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
-    """Expands the config into nodes in a runnable order (each after its inputs). Writes nothing.
+        grid = [ModelSpec.parse(s) for s in self.config.sweep.teachers]
+        families = sorted(
+            {(s.method, 1 if s.alpha > 0 else -1) for s in grid
+             if s.transition == SMOOTHING and LOSSES[s.method].uses_alpha and s.alpha != 0},
+            key=lambda f: (list(LOSSES).index(f[0]), -f[1]),
+        )  # fmt: skip
+        specs = [
+            ModelSpec(TEACHER, CE, seed=s, noise_rate=noise_rate)
+            for s in seeds
+            if any(g.method == CE for g in grid)
+        ]
+        pending = []
+        for method, sign in families:
+            alpha, waiting = self._chosen(method, sign)
+            if alpha is None:
+                name = LOSSES[method].label if sign > 0 else f"N{LOSSES[method].label}"
+                plural = "s" if len(seeds) > 1 else ""
+                pending.append(
+                    f"{name} at its α chosen on validation, seed{plural} {', '.join(map(str, seeds))}"
+                    + (f" @{self.tag}" if self.tag else "")
+                    + f": {len(seeds)} training{plural} once the selection seeds are evaluated "
+                    f"({waiting} evaluation{'s' if waiting != 1 else ''} to go)"
+                )
+                continue
+            specs += [ModelSpec(TEACHER, method, alpha, seed=s, noise_rate=noise_rate) for s in seeds]
+        for spec in specs:
+            self.teacher(spec)
+        return pending
+
+    def _chosen(self, method: str, sign: int) -> tuple[float | None, int]:
+        """(the alpha the report would choose for the family, or None; how many of its selection
+        evaluations are not complete yet)."""
+        from label_smearing.core.spec import SMOOTHING
+        from label_smearing.stages.report.evaluations import load_evaluation
+        from label_smearing.stages.report.selection import Setting
+
+        nodes = [
+            node for spec, node in self.evaluated.items()
+            if spec.role == TEACHER and spec.method == method and spec.transition == SMOOTHING
+            and spec.alpha * sign > 0
+        ]  # fmt: skip
+        waiting = sum(not artifacts.is_complete(n.out_dir) for n in nodes)
+        if waiting or not nodes:
+            return None, waiting
+        chosen = Setting(0, (), [load_evaluation(n.out_dir) for n in nodes]).chosen(method, sign=sign)
+        return (None, 0) if chosen is None else (chosen.alpha, 0)
+
+
+def confirm_seeds(config) -> list[int]:
+    """sweep.confirm_seeds, checked: integers, unique, apart from sweep.seeds, and data with a
+    validation split to choose alpha on."""
+    try:
+        seeds = [int(s) for s in config.sweep.get("confirm_seeds", ()) or ()]
+    except (TypeError, ValueError):
+        raise UserError(
+            f"sweep.confirm_seeds must be a tuple of seeds, e.g. (3, 4, 5); got {config.sweep.confirm_seeds!r}"
+        ) from None
+    _unique(seeds, "sweep.confirm_seeds")
+    shared = sorted(set(seeds) & {int(s) for s in config.sweep.seeds})
+    if shared:
+        raise UserError(
+            f"sweep.confirm_seeds {tuple(seeds)} shares seeds {tuple(shared)} with sweep.seeds: the confirmation "
+            "needs fresh seeds"
+        )
+    if seeds and not float(config.data.validation_fraction) > 0:
+        raise UserError(
+            "sweep.confirm_seeds needs data.validation_fraction > 0: the confirmation runs each method at the α "
+            "chosen on validation, and test accuracy never chooses it"
+        )
+    return seeds
+
+
+def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> Plan:
+    """Expands the config into nodes in a runnable order (each after its inputs). Writes nothing; reads
+    the selection seeds' evaluations when there are confirmation seeds (`Plan.pending`).
 
     Raises:
       UserError: a bad sweep entry, seed list or noise-rate list, naming it.
@@ -292,8 +392,10 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
 
     workdir = artifacts.path(workdir)
     rates, student_rates = noise_settings(config)
+    confirm = confirm_seeds(config)
     nodes: list[Node] = []
     evaluations: list[Node] = []
+    pending: list[str] = []
     several = len(rates) > 1  # then each setting is tagged and sets noise.rate in its commands
     for rate in rates:
         setting = copy.deepcopy(config)
@@ -317,10 +419,15 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> list[Node]:
         order = {s: i for i, s in enumerate(teachers + students)}
         builder.models = dict(sorted(builder.models.items(), key=lambda kv: order.get(kv[0], len(order))))
         evaluations += builder.evaluations()
+        if confirm:
+            pending += builder.confirmation(confirm, tag_rate)
+            evaluations += builder.evaluations()
+    if pending:  # the report waits for the confirmation cells
+        return Plan(nodes, pending)
     output = layout.report(config, workdir, [e.fingerprint for e in evaluations])
     flags = ["--evaluations", *[str(e.out_dir) for e in evaluations]]
     nodes.append(Node(REPORT, output, evaluations, None, "", {}, flags, config))
-    return nodes
+    return Plan(nodes)
 
 
 # ---------------------------------------------------------------- overrides that the plan would ignore

@@ -255,9 +255,26 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _execute(stages, to_run: set, estimate, args, beam_args, source: dict, damaged: set) -> dict:
+    """Runs the plan's stages (`executor.execute`), every failure on its own line."""
+    from label_smearing.pipeline import executor
+
+    try:
+        return executor.execute(
+            stages, jobs=args.jobs, devices=args.devices, threads=args.threads, force=args.force,
+            workdir=args.workdir, beam_args=beam_args, source=source, recompute=damaged,
+            seconds_left=lambda done: estimate.total([s for s in stages if id(s) in to_run and id(s) not in done]),
+        )  # fmt: skip
+    except executor.StagesFailed as e:
+        if len(e.failures) > 1:
+            for label, message in e.failures:
+                print(f"smear run: failed: {label}: {message}", file=sys.stderr)
+        raise
+
+
 def run(argv=None) -> None:
     from label_smearing.beam_core.runners import pipeline_options
-    from label_smearing.pipeline import executor, preflight, publish
+    from label_smearing.pipeline import preflight, publish
     from label_smearing.pipeline.estimate import LONG_PLAN_SECONDS, Estimate
     from label_smearing.pipeline.plan import check_overrides, plan
 
@@ -286,6 +303,13 @@ def run(argv=None) -> None:
     if args.engine == "kfp":
         from label_smearing.pipeline import kfp_engine
 
+        if stages.pending:
+            raise UserError(
+                "sweep.confirm_seeds: the confirmation runs' α is chosen on the selection seeds' evaluations, "
+                f"which {args.workdir} does not have yet ({stages.pending[0]}); run the selection first "
+                "(smear run, or this pipeline with --config.sweep.confirm_seeds=()), then compile again"
+            )
+
         written = kfp_engine.compile_pipeline(
             stages, args.output, config=config, config_arg=args.config, workdir=args.workdir,
             overrides=tuple(overrides), image=args.image or kfp_engine.DEFAULT_IMAGE, beam_args=beam_args,
@@ -304,8 +328,8 @@ def run(argv=None) -> None:
         print(note)
     if config.data.validation_fraction == 0:
         print(
-            "run: note: data.validation_fraction=0 holds out no validation split, so the report chooses "
-            "alpha and each method's best setting on test accuracy (optimistic)"
+            "run: note: data.validation_fraction=0 holds out no validation split, so the report chooses no "
+            "alpha (never on test): Table 2 shows every alpha, and the claims that need a choice are left out"
         )
     source = {"config": args.config, "overrides": overrides, "workdir": str(args.workdir)}
     damaged = _verified(stages, source) if args.verify else set()
@@ -315,6 +339,10 @@ def run(argv=None) -> None:
     if args.dry_run:
         print(f"plan for {args.config} in {args.workdir} ({len(stages)} stages):")
         print("\n".join(describe_plan(stages, states, estimate)))
+        for line in stages.pending:
+            print(f"then {line} (not in the estimate)")
+        if stages.pending:
+            print("then the report")
         if args.publish:
             print(f"then publish the report to {args.publish}")
         return
@@ -324,18 +352,26 @@ def run(argv=None) -> None:
     print(
         f"run: {estimate.describe(planned)}"
         + ("; over an hour: --dry-run gives each stage's share" if long else "")
+        + ("; then the confirmation runs at the chosen α" if stages.pending else "")
     )
-    try:
-        summary = executor.execute(
-            stages, jobs=args.jobs, devices=args.devices, threads=args.threads, force=args.force,
-            workdir=args.workdir, beam_args=beam_args, source=source, recompute=damaged,
-            seconds_left=lambda done: estimate.total([s for s in stages if id(s) in to_run and id(s) not in done]),
-        )  # fmt: skip
-    except executor.StagesFailed as e:
-        if len(e.failures) > 1:
-            for label, message in e.failures:
-                print(f"smear run: failed: {label}: {message}", file=sys.stderr)
-        raise
+    summary = _execute(stages, to_run, estimate, args, beam_args, source, damaged)
+    while stages.pending:  # the selection seeds are evaluated now: plan the confirmation at the chosen alpha
+        stages = plan(config, args.workdir)
+        if stages.pending:
+            raise UserError(f"run: the selection seeds' evaluations are still missing: {stages.pending[0]}")
+        preflight.check_plan(stages)
+        states = plan_states(stages)
+        to_run = {id(s) for s, state in zip(stages, states) if state != "cached"}
+        estimate = Estimate(stages, args.workdir)
+        print(
+            f"run: α chosen on the selection seeds; confirmation: {estimate.describe([s for s in stages if id(s) in to_run])}"
+        )
+        more = _execute(stages, to_run, estimate, args, beam_args, source, set())
+        summary = {
+            "ran": summary["ran"] + more["ran"],
+            "cached": [c for c in more["cached"] if c not in summary["ran"]],
+            "seconds": summary["seconds"] + more["seconds"],
+        }
     report_dir = stages[-1].out_dir
     print(
         f"run: {len(summary['ran'])} stages ran, {len(summary['cached'])} cached, {summary['seconds']:.1f} s"

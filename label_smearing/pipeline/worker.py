@@ -42,11 +42,15 @@ def main() -> int:
 
     source = json.loads(sys.stdin.readline())
     nodes = plan(load_config(source["config"], source["overrides"]), source["workdir"])
+    by_fingerprint = {n.fingerprint: n for n in nodes}
     try:
         for line in sys.stdin:
             index, force, fingerprint = line.split()
-            node = nodes[int(index)]
-            if node.fingerprint != fingerprint:
+            node = nodes[int(index)] if int(index) < len(nodes) else None
+            if node is None or node.fingerprint != fingerprint:
+                # A plan with confirmation seeds grows once the selection is evaluated: find it by fingerprint.
+                node = by_fingerprint.get(fingerprint)
+            if node is None:
                 message = f"the config {source['config']} changed after the run started; rerun it"
                 result = {"status": "failed", "message": message, "user": True}
             else:

@@ -517,18 +517,25 @@ def _write(
 
 
 def _training(model_dir: Path, model_manifest: dict) -> dict:
-    """What the model's training recorded: whether (and where) it diverged, whether it resumed from a
-    back-up (and whether bit-identically), and its per-epoch curves."""
-    from label_smearing.core.curves import curves_of
+    """What the model's training recorded: whether (and where) it diverged and from which step its
+    training risk was negative (both by today's rule, `core/curves.py`, applied to its history.json,
+    whatever the train stage recorded when it ran), whether it resumed from a back-up (and whether
+    bit-identically), and its per-epoch curves."""
+    from label_smearing.core.curves import curves_of, first_divergence, first_negative_risk
 
     try:
         history = json.loads((model_dir / "history.json").read_text())
     except (OSError, ValueError):
         history = {}
+    epochs = history.get("epochs") or []
+    limit = ((model_manifest.get("config") or {}).get("train") or {}).get("divergence_logit_limit")
     return {
-        "diverged": model_manifest.get("diverged"),
+        "diverged": first_divergence(epochs, float(limit))
+        if limit is not None
+        else model_manifest.get("diverged"),
+        "negative_risk_from_step": first_negative_risk(epochs),
         "resumed": model_manifest.get("resumed"),
-        "curves": curves_of(history.get("epochs") or []),
+        "curves": curves_of(epochs),
     }
 
 

@@ -84,10 +84,12 @@ class NoisifyChunk(beam.DoFn):
         annotation="",
         annotations=(),
         encoded=False,
+        instance_features=noise.RAW,
     ):
         self._source = source
         self._encoded = encoded  # images are the source's encoded bytes (data.image_encoding=source)
         self._instance_rate = instance_rate  # instance-dependent noise at this rate; None: T or labels
+        self._instance_features = instance_features  # what its scores read: noise.INSTANCE_FEATURES
         self._annotation = annotation  # human noise: the source's feature of noisy labels
         self._annotations = tuple(annotations) or ((annotation,) if annotation else ())  # all counted
         self._validation_fraction = validation_fraction
@@ -126,7 +128,7 @@ class NoisifyChunk(beam.DoFn):
             labels = clean.copy()
             labels[valid] = noise.instance_noisy_labels(
                 [ids[i] for i in np.flatnonzero(valid)], images[valid], clean[valid], self._num_classes,
-                self._instance_rate, self._seed,
+                self._instance_rate, self._seed, features=self._instance_features,
             )  # fmt: skip
         elif split == "train":
             labels = clean.copy()
@@ -257,6 +259,10 @@ def validate_config(config) -> None:
     if encoding == "source" and config.data.image_size < 1:
         raise UserError(
             "data.image_encoding=source needs data.image_size > 0: the size training and evaluation crop to"
+        )
+    if n.instance_features not in noise.INSTANCE_FEATURES:
+        raise UserError(
+            f"unknown noise.instance_features {n.instance_features!r}; one of {', '.join(noise.INSTANCE_FEATURES)}"
         )
     if encoding == "source" and noise.NOISE_MODELS[n.model].instance:
         raise UserError(
@@ -392,6 +398,8 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
         + (" (the source's encoded images, kept as they are; crops at training)" if encoded else "")
     )
     what = f"annotation {config.noise.annotation}" if model.annotated else f"rate {config.noise.rate}"
+    if model.instance:
+        what += f" ({config.noise.instance_features} features)"
     log(f"noisify: noise {config.noise.model} {what} seed {config.noise.seed} -> {out_dir}")
 
     out_dir = artifacts.prepare_output(out_dir, force=force)
@@ -404,6 +412,7 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             transition=transition, noisy_labels=noisy_labels, seed=config.noise.seed,
             validation_fraction=float(config.data.validation_fraction),
             instance_rate=float(config.noise.rate) if model.instance else None,
+            instance_features=config.noise.instance_features,
             annotation=config.noise.annotation if model.annotated else "",
             annotations=DATASETS[info.dataset].annotations if model.annotated else (), encoded=encoded,
         )  # fmt: skip
@@ -439,6 +448,8 @@ def noisify_stage(config, out_dir, *, force: bool = False, beam_args=(), log=pri
             )
             FileSystems.delete([path])
     report["noise"] = to_plain(config.noise)
+    if config.noise.model != noise.INSTANCE:  # only instance noise reads it: other data keep their bytes
+        report["noise"].pop("instance_features", None)
     report["dead_letter_records"] = dead
     write_noise_report(out_dir, report)
 

@@ -14,8 +14,9 @@ Training is step-based (config.train.steps); a Keras "epoch" is
 train.steps_per_epoch steps and is the unit of logging, learning curves and
 back-up. After every epoch the learning curves (test accuracy and ECE,
 validation accuracy, the fit of the mislabelled examples) are measured on fixed
-subsamples, and a run whose loss or logits run away is recorded as diverged
-(label_smearing/core/curves.py); history.json keeps both. A killed run
+subsamples, and a run whose loss, logits or validation accuracy run away is
+recorded as diverged (label_smearing/core/curves.py; a negative training risk
+is an annotation, not divergence); history.json keeps both. A killed run
 resumes from its last back-up (`backup/`) when rerun with the same config.
 Batch-norm statistics are synchronised across replicas (ours), so the model
 trained does not depend on the number of devices.
@@ -140,16 +141,6 @@ def validate_config(config: ml_collections.ConfigDict, *, inputs: bool = True) -
             artifacts.path(loss.transition_file).is_file(),
             f"loss.transition=file but loss.transition_file {loss.transition_file!r} does not exist",
         )
-
-
-def loss_floor(config: ml_collections.ConfigDict) -> float:
-    """The mean training loss below which the training has diverged (`LossEntry.loss_floor`).
-
-    A student's distillation loss is a cross-entropy against soft targets: its floor is 0.
-    """
-    if config.distill.enabled:
-        return curves.LOSS_FLOOR
-    return LOSSES[config.loss.name].loss_floor(config.loss.alpha)
 
 
 # distill.teacher_view: a student's targets are the exported logits or the teacher's on each batch.
@@ -459,10 +450,12 @@ def _write_model(
     inference.save(str(out_dir / "model.keras"))
     artifacts.atomic_write_json(out_dir / "config.json", to_plain(config))
     epochs, images_per_second = training_log.epochs, training_log.images_per_second()
-    diverged = curves.first_divergence(epochs, config.train.divergence_logit_limit, loss_floor(config))
+    diverged = curves.first_divergence(epochs, config.train.divergence_logit_limit)
+    negative_risk = curves.first_negative_risk(epochs)
     history = {
         "epochs": epochs,
         "diverged": diverged,
+        "negative_risk_from_step": negative_risk,
         "steps": int(model.optimizer.iterations.numpy()),
         "resumed_from_step": training_log.resumed_from_step or 0,
         "resumed": resumed,
@@ -492,6 +485,7 @@ def _write_model(
             "class_names": train_manifest.get("class_names", []),
             "final": {k: last[k] for k in ("loss", "accuracy") if k in last},
             "diverged": diverged,
+            "negative_risk_from_step": negative_risk,  # an annotation, not divergence (core/curves.py)
             # {"step", "exact", "why"} if it resumed from a back-up: "exact" when bit-identical to an
             # uninterrupted run (same environment, op determinism on); else the report marks the cell.
             "resumed": resumed,
@@ -774,7 +768,7 @@ def train_stage(
         network_of(model), data_dir, tfdata.read_data_manifest(data_dir, verify=False),
         num_examples=0 if isinstance(strategy, tf.distribute.TPUStrategy) else t.curve_examples,
         num_bins=config.eval.num_bins, batch_size=config.eval.batch_size, logit_limit=t.divergence_logit_limit,
-        loss_floor=loss_floor(config), log=log,
+        log=log,
     )  # fmt: skip
     started = time.time()
     _fit(

@@ -37,18 +37,28 @@ class Stat:
     divergence check): such a cell is shown as "diverged", never silently averaged.
     `resumed` lists the (seed, step) of runs resumed from a back-up in a way that is not
     bit-identical to an uninterrupted run: the cell says "resumed at step N".
+    `negative_risk` lists the (seed, step) of runs whose mean training loss went below 0 (a loss
+    with negative weights, BC or NLS, that fits the noise): an annotation, not divergence.
+    `by_seed` maps each seed to its value (given `seeds`, one per value): the claims pair them.
     """
 
     def __init__(
         self, values: Sequence[float], diverged: Sequence[tuple[int, int]] = (),
-        resumed: Sequence[tuple[int, int]] = (),
+        resumed: Sequence[tuple[int, int]] = (), *, seeds: Sequence[int] | None = None,
+        negative_risk: Sequence[tuple[int, int]] = (),
     ):  # fmt: skip
+        if seeds is not None and len(seeds) != len(values):
+            raise ValueError(f"{len(seeds)} seeds for {len(values)} values")
+        self.by_seed = {
+            int(s): float(v) for s, v in zip(seeds if seeds is not None else [], values) if v is not None
+        }
         values = [float(v) for v in values if v is not None]
         self.n = len(values)
         self.mean = float(np.mean(values)) if values else None
         self.std = float(np.std(values, ddof=1)) if self.n >= 2 else None
         self.diverged = sorted(diverged)
         self.resumed = sorted(resumed)
+        self.negative_risk = sorted(negative_risk)
 
     def format(self, digits: int) -> str:
         if self.n == 0:
@@ -62,6 +72,10 @@ class Stat:
             text += (
                 " (" + ", ".join(f"seed {seed} resumed at step {step}" for seed, step in self.resumed) + ")"
             )
+        if self.negative_risk:
+            steps = sorted({step for _, step in self.negative_risk})
+            where = f"{steps[0]}" if len(steps) == 1 else f"{steps[0]}–{steps[-1]}"
+            text += f" (negative training risk from step {where}, {len(self.negative_risk)} of {self.n} runs)"
         return text
 
     def band(self) -> tuple[float, float]:
@@ -85,6 +99,8 @@ class Evaluation:
         self.created = str(manifest.get("created", ""))
         diverged = (metrics.get("training") or {}).get("diverged")
         self.diverged_at: int | None = int(diverged["step"]) if diverged else None
+        negative = (metrics.get("training") or {}).get("negative_risk_from_step")
+        self.negative_risk_at: int | None = int(negative) if negative is not None else None
         resumed = (metrics.get("training") or {}).get("resumed")  # recorded by the train stage
         self.resumed_at: int | None = int(resumed["step"]) if resumed and not resumed.get("exact") else None
 

@@ -29,6 +29,7 @@ from label_smearing.stages.report.tables import (
     Table,
     alpha_selection_table,
     claims_table,
+    confirmation_table,
     students_table,
     table2,
     table3,
@@ -89,17 +90,21 @@ def render_report(
     *,
     dropped: Sequence[str] = (),
     per_model_figures: bool = True,
+    confirm_seeds: Sequence[int] = (),
 ) -> tuple[str, dict[str, str]]:
     """The Markdown report and the CSV files (name -> text); draws the figures into out_dir/figures.
 
     per_model_figures: also copy every model's own figures (smallest seed) and list them.
+    confirm_seeds: sweep.confirm_seeds, kept apart from the selection seeds (`Setting.confirmation`).
     """
     from label_smearing.core import plots
 
     by_setting: dict[tuple, list[Evaluation]] = defaultdict(list)
     for e in evaluations:
         by_setting[e.setting].append(e)
-    settings = [Setting(i, s, by_setting[s]) for i, s in enumerate(sorted(by_setting), start=1)]
+    settings = [
+        Setting(i, s, by_setting[s], confirm_seeds) for i, s in enumerate(sorted(by_setting), start=1)
+    ]
     teachers = sum(e.key.role == TEACHER for e in evaluations)
     lines = [
         "# Report: does label smoothing mitigate label noise?",
@@ -145,7 +150,7 @@ def render_report(
                 out_dir / figure6,
                 f"CE students against the teacher's α: {setting.short_title}",
             )
-        tables = [claims_table(setting), table7(setting), alpha_selection_table(setting), table2(setting),
+        tables = [claims_table(setting), confirmation_table(setting), table7(setting), alpha_selection_table(setting), table2(setting),
                   *table3(setting), table4(setting), table5(setting), teachers_table(setting),
                   students_table(setting)]  # fmt: skip
         for table in tables:

@@ -2,9 +2,11 @@
 
 `Setting` holds the evaluations of one experimental setting grouped by model configuration (its
 cell) over seeds, with the look-ups the tables, figures and claims read: a cell's `Stat`, a method's
-alphas, and the α chosen per method on noisy-label validation accuracy (`Setting.selection`; on
-test only when the data have no validation split). The helpers name methods as the tables do
-("Baseline (CE)", "NLS", "LS α = 0.1") and give the row order of the listings.
+alphas, and the α chosen per method on noisy-label validation accuracy (`Setting.selection`). Data
+without a validation split get no choice at all: test accuracy never chooses α. The seeds of
+`sweep.confirm_seeds` are kept apart (`Setting.confirmation`): the claims test the chosen α on them,
+and the α-grid tables never mix them in. The helpers name methods as the tables do ("Baseline (CE)",
+"NLS", "LS α = 0.1") and give the row order of the listings.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from label_smearing.core.spec import (
     teacher_cell,
 )
 from label_smearing.modeling.losses import CE, LOSSES
-from label_smearing.stages.report.evaluations import TEST_ACCURACY, VALIDATION_NOISY, Evaluation, Stat
+from label_smearing.stages.report.evaluations import VALIDATION_NOISY, Evaluation, Stat
 
 # The methods with an alpha grid (Tables 2-4, Figure 2) and with an estimated-T column (Table 7), in LOSSES' order.
 ALPHA_METHODS = tuple(name for name, entry in LOSSES.items() if entry.uses_alpha)
@@ -80,13 +82,22 @@ def _alpha_text(alpha: float | None) -> str:
 class Setting:
     """The evaluations of one experimental setting, grouped by model configuration over seeds."""
 
-    def __init__(self, index: int, setting: tuple, evaluations: list[Evaluation]):
+    def __init__(
+        self, index: int, setting: tuple, evaluations: list[Evaluation], confirm_seeds: Iterable[int] = ()
+    ):
+        """`confirm_seeds`: the seeds of `sweep.confirm_seeds`, whose evaluations go to `confirmation`
+        (a Setting of their own), never into this one's cells."""
         self.index, self.setting = index, dict(setting)
+        confirm = {int(s) for s in confirm_seeds}
         self.groups: dict[ModelSpec, list[Evaluation]] = defaultdict(list)
         for evaluation in evaluations:
-            self.groups[evaluation.key].append(evaluation)
+            if evaluation.seed not in confirm:
+                self.groups[evaluation.key].append(evaluation)
         for runs in self.groups.values():
             runs.sort(key=lambda e: e.seed)
+        confirming = [e for e in evaluations if e.seed in confirm]
+        # The confirmation seeds' runs: CE and each method at the α chosen here (sweep.confirm_seeds).
+        self.confirmation: Setting | None = Setting(index, setting, confirming) if confirming else None
 
     @property
     def title(self) -> str:
@@ -117,20 +128,36 @@ class Setting:
         resumed = [
             (e.seed, e.resumed_at) for e, v in zip(runs, values) if v is not None and e.resumed_at is not None
         ]
-        return Stat(values, diverged, resumed)
+        negative = [
+            (e.seed, e.negative_risk_at)
+            for e, v in zip(runs, values)
+            if v is not None and e.negative_risk_at is not None
+        ]
+        seeds = [e.seed for e in runs]
+        return Stat(values, diverged, resumed, seeds=seeds, negative_risk=negative)
+
+    def seeds(self) -> list[int]:
+        """Every seed of this setting's evaluations."""
+        return sorted({e.seed for runs in self.groups.values() for e in runs})
 
     @property
-    def selection(self) -> tuple[tuple[str, ...], str]:
-        """(metric path, its description) that alpha is chosen on: noisy-label validation accuracy,
-        or test accuracy when some evaluation of the setting has no validation split (older data)."""
+    def selection(self) -> tuple[tuple[str, ...], str] | None:
+        """(metric path, its description) that alpha is chosen on: noisy-label validation accuracy.
+        None when some evaluation of the setting has no validation split: then no alpha is chosen,
+        and test accuracy never stands in for it."""
         if all(e.value(*VALIDATION_NOISY) is not None for runs in self.groups.values() for e in runs):
             return VALIDATION_NOISY, "validation accuracy on the noisy validation labels"
-        return TEST_ACCURACY, "test accuracy (the data have no validation split: an optimistic choice)"
+        return None
 
     def choose(self, keys: Iterable[tuple[float, ModelSpec]], path: Sequence[str] | None = None):
         """Of (alpha, key) pairs, the one with the highest mean of `path` (default: `selection`), the
-        smaller alpha on ties; None if none has a value. Returns (alpha, key)."""
-        path = tuple(path or self.selection[0])
+        smaller alpha on ties; None if none has a value, or if `path` is not given and the setting
+        has no validation split to choose on. Returns (alpha, key)."""
+        if path is None:
+            if self.selection is None:
+                return None
+            path = self.selection[0]
+        path = tuple(path)
         best = None
         for alpha, key in sorted(keys, key=lambda pair: pair[0]):
             stat = self.stat(key, *path)

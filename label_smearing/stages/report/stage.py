@@ -61,7 +61,10 @@ def report_stage(
     evaluations, dropped = _deduplicate(evaluations, log)
     out_dir = artifacts.prepare_output(out_dir, force=force)
     per_model = bool(config.report.per_model_figures)
-    markdown, csv_files = render_report(evaluations, out_dir, dropped=dropped, per_model_figures=per_model)
+    markdown, csv_files = render_report(
+        evaluations, out_dir, dropped=dropped, per_model_figures=per_model,
+        confirm_seeds=tuple(config.sweep.get("confirm_seeds", ())),
+    )  # fmt: skip
     (out_dir / "tables").mkdir(exist_ok=True)
     for name, text in csv_files.items():
         artifacts.atomic_write_bytes(out_dir / "tables" / name, text.encode())
