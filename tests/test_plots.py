@@ -121,6 +121,25 @@ def test_accuracy_vs_alpha(tmp_path):
         plots.accuracy_vs_alpha({"LS": {"alpha": alpha, "mean": [1.0]}}, None, tmp_path / "bad", "t")
 
 
+def test_a_diverged_point_is_marked_and_does_not_stretch_the_y_axis():
+    figure = plots.new_figure()
+    axes = figure.subplots()
+    series = {
+        "LS": {"alpha": [0, 0.1, 0.4], "mean": [79.6, 80.9, 80.2], "std": [1.1, 0.9, 0.8]},
+        "BC": {"alpha": [0, 0.1, 0.4], "mean": [79.6, 78.1, 29.9], "std": [1.1, 1.2, 17.2],
+               "diverged": [False, False, True]},
+    }  # fmt: skip
+    plots._plot_series_vs_alpha(axes, series)
+    low, high = axes.get_ylim()
+    assert 75 < low < 78 and 81 < high < 84  # BC's 29.9 ± 17.2 would have put the bottom near 12
+    labels = [line.get_label() for line in axes.get_lines()]
+    assert labels.count("diverged (not averaged)") == 1
+    (cross,) = [line for line in axes.get_lines() if line.get_label() == "diverged (not averaged)"]
+    assert list(cross.get_xdata()) == [0.4]
+    with pytest.raises(ValueError, match="diverged"):
+        plots._plot_series_vs_alpha(axes, {"X": {"alpha": [0, 1], "mean": [1, 2], "diverged": [True]}})
+
+
 def test_student_vs_teacher_alpha(tmp_path):
     series = {
         "LS teacher": {"alpha": [0.0, 0.1, 0.2, 0.3], "mean": [64.0, 64.5, 64.1, 63.5], "std": [0.3] * 4},

@@ -381,6 +381,7 @@ def pre_logit_projection(
 def _plot_series_vs_alpha(axes: Any, series: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
     if not series:
         raise ValueError("series must name at least one method")
+    marked = False
     for index, (name, values) in enumerate(series.items()):
         if "alpha" not in values or "mean" not in values:
             raise ValueError(f"series {name!r} needs 'alpha' and 'mean' (and optionally 'std')")
@@ -391,11 +392,24 @@ def _plot_series_vs_alpha(axes: Any, series: Mapping[str, Mapping[str, Sequence[
             raise ValueError(
                 f"series {name!r}: alpha {alpha.shape}, mean {mean.shape}, std {std.shape} must be equal 1-D"
             )
+        diverged = np.asarray(values.get("diverged", np.zeros(alpha.shape, bool)), dtype=bool)
+        if diverged.shape != alpha.shape:
+            raise ValueError(f"series {name!r}: diverged {diverged.shape} must match alpha {alpha.shape}")
         order = np.argsort(alpha)
-        alpha, mean, std = alpha[order], mean[order], std[order]
+        alpha, mean, std, diverged = alpha[order], mean[order], std[order], diverged[order]
         color = f"C{index % 10}"
-        axes.plot(alpha, mean, marker="o", color=color, linewidth=2, label=name)
-        axes.fill_between(alpha, mean - std, mean + std, color=color, alpha=0.2)
+        # A cell with a diverged run is not a mean (the tables say "diverged"): no point, no band, only
+        # a cross on the axis, so that it neither joins the line nor stretches the y-axis.
+        shown = np.where(diverged, np.nan, mean)
+        axes.plot(alpha, shown, marker="o", color=color, linewidth=2, label=name)
+        axes.fill_between(alpha, shown - std, shown + std, where=~diverged, color=color, alpha=0.2)
+        if diverged.any():
+            axes.plot(
+                alpha[diverged], np.full(int(diverged.sum()), 0.03), linestyle="none", marker="X", markersize=10,
+                color=color, transform=axes.get_xaxis_transform(), clip_on=False,
+                label=None if marked else "diverged (not averaged)",
+            )  # fmt: skip
+            marked = True
 
 
 def _plot_baseline(axes: Any, baseline: tuple[float, float] | None, label: str) -> None:
@@ -433,7 +447,9 @@ def accuracy_vs_alpha(
 
     Args:
         series: Method name (e.g. "LS", "FC", "BC") -> {"alpha": [...], "mean": [...],
-            "std": [...]} with equal lengths; "std" may be omitted.
+            "std": [...], "diverged": [...]} with equal lengths; "std" and "diverged" may be
+            omitted. A diverged point is drawn as a cross at the bottom of the axes, outside
+            the line and the y-range, as the tables show it as "diverged" and not as a mean.
         baseline: (mean, std) of the plain cross-entropy baseline, drawn as a dashed
             horizontal line with its std band; None to omit.
         path: Output stem or `.png` path.

@@ -35,6 +35,7 @@ def _figure_series(setting: Setting) -> tuple[dict, tuple[float, float] | None]:
             "alpha": [a for a, _ in points],
             "mean": [s.mean for _, s in points],
             "std": [s.band()[1] for _, s in points],
+            "diverged": [bool(s.diverged) for _, s in points],  # drawn apart, as the tables show them
         }
     ce = setting.stat(BASELINE, "test", "accuracy")
     return series, (ce.band() if ce.n else None)
