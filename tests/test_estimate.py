@@ -21,7 +21,8 @@ def _record(workdir, node, seconds):
 
 
 def test_a_new_workdir_gets_the_reference_machines_times_scaled_by_training_work(tmp_path):
-    nodes = plan(load_config("fmnist_paper:rho0.2", []), tmp_path)
+    # The published run of 6,599 s had no confirmation seeds: the same plan without them.
+    nodes = plan(load_config("fmnist_paper:rho0.2", ["sweep.confirm_seeds=()"]), tmp_path)
     guess = estimate.Estimate(nodes, tmp_path)
     teacher = next(n for n in nodes if n.kind == TRAIN)
     assert guess.seconds[id(teacher)] == pytest.approx(
@@ -33,8 +34,10 @@ def test_a_new_workdir_gets_the_reference_machines_times_scaled_by_training_work
     # The published run of this plan took 6,599 s of stage time; the defaults are its per-kind means.
     assert guess.total(nodes) == pytest.approx(6599, rel=0.05)
     assert "rough: from the reference machine's stage times" in guess.describe(nodes)
-    longer = plan(load_config("fmnist_paper:rho0.2", ["train.steps=1600"]), tmp_path / "other")
-    double = estimate.Estimate(longer, tmp_path / "other")
+    longer = plan(
+        load_config("fmnist_paper:rho0.2", ["train.steps=1600", "sweep.confirm_seeds=()"]), tmp_path / "o"
+    )
+    double = estimate.Estimate(longer, tmp_path / "o")
     assert double.seconds[id(longer[1])] == pytest.approx(2 * estimate.REFERENCE_TRAIN_SECONDS)
 
 
@@ -63,7 +66,14 @@ def test_duration_reads_in_seconds_minutes_or_hours():
 
 
 def test_the_dry_run_gives_each_stage_and_the_whole_plan_an_estimate(tmp_path, capsys):
-    assert cli.main(["run", "--config", "fmnist_paper:rho0.2", "--workdir", str(tmp_path), "--dry-run"]) == 0
+    args = ["run", "--config", "fmnist_paper:rho0.2", "--workdir", str(tmp_path), "--dry-run"]
+    assert cli.main([*args, "--config.sweep.confirm_seeds=()"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert re.search(r"\] run\s+train teacher-ce-s0\s+~2 min ", out[2]), out[2]
     assert re.fullmatch(r"estimate: about 1\.8 h for 136 stages \(rough: .+\)", out[-1]), out[-1]
+    # With its confirmation seeds the plan says what follows once alpha is chosen, outside the estimate.
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"estimate: about 2\.0 h for 150 stages \(rough: .+\)", out[-5]), out[-5]
+    assert out[-4].startswith("then LS at its α chosen on validation, seeds 3, 4, 5, 6, 7: 5 trainings once")
+    assert out[-1] == "then the report"
