@@ -149,8 +149,8 @@ def test_no_validation_split_is_said_at_plan_time(tmp_path, idx_dir, capsys):
     )
     notes = [line for line in capsys.readouterr().out.splitlines() if "validation_fraction=0" in line]
     assert notes == [
-        "run: note: data.validation_fraction=0 holds out no validation split, so the report chooses alpha and "
-        "each method's best setting on test accuracy (optimistic)"
+        "run: note: data.validation_fraction=0 holds out no validation split, so the report chooses no alpha "
+        "(never on test): Table 2 shows every alpha, and the claims that need a choice are left out"
     ]
     assert not (tmp_path / "data").exists()
 
