@@ -127,7 +127,8 @@ def test_smear_run_plans_the_confirmation_once_the_selection_is_evaluated(tmp_pa
     )
     assert all(n.spec is None or n.spec.seed in (5, 6) for n in batches[1])
     assert "then the confirmation runs at the chosen α" in out
-    assert "run: α chosen on the selection seeds; confirmation:" in out
+    assert "run: α chosen on the selection seeds: FC α=0.4, LS α=-0.2, LS α=0.4\n" in out
+    assert "run: confirmation: about " in out
     assert (
         json.loads((artifacts.path(batches[1][-1].out_dir) / "manifest.json").read_text())["stage"]
         == "report"

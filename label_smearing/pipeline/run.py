@@ -255,6 +255,19 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen_text(stages: list[Node], config) -> str:
+    """ "LS α=0.2, FC α=0.4 @rho0.4": the teachers the confirmation seeds train at a chosen alpha."""
+    from label_smearing.modeling.losses import CE
+
+    confirm = {int(s) for s in config.sweep.confirm_seeds}
+    chosen = {
+        (n.spec.label, n.tag)
+        for n in stages
+        if n.kind == TRAIN and n.spec is not None and n.spec.seed in confirm and n.spec.method != CE
+    }
+    return ", ".join(label + (f" @{tag}" if tag else "") for label, tag in sorted(chosen)) or "none"
+
+
 def _execute(stages, to_run: set, estimate, args, beam_args, source: dict, damaged: set) -> dict:
     """Runs the plan's stages (`executor.execute`), every failure on its own line."""
     from label_smearing.pipeline import executor
@@ -355,7 +368,7 @@ def run(argv=None) -> None:
         + ("; then the confirmation runs at the chosen α" if stages.pending else "")
     )
     summary = _execute(stages, to_run, estimate, args, beam_args, source, damaged)
-    while stages.pending:  # the selection seeds are evaluated now: plan the confirmation at the chosen alpha
+    if stages.pending:  # the selection seeds are evaluated now: plan the confirmation at the chosen alpha
         stages = plan(config, args.workdir)
         if stages.pending:
             raise UserError(f"run: the selection seeds' evaluations are still missing: {stages.pending[0]}")
@@ -363,9 +376,8 @@ def run(argv=None) -> None:
         states = plan_states(stages)
         to_run = {id(s) for s, state in zip(stages, states) if state != "cached"}
         estimate = Estimate(stages, args.workdir)
-        print(
-            f"run: α chosen on the selection seeds; confirmation: {estimate.describe([s for s in stages if id(s) in to_run])}"
-        )
+        print(f"run: α chosen on the selection seeds: {_chosen_text(stages, config)}")
+        print(f"run: confirmation: {estimate.describe([s for s in stages if id(s) in to_run])}")
         more = _execute(stages, to_run, estimate, args, beam_args, source, set())
         summary = {
             "ran": summary["ran"] + more["ran"],
