@@ -1,7 +1,7 @@
 # The image every task of a `smear run --engine kfp` pipeline runs in (label_smearing/pipeline/kfp_engine.py).
 # It installs this package from pyproject.toml with the gcp and kfp extras: the same pinned
 # requirements as a developer's install, no second list. Build it from the repository root
-# and push it where the pipeline's service account can pull it (README, "Scaling out"):
+# and push it where the pipeline's service account can pull it (docs/guides/scaling-out.md):
 #   docker build -t REGION-docker.pkg.dev/PROJECT/REPO/label-smearing:VERSION .
 # VERSION must be the compiling package's (label_smearing/__init__.py): a task refuses to run in an
 # image of another version.

@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench-stamp
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 DEMO_WORKDIR ?= demo_workdir
 
-.PHONY: setup demo test test-fast lint bench bench-jobs clean
+.PHONY: setup demo test test-fast lint docs bench bench-jobs clean
 
 # uv resolves to the same versions as pip here, and installs them in about 45 s against pip's 150 s
 # (measured 2026-12-06 on a fresh clone); pip does it if uv cannot be had.
@@ -43,12 +43,17 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# The documentation site (mkdocs.yml, docs/) into site/. --strict: a broken link, a missing anchor
+# or an API object mkdocstrings cannot find fails the build.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 # The whole suite in TEST_JOBS processes (pytest-xdist), a test file per process at a time, so
 # a file's module fixtures run once. `make test-fast` leaves out the tests marked slow (whole
 # runs, subprocesses, emulators) and runs in one process: the loop while changing code.
 TEST_JOBS ?= 2
 
-test: lint
+test: lint docs
 	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
 
 test-fast: setup
@@ -63,4 +68,4 @@ bench-jobs: setup $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py --only jobs
 
 clean:
-	rm -rf $(VENV) $(DEMO_WORKDIR) *.egg-info
+	rm -rf $(VENV) $(DEMO_WORKDIR) *.egg-info site

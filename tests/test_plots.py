@@ -160,3 +160,65 @@ def test_montage_tiles_panels_and_rejects_missing_ones(tmp_path):
     with pytest.raises(ValueError, match="at least one panel"):
         plots.montage([], tmp_path / "n.png", "t")
     assert not (tmp_path / "n.png").exists()
+
+
+def _overlaps(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("scale", [0.5, 4.0])  # underconfident (bars fill the upper left) and overconfident
+def test_the_reliability_legend_covers_neither_panel(scale):
+    rng = np.random.default_rng(7)
+    logits = rng.normal(scale=scale, size=(3000, 10))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.where(rng.random(3000) < 0.7, probs.argmax(axis=1), rng.integers(0, 10, 3000))
+    bins = reliability_bins(probs, labels, num_bins=15)
+    edges, counts = np.asarray(bins["edges"]), np.asarray(bins["counts"], float)
+    figure = plots._reliability_figure(
+        edges, counts, np.asarray(bins["accuracy"]), np.asarray(bins["confidence"]), bins["ece"], "t"
+    )
+    renderer = figure.canvas.get_renderer()
+    figure.draw(renderer)  # lays the figure out, as saving does
+    (legend,) = figure.legends
+    box = legend.get_window_extent(renderer)
+    top, bottom = figure.axes
+    assert not top.get_legend() and not bottom.get_legend()
+    for axes in (top, bottom):
+        assert not _overlaps(box, axes.get_window_extent(renderer))
+    assert not _overlaps(box, figure._suptitle.get_window_extent(renderer))
+    assert len(legend.get_texts()) == 5  # calibration, bars, gap, mean accuracy, mean confidence
+
+
+def test_figure3_panels_share_one_x_axis(tmp_path):
+    rng = np.random.default_rng(2)
+    panels = [
+        ("CE", {"true label": rng.normal(2.0, 1.5, 300), "noisy label": rng.normal(7.5, 1.5, 300)}),
+        ("LS α = 0.4", {"true label": rng.normal(0.5, 0.4, 300), "noisy label": rng.normal(2.0, 0.4, 300)}),
+        ("FC α = 0.4", {"true label": rng.normal(6.0, 4.0, 300), "noisy label": rng.normal(-2.0, 3.0, 300)}),
+    ]
+    figure = plots._gap_panels_figure(panels, "Figure 3", columns=2)
+    drawn = [axes for axes in figure.axes if axes.get_title()]
+    assert [axes.get_title() for axes in drawn] == ["CE", "LS α = 0.4", "FC α = 0.4"]
+    limits = {axes.get_xlim() for axes in drawn}
+    assert len(limits) == 1  # one x range for every model ...
+    (low, high) = limits.pop()
+    assert low < -2.0 - 3 * 3.0 + 4 and high > 6.0 + 2 * 4.0  # ... spanning every model's gaps
+    assert all(drawn[0].get_shared_x_axes().joined(drawn[0], axes) for axes in drawn[1:])
+    assert len(figure.axes) == 3  # the empty fourth slot is removed
+    assert drawn[1].xaxis.get_tick_params()["labelbottom"]  # the panel above it labels its x-axis
+
+    out = plots.logit_gap_panels(panels, tmp_path / "figure3.png", "Figure 3")
+    assert out == tmp_path / "figure3.png" and not (tmp_path / "figure3.svg").exists()
+    image = matplotlib.image.imread(out)
+    assert image.shape[1] > image.shape[0]  # two columns, two rows
+    with pytest.raises(ValueError, match="at least one panel"):
+        plots.logit_gap_panels([], tmp_path / "n.png", "t")
+
+
+def test_series_round_trip_for_a_later_figure(tmp_path):
+    series = {"true label": np.array([0.5, 1.5, 2.5]), "noisy label": np.array([3.0, -1.0])}
+    path = plots.save_series(series, tmp_path / "plots" / "gaps.npz")
+    loaded = plots.load_series(path)
+    assert list(loaded) == ["true label", "noisy label"]
+    for name in series:
+        np.testing.assert_allclose(loaded[name], series[name])

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pytest
 
 from label_smearing import cli
@@ -235,6 +236,29 @@ def test_figure4_montage_and_no_per_model_copies_when_configured_off(tmp_path):
     assert image.shape[1] == 2 * 4 * 150  # two panels of 4 inches per row at 150 dpi (two rows for three)
     assert not (tmp_path / "report" / "figures" / "models").exists()
     assert "Per-model figures" not in text
+
+
+def test_figure3_is_redrawn_on_one_x_axis_from_the_evaluations_data_else_tiled(tmp_path):
+    """With each evaluation's logit gaps beside its figure (plots/logit_gaps_noisy_part.npz), Figure 3's
+    panels are drawn again on one shared x-axis; evaluations without them are tiled as before."""
+    from label_smearing.core import plots
+
+    names = ("teacher-ce-s0", "teacher-ls0.1-s0", "teacher-ls0.2-s0")
+    rng = np.random.default_rng(0)
+    for with_data in (True, False):
+        root = tmp_path / str(with_data)
+        dirs = [_with_plot(root, name, name, "logit_gaps_noisy_part") for name in names]
+        if with_data:
+            for index, directory in enumerate(dirs):
+                plots.save_series(
+                    {"true label": rng.normal(index, 1, 50), "noisy label": rng.normal(5 - index, 1, 50)},
+                    directory / "plots" / "logit_gaps_noisy_part.npz",
+                )
+        report_stage(load_config(CONFIG), dirs, root / "report", log=lambda _: None)
+        assert "](figures/figure3.png)" in (root / "report" / "report.md").read_text()
+        image = matplotlib.image.imread(root / "report" / "figures" / "figure3.png")
+        # panels of 5.2 inches (drawn) or 4 inches (tiled), two per row, at 150 dpi
+        assert image.shape[1] == (2 * 5.2 * 150 if with_data else 2 * 4 * 150), with_data
 
 
 def _with_validation(

@@ -63,7 +63,7 @@ def base_config(smoke: bool = False) -> ml_collections.ConfigDict:
     c.noise.rate = 0.2  # rho, the probability a train label is flipped; the paper's 20%
     c.noise.transition_file = ""  # model=matrix: a .npy or .json L x L row-stochastic T
     c.noise.labels_file = ""  # model=labels: per-example noisy labels (.npy/.csv) in source order
-    c.noise.annotation = ""  # model=human: the dataset's human labels, e.g. worse_label (README: CIFAR-N)
+    c.noise.annotation = ""  # model=human: the dataset's human labels, e.g. worse_label (docs: CIFAR-N)
     # model=instance: what the flip scores read: raw (pixel values as stored, Xia et al.'s) | standardized
     # (each image scaled to [0, 1] and standardised on its own: ours, not Xia et al.'s; spreads the flips)
     c.noise.instance_features = "raw"  # raw | standardized (above); Xia et al.'s: raw

@@ -1,6 +1,6 @@
 """Real human noise: the paper's CIFAR setup on CIFAR-10N and CIFAR-100N (Wei et al., ICLR 2022).
 
-Commands (each needs the manual download of the CIFAR-N label files: README, "Real human noise"):
+Commands (each needs the manual download of the CIFAR-N label files: docs/guides/noisy-data.md, "Real human noise: CIFAR-N"):
     smear run --config cifar_n:cifar10_n,worse_label --workdir cifar_n_workdir
     smear run --config cifar_n:cifar10_n,aggre_label --workdir cifar_n_workdir
     smear run --config cifar_n:cifar100_n --workdir cifar_n_workdir

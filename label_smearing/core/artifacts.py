@@ -412,7 +412,7 @@ def prepare_output(
 
 
 def _prepare_remote(location: str, *, force: bool, keep_partial: bool) -> epath.Path:
-    """`prepare_output` for a URL. Not locked: an object store has no flock (see README)."""
+    """`prepare_output` for a URL. Not locked: an object store has no flock (docs/guides/scaling-out.md)."""
     target = path(location)
     complete = is_complete(target)
     if complete and not force:

@@ -37,7 +37,7 @@ class Dataset:
 
 def _cifar_n_steps(name: str, classes: str) -> str:
     return (
-        f'{name} needs a manual download (README, "Real human noise: CIFAR-N"): put side_info_cifar{classes}N.csv, '
+        f'{name} needs a manual download (docs/guides/noisy-data.md, "Real human noise: CIFAR-N"): put side_info_cifar{classes}N.csv, '
         f"image_order_c{classes}.npy and CIFAR-{classes}_human_annotations.csv (converted from "
         f"CIFAR-{classes}_human_ordered.npy) in ~/tensorflow_datasets/downloads/manual and run `tfds build {name}`"
     )

@@ -24,7 +24,9 @@ from label_smearing.core import artifacts
 
 __all__ = [
     "accuracy_vs_alpha",
+    "load_series",
     "logit_gap_densities",
+    "logit_gap_panels",
     "montage",
     "new_figure",
     "pre_logit_projection",
@@ -32,6 +34,7 @@ __all__ = [
     "projection_basis",
     "reliability_diagram",
     "save",
+    "save_series",
     "student_vs_teacher_alpha",
 ]
 
@@ -105,10 +108,17 @@ def reliability_diagram(bins: Mapping[str, Any], path: str | os.PathLike, title:
     ece = (
         float(bins["ece"]) if "ece" in bins else float(np.sum(counts / total * np.abs(accuracy - confidence)))
     )
+    return save(_reliability_figure(edges, counts, accuracy, confidence, ece, title), path)
 
+
+def _reliability_figure(edges, counts, accuracy, confidence, ece: float, title: str) -> Figure:
+    """The reliability diagram's figure: bars over the diagonal, the confidence histogram below, and
+    one legend above both, outside the axes, so that it covers no bar whatever the model's calibration
+    (an underconfident model's bars fill the upper left, an overconfident one's histogram the right)."""
+    total = counts.sum()
     lefts, widths = edges[:-1], np.diff(edges)
     nonempty = counts > 0
-    figure = new_figure((6.0, 6.4))
+    figure = new_figure((6.0, 7.0))
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[3, 1])
 
     top.bar(
@@ -119,7 +129,7 @@ def reliability_diagram(bins: Mapping[str, Any], path: str | os.PathLike, title:
         color="tab:blue",
         edgecolor="black",
         linewidth=0.6,
-        label=f"accuracy (ECE = {ece:.3f})",
+        label="accuracy per bin",
     )
     gap_bottom = np.minimum(accuracy, confidence)[nonempty]
     gap_height = np.abs(accuracy - confidence)[nonempty]
@@ -140,8 +150,6 @@ def reliability_diagram(bins: Mapping[str, Any], path: str | os.PathLike, title:
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
     top.set_ylabel("accuracy")
-    top.set_title(f"{title} (ECE = {ece:.3f})")
-    top.legend(loc="best")
     top.grid(alpha=0.3)
 
     bottom.bar(lefts, counts / total, width=widths, align="edge", color="tab:gray", edgecolor="black", lw=0.6)
@@ -149,12 +157,17 @@ def reliability_diagram(bins: Mapping[str, Any], path: str | os.PathLike, title:
     mean_accuracy = float(np.sum(counts * accuracy) / total)
     bottom.axvline(mean_accuracy, color="tab:blue", linestyle="-", label=f"accuracy {mean_accuracy:.3f}")
     bottom.axvline(
-        mean_confidence, color="tab:red", linestyle="--", label=f"mean conf. {mean_confidence:.3f}"
+        mean_confidence, color="tab:red", linestyle="--", label=f"mean confidence {mean_confidence:.3f}"
     )
     bottom.set_xlabel("confidence (top-label probability)")
     bottom.set_ylabel("fraction")
-    bottom.legend(loc="upper left", fontsize="small")
-    return save(figure, path)
+    handles, labels = top.get_legend_handles_labels()
+    more_handles, more_labels = bottom.get_legend_handles_labels()
+    figure.suptitle(f"{title} (ECE = {ece:.3f})")
+    figure.legend(
+        handles + more_handles, labels + more_labels, loc="outside lower center", ncols=2, fontsize="small"
+    )
+    return figure
 
 
 # ---------------------------------------------------------------------------
@@ -194,6 +207,21 @@ def logit_gap_densities(gaps: Mapping[str, np.ndarray], path: str | os.PathLike,
     Raises:
         ValueError: If there is no series or a series has no finite value.
     """
+    series = _finite_series(gaps)
+    figure = new_figure()
+    axes = figure.subplots()
+    _draw_gap_densities(axes, series, _gap_grid([series]))
+    axes.set_xlabel(_GAP_LABEL)
+    axes.set_ylabel("density")
+    axes.set_title(title)
+    axes.legend(loc="best")
+    return save(figure, path)
+
+
+_GAP_LABEL = r"$z_{y} - \mathrm{mean}(z)$  (logit of label $y$ minus mean logit)"
+
+
+def _finite_series(gaps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     if not gaps:
         raise ValueError("gaps must name at least one series")
     series = {}
@@ -203,13 +231,19 @@ def logit_gap_densities(gaps: Mapping[str, np.ndarray], path: str | os.PathLike,
         if values.size == 0:
             raise ValueError(f"series {name!r} has no finite values")
         series[name] = values
-    low = min(v.min() for v in series.values())
-    high = max(v.max() for v in series.values())
-    pad = 0.15 * (high - low) if high > low else 1.0
-    grid = np.linspace(low - pad, high + pad, 512)
+    return series
 
-    figure = new_figure()
-    axes = figure.subplots()
+
+def _gap_grid(panels: Sequence[Mapping[str, np.ndarray]]) -> np.ndarray:
+    """One x grid over every series of every panel, padded by 15% of the range."""
+    low = min(v.min() for series in panels for v in series.values())
+    high = max(v.max() for series in panels for v in series.values())
+    pad = 0.15 * (high - low) if high > low else 1.0
+    return np.linspace(low - pad, high + pad, 512)
+
+
+def _draw_gap_densities(axes: Any, series: Mapping[str, np.ndarray], grid: np.ndarray) -> None:
+    """One density curve per series on `grid` (a histogram for a series with one distinct value)."""
     for index, (name, values) in enumerate(series.items()):
         color = f"C{index % 10}"
         label = f"{name} (n={values.size}, mean={values.mean():.2f})"
@@ -222,13 +256,86 @@ def logit_gap_densities(gaps: Mapping[str, np.ndarray], path: str | os.PathLike,
             axes.stairs(density, edges, color=color, linewidth=2, fill=False, label=f"{label} [histogram]")
         axes.axvline(values.mean(), color=color, linestyle=":", linewidth=1)
     axes.axvline(0.0, color="gray", linewidth=0.8)
-    axes.set_xlabel(r"$z_{y} - \mathrm{mean}(z)$  (logit of label $y$ minus mean logit)")
-    axes.set_ylabel("density")
-    axes.set_title(title)
+    axes.set_xlim(grid[0], grid[-1])
     axes.set_ylim(bottom=0)
-    axes.legend(loc="best")
     axes.grid(alpha=0.3)
-    return save(figure, path)
+
+
+def logit_gap_panels(
+    panels: Sequence[tuple[str, Mapping[str, np.ndarray]]],
+    path: str | os.PathLike,
+    title: str,
+    columns: int = 2,
+) -> Path:
+    """The paper's Figure 3: one panel of logit-gap densities per model, all on one shared x-axis.
+
+    The per-model figures (`logit_gap_densities`) each fit their own x range, so tiled side by side
+    they could not be compared: a gap of 2 sat where another panel drew 8. Here every panel draws
+    on the same grid and x-axis (its y-axis stays its own: a model whose gaps are concentrated has
+    a taller density).
+
+    Args:
+        panels: (panel title, {series name: 1-D gap values}) per model, drawn row by row.
+        path: Output `.png` path (a PNG alone, as the montage it replaces).
+        title: Figure title.
+        columns: Panels per row.
+
+    Returns:
+        The written PNG path.
+
+    Raises:
+        ValueError: If there is no panel, or a panel has no series or a series no finite value.
+    """
+    figure = _gap_panels_figure(panels, title, columns)
+    target = artifacts.path(path).with_suffix(".png")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write(figure, target, _DPI)
+    return target
+
+
+def _gap_panels_figure(
+    panels: Sequence[tuple[str, Mapping[str, np.ndarray]]], title: str, columns: int = 2
+) -> Figure:
+    if not panels:
+        raise ValueError("logit_gap_panels needs at least one panel")
+    series = [_finite_series(gaps) for _, gaps in panels]
+    grid = _gap_grid(series)
+    columns = max(1, min(columns, len(panels)))
+    rows = -(-len(panels) // columns)
+    figure = new_figure((5.2 * columns, 3.6 * rows + 0.4))
+    axes = figure.subplots(rows, columns, sharex=True, squeeze=False)
+    for index, ((label, _), values) in enumerate(zip(panels, series)):
+        panel = axes.flat[index]
+        _draw_gap_densities(panel, values, grid)
+        panel.set_title(label)
+        panel.legend(loc="best", fontsize="small")
+    for column in range(columns):  # the lowest panel of each column carries the x-axis' labels
+        filled = [r for r in range(rows) if r * columns + column < len(panels)]
+        for row in range(rows):
+            if row not in filled:
+                axes[row][column].remove()
+        axes[filled[-1]][column].xaxis.set_tick_params(labelbottom=True)
+        axes[filled[-1]][column].set_xlabel(_GAP_LABEL)
+    for row in range(rows):
+        axes[row][0].set_ylabel("density")
+    figure.suptitle(title)
+    return figure
+
+
+def save_series(series: Mapping[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """Writes named 1-D float arrays as an .npz (a figure's data, so that a later figure can redraw it)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{name: np.asarray(values, dtype=np.float32) for name, values in series.items()})
+    target = artifacts.path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    artifacts.atomic_write_bytes(target, buffer.getvalue())
+    return target
+
+
+def load_series(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The arrays `save_series` wrote, in their order."""
+    with np.load(io.BytesIO(artifacts.read_bytes(path)), allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
 
 
 # ---------------------------------------------------------------------------

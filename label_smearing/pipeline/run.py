@@ -328,7 +328,7 @@ def run(argv=None) -> None:
             overrides=tuple(overrides), image=args.image or kfp_engine.DEFAULT_IMAGE, beam_args=beam_args,
         )  # fmt: skip
         print(f"run: wrote {written}: {len(stages)} tasks in {args.image or kfp_engine.DEFAULT_IMAGE}")
-        print("run: upload it to Kubeflow or Vertex AI Pipelines (README: Scaling out)")
+        print("run: upload it to Kubeflow or Vertex AI Pipelines (docs/guides/scaling-out.md)")
         return
     if args.publish:
         publish.check_destination(args.publish)  # before anything runs

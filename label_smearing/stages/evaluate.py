@@ -309,10 +309,15 @@ def _figures(
         "reliability", plots.reliability_diagram(bins, plot_dir / "reliability", f"{name}: clean test split")
     )
     if noisy.any():
+        noisy_part = {
+            "true label": gaps["noisy_part/true_label"],
+            "noisy label": gaps["noisy_part/noisy_label"],
+        }
         keep("logit_gaps_noisy_part", plots.logit_gap_densities(
-            {"true label": gaps["noisy_part/true_label"], "noisy label": gaps["noisy_part/noisy_label"]},
-            plot_dir / "logit_gaps_noisy_part", f"{name}: mislabelled training examples",
+            noisy_part, plot_dir / "logit_gaps_noisy_part", f"{name}: mislabelled training examples",
         ))  # fmt: skip
+        # The figure's data beside it: the report redraws Figure 3's panels from them on one x-axis.
+        plots.save_series(noisy_part, plot_dir / "logit_gaps_noisy_part.npz")
     series = {"all, true label": gaps["all/true_label"], "all, training label": gaps["all/train_label"]}
     if (~noisy).any():
         series["clean part, true label"] = gaps["clean_part/true_label"]

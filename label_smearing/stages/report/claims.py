@@ -1,6 +1,6 @@
 """The paper's claims 1-6, and claim 8 from since, checked against one setting.
 
-The claims of Lukasik et al. (ICML 2020), in our words (README, "The paper's claims"):
+The claims of Lukasik et al. (ICML 2020), in our words (docs/claims.md states them for a reader):
 1. Under label noise, LS improves clean test accuracy over the CE baseline.
 2. FC with the smoothing-form T is competitive with or better than LS; BC is worse than
    the baseline for small alpha.

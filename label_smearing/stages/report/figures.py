@@ -130,9 +130,15 @@ def _paper_figures(setting: Setting, out_dir: Path) -> list[tuple[str, str]]:
         if len(panels) < 2:
             continue
         rel = f"figures/{name}{setting.suffix()}.png"
-        plots.montage(
-            panels, out_dir / rel, f"{caption.split(':')[0]}: {setting.short_title} (smallest seed)"
-        )
+        title = f"{caption.split(':')[0]}: {setting.short_title} (smallest seed)"
+        data = [p.with_suffix(".npz") for p, _ in panels]
+        if plot_key == "logit_gaps_noisy_part" and all(d.is_file() for d in data):
+            # Redrawn from each evaluation's data on one x-axis, so that the models' gaps compare;
+            # evaluations from before the data were kept are tiled as they were drawn.
+            series = [(label, plots.load_series(d)) for (_, label), d in zip(panels, data)]
+            plots.logit_gap_panels(series, out_dir / rel, title)
+        else:
+            plots.montage(panels, out_dir / rel, title)
         figures.append((caption, rel))
     return figures
 

@@ -233,7 +233,7 @@ def claims_table(setting: Setting) -> Table | None:
     )
     for reason in missing:
         note += " " + reason
-    title = "The paper's claims 1-6, checked (as the README states them)"
+    title = "The paper's claims 1-6, checked (docs/claims.md states them)"
     if any(check.claim == "8" for check in found):
         title += ", and claim 8 from since"
         note += (
