@@ -8,6 +8,7 @@ and that `smear run` plans them as soon as the selection is evaluated.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -53,12 +54,13 @@ def test_confirmation_seeds_are_planned_at_the_alpha_the_selection_chose(tmp_pat
         ("ce", 0.0, 6),
     }
     assert [n.kind for n in first].count("report") == 0
-    assert [line.split(":")[0] for line in first.pending] == [
+    assert [str(item).split(":")[0] for item in first.pending] == [
         "LS at its α chosen on validation, seeds 5, 6",
         "NLS at its α chosen on validation, seeds 5, 6",
         "FC at its α chosen on validation, seeds 5, 6",
     ]
-    assert "(4 evaluations to go)" in first.pending[0]  # ls:0.1 and ls:0.4 on seeds 0 and 1
+    assert [item.trainings for item in first.pending] == [2, 2, 2]
+    assert "(4 evaluations to go)" in str(first.pending[0])  # ls:0.1 and ls:0.4 on seeds 0 and 1
     for node in first:
         if node.kind == "evaluate" and node.spec.seed in (0, 1):
             _fake_evaluation(node)
@@ -126,7 +128,7 @@ def test_smear_run_plans_the_confirmation_once_the_selection_is_evaluated(tmp_pa
         ("train", "ls", 0.4) in second and ("train", "fc", 0.4) in second and ("report", None, None) in second
     )
     assert all(n.spec is None or n.spec.seed in (5, 6) for n in batches[1])
-    assert "then the confirmation runs at the chosen α" in out
+    assert re.search(r"^run: about .+; then about \S+ \S+ for the confirmation runs at the chosen α$", out, re.M), out
     assert "run: α chosen on the selection seeds: FC α=0.4, LS α=-0.2, LS α=0.4\n" in out
     assert "run: confirmation: about " in out
     assert (

@@ -76,4 +76,6 @@ def test_the_dry_run_gives_each_stage_and_the_whole_plan_an_estimate(tmp_path, c
     out = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"estimate: about 2\.0 h for 150 stages \(rough: .+\)", out[-5]), out[-5]
     assert out[-4].startswith("then LS at its α chosen on validation, seeds 3, 4, 5, 6, 7: 5 trainings once")
-    assert out[-1] == "then the report"
+    # Each at 5 trainings of the teachers' mean estimate and 5 evaluations: (107.3 + 7.7) x 5 s = 9.6 min.
+    assert out[-4].endswith("(9 evaluations to go) (~10 min)"), out[-4]
+    assert out[-1] == "then the report; the confirmation adds about 29 min"

@@ -76,6 +76,18 @@ class Estimate:
     def total(self, nodes: list[Node]) -> float:
         return sum(self.seconds[id(node)] for node in nodes)
 
+    def pending(self, nodes: list[Node], pending) -> float:
+        """Seconds for a plan's `Pending` confirmation cells: per training, the mean estimate of the
+        plan's teacher trainings in the same noise setting, plus one evaluation's."""
+        out = 0.0
+        for item in pending:
+            trains = [n for n in nodes if n.kind == TRAIN and n.tag == item.tag and n.spec.role == "teacher"]
+            evaluations = [n for n in nodes if n.kind == EVALUATE and n.tag == item.tag]
+            per = statistics.fmean(self.seconds[id(n)] for n in trains) if trains else 0.0
+            per += statistics.fmean(self.seconds[id(n)] for n in evaluations) if evaluations else 0.0
+            out += item.trainings * per
+        return out
+
     def describe(self, nodes: list[Node]) -> str:
         """'about 1.8 h (from this workdir's stage times)' for the nodes that will run."""
         if not nodes:

@@ -41,13 +41,26 @@ from label_smearing.core.spec import ESTIMATED, STUDENT, TEACHER, ModelSpec
 from label_smearing.modeling.losses import CE
 
 
+@dataclasses.dataclass(frozen=True)
+class Pending:
+    """Confirmation cells a plan will add once the selection seeds are evaluated: one method's
+    `trainings` (and as many evaluations) at its alpha not chosen yet, in noise setting `tag`."""
+
+    text: str
+    trainings: int
+    tag: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+
 class Plan(list):
     """The plan's nodes in a runnable order, and `pending`: what it will add once the selection
-    seeds are evaluated (confirmation cells whose alpha is not chosen yet), one line each."""
+    seeds are evaluated (`Pending`, one per method)."""
 
     def __init__(self, nodes=(), pending=()):
         super().__init__(nodes)
-        self.pending: list[str] = list(pending)
+        self.pending: list[Pending] = list(pending)
 
 
 @dataclasses.dataclass(eq=False)
@@ -303,7 +316,7 @@ class _Setting:
             self.evaluated[model.spec] = out[-1]
         return out
 
-    def confirmation(self, seeds: list[int], noise_rate: float | None) -> list[str]:
+    def confirmation(self, seeds: list[int], noise_rate: float | None) -> list[Pending]:
         """Adds CE and each alpha-grid method at its chosen alpha on the confirmation `seeds`; returns
         what waits for the selection seeds' evaluations (one line per method), nothing if none does."""
         from label_smearing.core.spec import SMOOTHING
@@ -326,12 +339,13 @@ class _Setting:
             if alpha is None:
                 name = LOSSES[method].label if sign > 0 else f"N{LOSSES[method].label}"
                 plural = "s" if len(seeds) > 1 else ""
-                pending.append(
+                text = (
                     f"{name} at its α chosen on validation, seed{plural} {', '.join(map(str, seeds))}"
                     + (f" @{self.tag}" if self.tag else "")
                     + f": {len(seeds)} training{plural} once the selection seeds are evaluated "
                     f"({waiting} evaluation{'s' if waiting != 1 else ''} to go)"
                 )
+                pending.append(Pending(text, len(seeds), self.tag))
                 continue
             specs += [ModelSpec(TEACHER, method, alpha, seed=s, noise_rate=noise_rate) for s in seeds]
         for spec in specs:
@@ -395,7 +409,7 @@ def plan(config: ml_collections.ConfigDict, workdir: str | Path) -> Plan:
     confirm = confirm_seeds(config)
     nodes: list[Node] = []
     evaluations: list[Node] = []
-    pending: list[str] = []
+    pending: list[Pending] = []
     several = len(rates) > 1  # then each setting is tagged and sets noise.rate in its commands
     for rate in rates:
         setting = copy.deepcopy(config)

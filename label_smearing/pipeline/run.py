@@ -288,7 +288,7 @@ def _execute(stages, to_run: set, estimate, args, beam_args, source: dict, damag
 def run(argv=None) -> None:
     from label_smearing.beam_core.runners import pipeline_options
     from label_smearing.pipeline import preflight, publish
-    from label_smearing.pipeline.estimate import LONG_PLAN_SECONDS, Estimate
+    from label_smearing.pipeline.estimate import LONG_PLAN_SECONDS, Estimate, duration
     from label_smearing.pipeline.plan import check_overrides, plan
 
     args, config, beam_args = parse_stage_args(parser(), argv, known_only=True, extra_flags=pipeline_options)
@@ -352,20 +352,27 @@ def run(argv=None) -> None:
     if args.dry_run:
         print(f"plan for {args.config} in {args.workdir} ({len(stages)} stages):")
         print("\n".join(describe_plan(stages, states, estimate)))
-        for line in stages.pending:
-            print(f"then {line} (not in the estimate)")
+        for item in stages.pending:
+            print(f"then {item} (~{duration(estimate.pending(stages, [item]))})")
         if stages.pending:
-            print("then the report")
+            print(
+                f"then the report; the confirmation adds about {duration(estimate.pending(stages, stages.pending))}"
+            )
         if args.publish:
             print(f"then publish the report to {args.publish}")
         return
     workdir = artifacts.path(args.workdir)
     planned = [s for s in stages if id(s) in to_run]
-    long = estimate.total(planned) > LONG_PLAN_SECONDS
+    long = estimate.total(planned) + estimate.pending(stages, stages.pending) > LONG_PLAN_SECONDS
     print(
         f"run: {estimate.describe(planned)}"
         + ("; over an hour: --dry-run gives each stage's share" if long else "")
-        + ("; then the confirmation runs at the chosen α" if stages.pending else "")
+        + (
+            f"; then about {duration(estimate.pending(stages, stages.pending))} for the confirmation runs at the "
+            "chosen α"
+            if stages.pending
+            else ""
+        )
     )
     summary = _execute(stages, to_run, estimate, args, beam_args, source, damaged)
     if stages.pending:  # the selection seeds are evaluated now: plan the confirmation at the chosen alpha
