@@ -90,7 +90,7 @@ Beam job's functions on the Beam job's batches and byte-identical shards
   Alternating fresh-process A/B runs: ResNet-20 687/663 -> 878/852 images/s, ResNet-32 326/315
   -> 422/414 (1.28-1.31x), for the stage and any user of `label_smearing.modeling.models`.
 - Tried, not kept: `TF_ENABLE_ONEDNN_OPTS=0` (384-390 images/s, vs 687), one inter-op thread
-  (641-655); XLA is 4x slower on CPU (DESIGN.md).
+  (641-655); XLA is 4x slower on CPU on this machine.
 - Remains: the step reaches about 75% of the large-matmul rate (convolutions of 16-64 channels
   on 8-32 pixel maps run below large-GEMM speed; batch-norm, ReLU and add are memory-bound).
 - The loss cannot matter: with its gradient it took 13-17 us per batch against a step of about

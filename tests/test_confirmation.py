@@ -128,7 +128,9 @@ def test_smear_run_plans_the_confirmation_once_the_selection_is_evaluated(tmp_pa
         ("train", "ls", 0.4) in second and ("train", "fc", 0.4) in second and ("report", None, None) in second
     )
     assert all(n.spec is None or n.spec.seed in (5, 6) for n in batches[1])
-    assert re.search(r"^run: about .+; then about \S+ \S+ for the confirmation runs at the chosen α$", out, re.M), out
+    assert re.search(
+        r"^run: about .+; then about \S+ \S+ for the confirmation runs at the chosen α$", out, re.M
+    ), out
     assert "run: α chosen on the selection seeds: FC α=0.4, LS α=-0.2, LS α=0.4\n" in out
     assert "run: confirmation: about " in out
     assert (

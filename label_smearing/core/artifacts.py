@@ -1,6 +1,6 @@
 """Artifacts: directories that are complete only once their manifest exists.
 
-Rules (DESIGN.md):
+Rules (docs/concepts.md, "Artifacts"):
 - A stage writes one directory. Data go in first, each file under a temporary
   name and renamed; `manifest.json` is written last, also atomically.
 - A directory without `manifest.json` is partial and is never read as input.

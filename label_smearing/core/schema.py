@@ -1,4 +1,4 @@
-"""The example schema (DESIGN.md), written once: feature names, the writer, the parser's spec.
+"""The example schema (docs/concepts.md), written once: feature names, the writer, the parser's spec.
 
 A record is a `tf.train.Example` with `id` (bytes, stable: dataset/split/index),
 `image` (encoded image bytes), `label` (int64: the label training sees, noisy in train),

@@ -5,7 +5,7 @@ T[i, j] = P(noisy label = j | clean label = i); rows sum to 1 (the paper's Secti
 The noisy label of an example is a pure function of (seed, example id, clean
 label, T): a keyed BLAKE2b hash of (seed, id) gives a uniform u in [0, 1), and
 the noisy label is the inverse CDF of row T[clean] at u. Nothing depends on
-sharding, worker count, retries or runner (DESIGN.md).
+sharding, worker count, retries or runner (docs/guarantees.md).
 
 Instance-dependent noise (`instance`, Xia et al., NeurIPS 2020) has no T: each
 example gets its own row, a pure function of (seed, id, image, clean label)

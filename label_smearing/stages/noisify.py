@@ -9,7 +9,8 @@ instance-dependent noise (label_smearing.modeling.noise), holds out a validation
 split of the noisy training examples (data.validation_fraction, chosen by a
 hash of the example id: the same examples whatever the noise seed, rate or
 runner; its labels are noisy, as a practitioner would have them, and the clean
-labels are kept), writes sharded TFRecords in the DESIGN.md schema, the
+labels are kept), writes sharded TFRecords in the schema of
+label_smearing/core/schema.py, the
 realised noise per split in `noise_report.json` (its L x L matrices in `noise_report.npz` above
 100 classes), and the manifest last. Images are
 stored as PNGs (data.image_encoding=png: Fashion-MNIST, CIFAR), or as the source's own
