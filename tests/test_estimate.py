@@ -79,3 +79,14 @@ def test_the_dry_run_gives_each_stage_and_the_whole_plan_an_estimate(tmp_path, c
     # Each at 5 trainings of the teachers' mean estimate and 5 evaluations: (107.3 + 7.7) x 5 s = 9.6 min.
     assert out[-4].endswith("(9 evaluations to go) (~10 min)"), out[-4]
     assert out[-1] == "then the report; the confirmation adds about 29 min"
+
+
+def test_under_jobs_the_estimate_says_it_is_stage_time_shared_among_the_workers(tmp_path, capsys):
+    args = ["run", "--config", "quickstart:smoke", "--workdir", str(tmp_path), "--dry-run"]
+    assert cli.main(args) == 0
+    assert "--jobs" not in capsys.readouterr().out.splitlines()[-1]
+    assert cli.main([*args, "--jobs", "2"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("estimate: about ") and last.endswith(
+        "; that is stage time, which --jobs 2 shares among 2 workers"
+    ), last

@@ -111,7 +111,12 @@ def plan_states(stages: list[Node], damaged: set[int] = frozenset()) -> list[str
     return states
 
 
-def describe_plan(stages: list[Node], states: list[str], estimate) -> list[str]:
+def _shared(jobs: int) -> str:
+    """What an estimate is under --jobs N: stage time, not wall time."""
+    return f"; that is stage time, which --jobs {jobs} shares among {jobs} workers" if jobs > 1 else ""
+
+
+def describe_plan(stages: list[Node], states: list[str], estimate, jobs: int = 1) -> list[str]:
     """One line per node, its state and estimated seconds, then the estimate of the whole run."""
     from label_smearing.pipeline.estimate import duration
 
@@ -120,7 +125,7 @@ def describe_plan(stages: list[Node], states: list[str], estimate) -> list[str]:
         when = "" if state == "cached" else f"~{duration(estimate.seconds[id(stage)])}"
         lines.append(f"[{i:>2}/{len(stages)}] {state:<20} {stage.label:<48} {when:>7}  {stage.out_dir}")
     to_run = [s for s, state in zip(stages, states) if state != "cached"]
-    lines.append(f"estimate: {estimate.describe(to_run)}")
+    lines.append(f"estimate: {estimate.describe(to_run)}{_shared(jobs)}")
     return lines
 
 
@@ -351,7 +356,7 @@ def run(argv=None) -> None:
     to_run = {id(s) for s, state in zip(stages, states) if state != "cached"}
     if args.dry_run:
         print(f"plan for {args.config} in {args.workdir} ({len(stages)} stages):")
-        print("\n".join(describe_plan(stages, states, estimate)))
+        print("\n".join(describe_plan(stages, states, estimate, args.jobs)))
         for item in stages.pending:
             print(f"then {item} (~{duration(estimate.pending(stages, [item]))})")
         if stages.pending:
@@ -366,6 +371,7 @@ def run(argv=None) -> None:
     long = estimate.total(planned) + estimate.pending(stages, stages.pending) > LONG_PLAN_SECONDS
     print(
         f"run: {estimate.describe(planned)}"
+        + _shared(args.jobs)
         + ("; over an hour: --dry-run gives each stage's share" if long else "")
         + (
             f"; then about {duration(estimate.pending(stages, stages.pending))} for the confirmation runs at the "
