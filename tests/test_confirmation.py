@@ -137,3 +137,17 @@ def test_smear_run_plans_the_confirmation_once_the_selection_is_evaluated(tmp_pa
         json.loads((artifacts.path(batches[1][-1].out_dir) / "manifest.json").read_text())["stage"]
         == "report"
     )
+
+
+def test_a_kubeflow_pipeline_with_confirmation_seeds_waits_for_the_selection(tmp_path, capsys):
+    """The compiled pipeline is static: its confirmation cells need alpha chosen before it is compiled."""
+    output = tmp_path / "pipeline.yaml"
+    args = ["--config", SMOKE, *[f"--config.{o}" for o in CONFIRM], "--workdir", str(tmp_path / "work")]
+    from label_smearing import cli
+
+    assert cli.main(["run", *args, "--engine", "kfp", "--output", str(output)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1 and "sweep.confirm_seeds: the confirmation runs' α is chosen on the selection" in err[0]
+    )
+    assert "run the selection first" in err[0] and not output.exists()
