@@ -20,6 +20,7 @@ import statistics
 from typing import TYPE_CHECKING
 
 from label_smearing.core.registry import ESTIMATE_TRANSITION, EVALUATE, EXPORT_LOGITS, NOISIFY, REPORT, TRAIN
+from label_smearing.core.spec import TEACHER
 from label_smearing.pipeline import preflight, publish
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ class Estimate:
         plan's teacher trainings in the same noise setting, plus one evaluation's."""
         out = 0.0
         for item in pending:
-            trains = [n for n in nodes if n.kind == TRAIN and n.tag == item.tag and n.spec.role == "teacher"]
+            trains = [n for n in nodes if n.kind == TRAIN and n.tag == item.tag and n.spec.role == TEACHER]
             evaluations = [n for n in nodes if n.kind == EVALUATE and n.tag == item.tag]
             per = statistics.fmean(self.seconds[id(n)] for n in trains) if trains else 0.0
             per += statistics.fmean(self.seconds[id(n)] for n in evaluations) if evaluations else 0.0

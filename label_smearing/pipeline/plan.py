@@ -37,8 +37,8 @@ import ml_collections
 from label_smearing.core import artifacts, layout, registry
 from label_smearing.core.errors import UserError
 from label_smearing.core.registry import ESTIMATE_TRANSITION, EVALUATE, EXPORT_LOGITS, NOISIFY, REPORT, TRAIN
-from label_smearing.core.spec import ESTIMATED, STUDENT, TEACHER, ModelSpec
-from label_smearing.modeling.losses import CE
+from label_smearing.core.spec import ESTIMATED, SMOOTHING, STUDENT, TEACHER, ModelSpec
+from label_smearing.modeling.losses import CE, LOSSES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,8 +319,7 @@ class _Setting:
     def confirmation(self, seeds: list[int], noise_rate: float | None) -> list[Pending]:
         """Adds CE and each alpha-grid method at its chosen alpha on the confirmation `seeds`; returns
         what waits for the selection seeds' evaluations (one line per method), nothing if none does."""
-        from label_smearing.core.spec import SMOOTHING
-        from label_smearing.modeling.losses import LOSSES
+        from label_smearing.stages.report.selection import negative_column
 
         grid = [ModelSpec.parse(s) for s in self.config.sweep.teachers]
         families = sorted(
@@ -337,7 +336,7 @@ class _Setting:
         for method, sign in families:
             alpha, waiting = self._chosen(method, sign)
             if alpha is None:
-                name = LOSSES[method].label if sign > 0 else f"N{LOSSES[method].label}"
+                name = LOSSES[method].label if sign > 0 else negative_column(method)
                 plural = "s" if len(seeds) > 1 else ""
                 text = (
                     f"{name} at its α chosen on validation, seed{plural} {', '.join(map(str, seeds))}"
@@ -355,7 +354,6 @@ class _Setting:
     def _chosen(self, method: str, sign: int) -> tuple[float | None, int]:
         """(the alpha the report would choose for the family, or None; how many of its selection
         evaluations are not complete yet)."""
-        from label_smearing.core.spec import SMOOTHING
         from label_smearing.stages.report.evaluations import load_evaluation
         from label_smearing.stages.report.selection import Setting
 
