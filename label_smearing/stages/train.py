@@ -518,12 +518,16 @@ def _distributed_dataset(
     multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
     distributed = strategy.num_replicas_in_sync > 1 or multi_worker
     dataset = strategy.distribute_datasets_from_function(dataset_fn) if distributed else dataset_fn()
+    image_spec = tf.TensorSpec((None, *image_shape), tf.float32)
+    target_spec = tf.TensorSpec((None, num_classes) if student else (None,), tf.float32 if student else tf.int32)
     if multi_worker:
-        image_spec = tf.TensorSpec((None, *image_shape), tf.float32)
-        target_spec = tf.TensorSpec(
-            (None, num_classes) if student else (None,), tf.float32 if student else tf.int32
-        )
         build_for_multi_worker(model, strategy, (image_spec, target_spec))
+    elif not distributed:
+        # Under the default strategy Keras builds the metrics' and optimizer's state inside the
+        # first trace of the train step, and so traces it twice; building it here saves that trace.
+        model._symbolic_build(data_batch=(image_spec, target_spec))
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
     return dataset
 
 
