@@ -28,7 +28,7 @@ SPECS = (
     + [
         f"fmnist_beyond.py:{model}{s}"
         for model in ("symmetric", "instance")
-        for s in ("", ",smoke", ",direct")
+        for s in ("", ",smoke", ",direct", ",rho0.2", ",direct,rho0.4,smoke")
     ]
     + [
         f"cifar_n.py{a}"
@@ -133,6 +133,8 @@ def test_a_config_arg_outside_the_grammar_is_refused():
         f"{QUICKSTART}:tiny",
         str(CONFIGS / "synthetic.py:tiny"),
         str(CONFIGS / "cifar_distill.py:cifar10"),
+        str(CONFIGS / "fmnist_beyond.py:instance,rho0.3"),
+        str(CONFIGS / "fmnist_beyond.py:rho0.2"),
     ):
         with pytest.raises(UserError, match="expected"):
             load_config(spec)

@@ -375,6 +375,19 @@ def test_noise_rates_plan_one_setting_per_rate_with_students_where_asked(tmp_pat
     assert report.kind == "report" and len(report.inputs) == sum(s.kind == "evaluate" for s in stages)
 
 
+@pytest.mark.parametrize("config", ["fmnist_paper", "fmnist_beyond:instance"])
+def test_one_noise_rate_plans_the_same_artifacts_as_its_half_of_both(tmp_path, config):
+    """So a grid too long for one session can run one rate per publish directory."""
+    spec = config + ("," if ":" in config else ":")
+
+    def artifacts_of(arg):
+        return {s.out_dir for s in pipeline_plan.plan(load_config(spec + arg), tmp_path) if s.kind != "report"}
+
+    low, high = artifacts_of("rho0.2,smoke"), artifacts_of("rho0.4,smoke")
+    assert low and high and not low & high
+    assert low | high == artifacts_of("smoke")
+
+
 def test_without_noise_rates_the_plan_is_one_untagged_setting(tmp_path):
     stages = pipeline_plan.plan(load_config(f"{FMNIST_PAPER}:smoke", ["sweep.noise_rates=()"]), tmp_path)
     assert [s.name for s in stages if s.kind == "noisify"] == ["fashion_mnist-symmetric0.2-s0"]
