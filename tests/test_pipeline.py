@@ -381,7 +381,9 @@ def test_one_noise_rate_plans_the_same_artifacts_as_its_half_of_both(tmp_path, c
     spec = config + ("," if ":" in config else ":")
 
     def artifacts_of(arg):
-        return {s.out_dir for s in pipeline_plan.plan(load_config(spec + arg), tmp_path) if s.kind != "report"}
+        return {
+            s.out_dir for s in pipeline_plan.plan(load_config(spec + arg), tmp_path) if s.kind != "report"
+        }
 
     low, high = artifacts_of("rho0.2,smoke"), artifacts_of("rho0.4,smoke")
     assert low and high and not low & high

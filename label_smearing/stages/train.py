@@ -519,7 +519,9 @@ def _distributed_dataset(
     distributed = strategy.num_replicas_in_sync > 1 or multi_worker
     dataset = strategy.distribute_datasets_from_function(dataset_fn) if distributed else dataset_fn()
     image_spec = tf.TensorSpec((None, *image_shape), tf.float32)
-    target_spec = tf.TensorSpec((None, num_classes) if student else (None,), tf.float32 if student else tf.int32)
+    target_spec = tf.TensorSpec(
+        (None, num_classes) if student else (None,), tf.float32 if student else tf.int32
+    )
     if multi_worker:
         build_for_multi_worker(model, strategy, (image_spec, target_spec))
     elif not distributed:
