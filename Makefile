@@ -49,12 +49,13 @@ docs: setup
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 # The whole suite in TEST_JOBS processes (pytest-xdist), a test file per process at a time, so
-# a file's module fixtures run once. `make test-fast` leaves out the tests marked slow (whole
+# a file's module fixtures run once; longest files first (tests/conftest.py's LONGEST_FIRST, which
+# xdist's own reordering by number of tests would undo). `make test-fast` leaves out the tests marked slow (whole
 # runs, subprocesses, emulators) and runs in one process: the loop while changing code.
 TEST_JOBS ?= 2
 
 test: lint docs
-	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadfile --no-loadscope-reorder
 
 test-fast: setup
 	$(BIN)/pytest -m "not slow"

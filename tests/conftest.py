@@ -197,20 +197,30 @@ def gcs_env(gcs, monkeypatch):
     return gcs
 
 
-# The files of whole runs, longest first (measured with `pytest --durations=0`). `make test` hands whole
-# files to its pytest-xdist workers (--dist loadfile) in collection order; starting the longest ones
-# first keeps one of them from running alone at the end. Only the order changes, never what runs.
+# The longest files first (their tests' seconds summed from `pytest --durations=60` of a quiet
+# clean-clone `make test`, 2026-12-07). `make test` hands whole files to its two pytest-xdist workers
+# (--dist loadfile), each taking the next file from the front of the queue when it runs low, so the
+# longest start first and short files fill the end instead of one long file running alone. It passes
+# --no-loadscope-reorder: by default xdist re-sorts the files by their number of tests, which undid
+# this order. Only the order changes, never what runs.
 LONGEST_FIRST = (
-    "test_pipeline.py",
-    "test_parallel.py",
-    "test_kfp.py",
-    "test_remote_workdir.py",
-    "test_paper_configs.py",
-    "test_os_errors.py",
-    "test_noisify.py",
-    "test_export_logits.py",
-    "test_train.py",
-    "test_strategy.py",
+    "test_pipeline.py",  # about 150 s
+    "test_parallel.py",  # 120
+    "test_kfp.py",  # 85
+    "test_remote_workdir.py",  # 80
+    "test_integrity.py",  # 66
+    "test_os_errors.py",  # 55
+    "test_export_logits.py",  # 50
+    "test_strategy.py",  # 50
+    "test_precision.py",  # 48
+    "test_train.py",  # 35
+    "test_docs.py",  # 35
+    "test_jax_backend.py",  # 28
+    "test_noisify.py",  # 28
+    "test_protocol.py",  # 26
+    "test_paper_configs.py",  # 26
+    "test_install.py",  # 22
+    "test_faults.py",  # 20
 )
 
 
