@@ -10,8 +10,6 @@ and Beam's own gs:// clients: the test reads the bucket with a third client
 import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -63,14 +61,9 @@ def _objects(env, prefix):
     return sorted(b.name for b in client.list_blobs("bucket", prefix=prefix))
 
 
-def _smear(env, *args):
-    return subprocess.run(
-        [sys.executable, "-m", "label_smearing.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=900,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **env),
-    )  # fmt: skip
-
-
-def test_every_stage_runs_on_a_remote_workdir_and_resumes_a_killed_training(gcs, tmp_path):
+def test_every_stage_runs_on_a_remote_workdir_and_resumes_a_killed_training(
+    gcs, tmp_path, monkeypatch, capsys
+):
     idx_dir = write_idx_dataset(tmp_path / "idx", num_train=256, num_test=128)
     args = [
         "run", "--config", f"{QUICKSTART}:smoke", "--workdir", WORKDIR, "--config.data.source=idx",
@@ -85,9 +78,13 @@ def test_every_stage_runs_on_a_remote_workdir_and_resumes_a_killed_training(gcs,
     for kind in ("data", "models", "logits", "transition"):  # what finished before the kill is complete
         assert any(re.match(rf"remote-run/{kind}/[^/]+/manifest\.json$", n) for n in names), kind
 
-    second = _smear(gcs, *args, "--publish", str(tmp_path / "published"))
-    assert second.returncode == 0, second.stderr[-3000:]
-    out = second.stdout
+    # The rerun and the dry-run in this process (the kill needed a process of its own), with the
+    # stand-in's environment set here as the subprocess had it.
+    for key, value in gcs.items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    assert cli.main([*args, "--publish", str(tmp_path / "published")]) == 0
+    out = capsys.readouterr().out
     ran = re.findall(r"^\[\d+/\d+\] (.+): running", out, re.M)
     assert ran[0] == "train teacher-fc-est-s0" and "estimate" not in " ".join(ran), out
     assert "resuming from step 3 of 6" in out, out
@@ -109,9 +106,9 @@ def test_every_stage_runs_on_a_remote_workdir_and_resumes_a_killed_training(gcs,
     times = json.loads((published / "stage_times.json").read_text())
     assert times["stages_without_time"] == 0, times  # the times were recorded in the bucket and read back
 
-    third = _smear(gcs, *args, "--dry-run")  # every manifest read back (and checksummed) from the bucket
-    assert third.returncode == 0, third.stderr[-2000:]
-    assert len(re.findall(r"\] cached ", third.stdout)) == 8, third.stdout
+    assert cli.main([*args, "--dry-run"]) == 0  # every manifest read back (and checksummed) from the bucket
+    third = capsys.readouterr().out
+    assert len(re.findall(r"\] cached ", third)) == 8, third
 
 
 @pytest.mark.parametrize(
