@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = f"{ROOT / 'label_smearing' / 'configs' / 'quickstart.py'}:smoke"
 FAST = [
     "--config.eval.figures=false",  # the figures have their own tests; 3-4 s per evaluation
+    "--config.report.figures=false",  # and the report's: about 3 s per report
     "--config.train.steps=6",
     "--config.train.steps_per_epoch=3",
     "--config.train.batch_size=32",

@@ -238,6 +238,23 @@ def test_figure4_montage_and_no_per_model_copies_when_configured_off(tmp_path):
     assert "Per-model figures" not in text
 
 
+def test_without_figures_the_report_has_the_same_tables_and_text_and_no_figure(fixture_report, tmp_path):
+    """report.figures=false: no figures/ and no image link; every other line and every CSV as with them;
+    another fingerprint, while the default keeps the fingerprint reports had before the key."""
+    config = load_config(CONFIG, ["report.figures=false"])
+    manifest = report_stage(config, fixture_report["dirs"], tmp_path / "report", log=lambda _: None)
+    text = (tmp_path / "report" / "report.md").read_text()
+    with_figures = (fixture_report["out"] / "report.md").read_text()
+    assert "![" in with_figures and "![" not in text
+    kept = [line for line in with_figures.splitlines() if not line.startswith("![")]
+    assert [line for line in text.splitlines() if line] == [line for line in kept if line]
+    assert not (tmp_path / "report" / "figures").exists()
+    for table in (fixture_report["out"] / "tables").iterdir():
+        assert (tmp_path / "report" / "tables" / table.name).read_text() == table.read_text()
+    assert manifest["fingerprint"] != fixture_report["manifest"]["fingerprint"]
+    assert "figures" not in layout.report_section(fixture_report["config"])
+
+
 def test_figure3_is_redrawn_on_one_x_axis_from_the_evaluations_data_else_tiled(tmp_path):
     """With each evaluation's logit gaps beside its figure (plots/logit_gaps_noisy_part.npz), Figure 3's
     panels are drawn again on one shared x-axis; evaluations without them are tiled as before."""

@@ -259,8 +259,11 @@ def evaluation(
 # ---------------------------------------------------------------- report
 def report_section(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The report section, and sweep.confirm_seeds when there are any (they decide which evaluations
-    the claims test; a report without them keeps the fingerprint it had before the key)."""
+    the claims test; a report without them keeps the fingerprint it had before the key). `figures` at
+    its default (on) is left out, as eval's is, so reports keep the fingerprints they had before it."""
     section = to_plain(config.report)
+    if section.get("figures", True) is True:
+        section.pop("figures", None)
     confirm = list(config.sweep.get("confirm_seeds", ()) or ())
     if confirm:
         section["confirm_seeds"] = confirm

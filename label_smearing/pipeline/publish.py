@@ -185,6 +185,12 @@ def publish(report_dir: str | Path, dest: str | Path, nodes: list, workdir: str 
     summary = times_summary(nodes, read_times(workdir))
     (staging / "stage_times.json").write_text(json.dumps(summary, indent=1) + "\n")
     (staging / "stage_times.md").write_text(times_markdown(summary))
+    for name in REPORT_ENTRIES:  # what the new report lacks goes too (figures/ under report.figures=false)
+        stale = dest / name
+        if not (staging / name).exists() and stale.is_dir():
+            shutil.rmtree(stale)
+        elif not (staging / name).exists() and stale.exists():
+            stale.unlink()
     for entry in sorted(staging.iterdir(), key=lambda p: p.name == artifacts.MANIFEST):  # manifest last
         target = dest / entry.name
         if target.is_dir():

@@ -89,11 +89,13 @@ def render_report(
     out_dir: Path,
     *,
     dropped: Sequence[str] = (),
+    figures: bool = True,
     per_model_figures: bool = True,
     confirm_seeds: Sequence[int] = (),
 ) -> tuple[str, dict[str, str]]:
     """The Markdown report and the CSV files (name -> text); draws the figures into out_dir/figures.
 
+    figures: draw the report's figures (off: the tables and text alone, and no per-model figures).
     per_model_figures: also copy every model's own figures (smallest seed) and list them.
     confirm_seeds: sweep.confirm_seeds, kept apart from the selection seeds (`Setting.confirmation`).
     """
@@ -127,14 +129,14 @@ def render_report(
     for setting in settings:
         lines += [f"## Setting {setting.index}: {setting.title}", ""]
         figure2 = figure6 = None
-        series, baseline = _figure_series(setting)
+        series, baseline = _figure_series(setting) if figures else ([], None)
         if series:
             figure2 = f"figures/accuracy_vs_alpha{setting.suffix()}.png"
             plots.accuracy_vs_alpha(
                 series, baseline, out_dir / figure2, f"Test accuracy against α: {setting.short_title}"
             )
         curves_figure = None
-        curve_series = _curve_series(setting)
+        curve_series = _curve_series(setting) if figures else None
         if curve_series:
             curves_figure = f"figures/learning_curves{setting.suffix()}.png"
             plots.learning_curves(
@@ -142,7 +144,7 @@ def render_report(
                 out_dir / curves_figure,
                 f"Learning curves (mean ± std over seeds): {setting.short_title}",
             )
-        student_series = _student_series(setting)
+        student_series = _student_series(setting) if figures else None
         if student_series:
             figure6 = f"figures/student_vs_teacher_alpha{setting.suffix()}.png"
             plots.student_vs_teacher_alpha(
@@ -161,7 +163,7 @@ def render_report(
                 lines += [f"![Figure 2: test accuracy against α]({figure2})", ""]
             if table.name == "table5" and figure6:
                 lines += [f"![Figure 6: student accuracy against the teacher's α]({figure6})", ""]
-            if table.name == "table4":
+            if table.name == "table4" and figures:
                 for caption, rel in _paper_figures(setting, out_dir):
                     lines += [f"![{caption}]({rel})", ""]
                 if curves_figure:

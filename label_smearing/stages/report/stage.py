@@ -60,9 +60,10 @@ def report_stage(
         raise UserError(f"{out_dir} holds a different report; pass --force to replace it")
     evaluations, dropped = _deduplicate(evaluations, log)
     out_dir = artifacts.prepare_output(out_dir, force=force)
-    per_model = bool(config.report.per_model_figures)
+    figures = bool(config.report.get("figures", True))
     markdown, csv_files = render_report(
-        evaluations, out_dir, dropped=dropped, per_model_figures=per_model,
+        evaluations, out_dir, dropped=dropped, figures=figures,
+        per_model_figures=figures and bool(config.report.per_model_figures),
         confirm_seeds=tuple(config.sweep.get("confirm_seeds", ())),
     )  # fmt: skip
     (out_dir / "tables").mkdir(exist_ok=True)
