@@ -417,18 +417,21 @@ def test_bad_noise_rates_are_one_line_errors(tmp_path, overrides, message):
 
 @pytest.mark.slow
 def test_two_noise_rates_run_into_one_report_with_two_settings(tmp_path, idx_dir):
+    # CE alone: a teacher and a student per rate are what the settings need (the claims table has
+    # its own tests, and the finished run above checks a report with one).
+    sweep = ["--config.sweep.teachers=('ce',)", "--config.sweep.students=('ce>ce',)"]
     args = [
         "run", "--config", f"{FMNIST_PAPER}:smoke", "--workdir", str(tmp_path),
-        "--config.data.source=idx", f"--config.data.source_dir={idx_dir}", *FAST, *SWEEP,
+        "--config.data.source=idx", f"--config.data.source_dir={idx_dir}", *FAST, *sweep,
     ]  # fmt: skip
     assert cli.main(args) == 0
     (report,) = (tmp_path / "report").iterdir()
     text = (report / "report.md").read_text()
     assert "## Setting 1: fashion_mnist, symmetric noise 0.2;" in text
     assert "## Setting 2: fashion_mnist, symmetric noise 0.4;" in text
-    setting2 = text.split("## Setting 2")[1]
+    setting1, setting2 = text.split("## Setting 2")
+    assert "### All teachers" in setting1 and "### All students" in setting1
     assert "### All teachers" in setting2 and "### All students" not in setting2
-    assert "### The paper's claims 1-6, checked" in text
 
 
 @pytest.mark.parametrize(
