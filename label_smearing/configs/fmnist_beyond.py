@@ -1,6 +1,6 @@
 """Beyond the paper: negative label smoothing, under symmetric and instance-dependent noise.
 
-Commands (what produced results/fashion_mnist_beyond/, one publish directory per noise model):
+Commands (results/fashion_mnist_beyond/: a publish directory per noise model, and per rate for instance):
     smear run --config fmnist_beyond:symmetric --workdir beyond_workdir \
         --publish results/fashion_mnist_beyond/symmetric
     smear run --config fmnist_beyond:instance,rho0.2 --workdir beyond_workdir \
