@@ -131,7 +131,7 @@ def test_smear_run_plans_the_confirmation_once_the_selection_is_evaluated(tmp_pa
     assert re.search(
         r"^run: about .+; then about \S+ \S+ for the confirmation runs at the chosen α$", out, re.M
     ), out
-    assert "run: α chosen on the selection seeds: FC α=0.4, LS α=-0.2, LS α=0.4\n" in out
+    assert "run: α chosen on the selection seeds: FC α=0.4, LS α=0.4, NLS α=-0.2\n" in out
     assert "run: confirmation: about " in out
     assert (
         json.loads((artifacts.path(batches[1][-1].out_dir) / "manifest.json").read_text())["stage"]

@@ -261,12 +261,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _chosen_text(stages: list[Node], config) -> str:
-    """ "LS α=0.2, FC α=0.4 @rho0.4": the teachers the confirmation seeds train at a chosen alpha."""
+    """ "LS α=0.2, FC α=0.4 @rho0.4": the teachers the confirmation seeds train at a chosen alpha
+    (negative smoothing by the report's name for it, "NLS α=-0.2")."""
     from label_smearing.modeling.losses import CE
+    from label_smearing.stages.report.selection import negative_column
+
+    def name(spec) -> str:
+        return f"{negative_column(spec.method)} α={spec.alpha:g}" if spec.alpha < 0 else spec.label
 
     confirm = {int(s) for s in config.sweep.confirm_seeds}
     chosen = {
-        (n.spec.label, n.tag)
+        (name(n.spec), n.tag)
         for n in stages
         if n.kind == TRAIN and n.spec is not None and n.spec.seed in confirm and n.spec.method != CE
     }
