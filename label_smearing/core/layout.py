@@ -237,6 +237,11 @@ def eval_section(config: ml_collections.ConfigDict) -> dict:
     section = to_plain(config.eval)
     for key in _neutral_keys("eval"):  # batch_size
         section.pop(key, None)
+    return _without_default_figures(section)
+
+
+def _without_default_figures(section: dict) -> dict:
+    """`figures` left out at its default (on): artifacts keep the fingerprints they had before the key."""
     if section.get("figures", True) is True:
         section.pop("figures", None)
     return section
@@ -261,9 +266,7 @@ def report_section(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """The report section, and sweep.confirm_seeds when there are any (they decide which evaluations
     the claims test; a report without them keeps the fingerprint it had before the key). `figures` at
     its default (on) is left out, as eval's is, so reports keep the fingerprints they had before it."""
-    section = to_plain(config.report)
-    if section.get("figures", True) is True:
-        section.pop("figures", None)
+    section = _without_default_figures(to_plain(config.report))
     confirm = list(config.sweep.get("confirm_seeds", ()) or ())
     if confirm:
         section["confirm_seeds"] = confirm

@@ -187,10 +187,9 @@ def publish(report_dir: str | Path, dest: str | Path, nodes: list, workdir: str 
     (staging / "stage_times.md").write_text(times_markdown(summary))
     for name in REPORT_ENTRIES:  # what the new report lacks goes too (figures/ under report.figures=false)
         stale = dest / name
-        if not (staging / name).exists() and stale.is_dir():
-            shutil.rmtree(stale)
-        elif not (staging / name).exists() and stale.exists():
-            stale.unlink()
+        if (staging / name).exists() or not stale.exists():
+            continue
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
     for entry in sorted(staging.iterdir(), key=lambda p: p.name == artifacts.MANIFEST):  # manifest last
         target = dest / entry.name
         if target.is_dir():
