@@ -395,6 +395,12 @@ def render_train_process(result: dict) -> list[str]:
             "- bare-numpy / smear wall time (not a target): "
             + "; ".join(f"pair {p['pair']} {p['numpy_ratio']:.3f} (CPU {p['numpy_cpu_ratio']:.3f})" for p in numpy_pairs)
         )  # fmt: skip
+    if any(r.get("host_idle_seconds") is not None for r in result["rows"]):
+        lines.append(
+            "- host idle s, host steal s, others' CPU s: what the machine's cores did during each run "
+            "(/proc/stat, summed over the cores): a run slowed by another process shows others' CPU, one "
+            "slowed by the hypervisor shows steal, one waiting inside its own process shows idle"
+        )
     if threads:
         lines.append(f"- TensorFlow intra-/inter-op threads in the bare processes: {', '.join(sorted(threads))} "
                      "(0: TensorFlow's default, as in `smear train`)")  # fmt: skip

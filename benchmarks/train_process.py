@@ -241,25 +241,56 @@ def bare_fit(spec_path: str, side: str) -> None:
 
 
 # ---------------------------------------------------------------- timing
+def host_seconds() -> dict | None:
+    """The machine's CPU time so far, in seconds summed over its cores, from /proc/stat's first line.
+
+    `busy` (user, nice, system, irq, softirq), `idle` (idle and iowait) and `steal` (time the
+    hypervisor gave this VM's cores to someone else). None where /proc/stat is missing.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return None
+    ticks = [int(v) for v in fields[1:9]] + [0] * (8 - len(fields[1:9]))
+    user, nice, system, idle, iowait, irq, softirq, steal = ticks
+    hz = os.sysconf("SC_CLK_TCK")
+    return {
+        "busy": (user + nice + system + irq + softirq) / hz,
+        "idle": (idle + iowait) / hz,
+        "steal": steal / hz,
+    }
+
+
 def run_timed(cmd: list[str], log_path: Path) -> dict:
-    """Runs `cmd` in a fresh process; its wall seconds, CPU seconds (it and the children it waited for), load."""
+    """Runs `cmd` in a fresh process; its wall seconds, CPU seconds (it and the children it waited for), load.
+
+    Also what the machine did meanwhile (/proc/stat deltas, summed over the cores): its idle
+    seconds, the seconds the hypervisor stole, and the busy seconds of everything but this
+    process (`others_cpu_seconds`); each None where /proc/stat is missing.
+    """
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    host_before = host_seconds()
     start = time.perf_counter()
     with open(log_path, "w") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    host_after = host_seconds()
     if proc.returncode:
         tail = log_path.read_text()[-3000:]
         raise SystemExit(f"{' '.join(cmd[:3])} ... failed with status {proc.returncode}:\n{tail}")
     user, system = after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    host = {k: host_after[k] - host_before[k] for k in host_after} if host_before and host_after else None
     return {
         "seconds": seconds,
         "cpu_seconds": user + system,
         "user_seconds": user,
         "system_seconds": system,
+        "host_idle_seconds": host and host["idle"],
+        "host_steal_seconds": host and host["steal"],
+        "others_cpu_seconds": host and max(0.0, host["busy"] - (user + system)),
         "load_average_before": load,
         "load_average_after": os.getloadavg()[0],
     }
@@ -319,6 +350,10 @@ def judged(name: str, anchor: list[float], smear: list[float], op: str, target: 
         "name": name, "value": value, "low": low, "high": high, "interval": interval,
         "op": op, "target": target, "verdict": verdict, "met": None if verdict == "undecided" else verdict == "met",
     }  # fmt: skip
+
+
+def _seconds(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
 
 
 # ---------------------------------------------------------------- main
@@ -415,6 +450,8 @@ def main(argv=None) -> int:
                 rows.append(row)
                 print(f"  pair {pair + 1}: {side:<11} {row['seconds']:6.1f} s wall  {row['cpu_seconds']:6.1f} CPU s  "
                       f"fit {row['fit_seconds']:6.1f} s  loss {row['loss']:.3f}  accuracy {row['accuracy']:.3f}  "
+                      f"host idle {_seconds(row['host_idle_seconds'])} s, steal {_seconds(row['host_steal_seconds'])} s, "
+                      f"others {_seconds(row['others_cpu_seconds'])} CPU s  "
                       f"load {row['load_average_before']:.1f} -> {row['load_average_after']:.1f}",
                       flush=True)  # fmt: skip
 
@@ -447,10 +484,11 @@ def main(argv=None) -> int:
         summary.update(numpy_ratio=statistics.median(numpy_ratios), numpy_ratio_low=min(numpy_ratios),
                        numpy_ratio_high=max(numpy_ratios))  # fmt: skip
     columns = ["pair", "side", "wall s", "CPU s", "cores busy", "fit s", "outside fit s", "final loss",
-               "final accuracy", "load before", "load after"]  # fmt: skip
+               "final accuracy", "host idle s", "host steal s", "others' CPU s", "load before", "load after"]  # fmt: skip
     table = [[r["pair"], r["side"], f"{r['seconds']:.1f}", f"{r['cpu_seconds']:.1f}",
               f"{r['cpu_seconds'] / r['seconds']:.2f}", f"{r['fit_seconds']:.1f}",
               f"{r['seconds'] - r['fit_seconds']:.1f}", f"{r['loss']:.3f}", f"{r['accuracy']:.3f}",
+              *(_seconds(r.get(k)) for k in ("host_idle_seconds", "host_steal_seconds", "others_cpu_seconds")),
               f"{r['load_average_before']:.1f}", f"{r['load_average_after']:.1f}"] for r in rows]  # fmt: skip
     print()
     for p in pairs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,28 @@ def test_previous_must_be_a_results_directory(run_all, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert f"--previous {tmp_path}: no run.json there" in capsys.readouterr().err
     assert not (tmp_path / "b.md").exists()
+
+
+@pytest.fixture(scope="module")
+def train_process():
+    spec = importlib.util.spec_from_file_location("train_process", ROOT / "benchmarks" / "train_process.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="the host's CPU time comes from /proc/stat")
+def test_a_timed_process_records_what_the_machine_did_beside_it(train_process, tmp_path):
+    import sys
+
+    # A process that burns 0.4 s of CPU, then sleeps 0.6 s: one core at most is busy with it.
+    code = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\ntime.sleep(0.6)"
+    row = train_process.run_timed([sys.executable, "-c", code], tmp_path / "log")
+    assert row["cpu_seconds"] >= 0.4 and row["seconds"] >= 1.0
+    host = (
+        row["host_idle_seconds"] + row["host_steal_seconds"] + row["others_cpu_seconds"] + row["cpu_seconds"]
+    )
+    cores = os.cpu_count()
+    # The machine's seconds add up to its cores times the wall time (ticks of 10 ms, and our own start-up aside).
+    assert host == pytest.approx(cores * row["seconds"], rel=0.15, abs=0.2)
+    assert row["host_idle_seconds"] >= 0 and row["host_steal_seconds"] >= 0 and row["others_cpu_seconds"] >= 0
