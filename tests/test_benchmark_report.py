@@ -12,12 +12,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def run_all():
-    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+def _script(name: str):
+    """benchmarks/NAME.py as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    return _script("run_all")
 
 
 def _target(value, low=None, high=None, op=">=", wanted=0.9):
@@ -73,10 +78,7 @@ def test_previous_must_be_a_results_directory(run_all, tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def train_process():
-    spec = importlib.util.spec_from_file_location("train_process", ROOT / "benchmarks" / "train_process.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _script("train_process")
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file(), reason="the host's CPU time comes from /proc/stat")
