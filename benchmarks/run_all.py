@@ -370,7 +370,8 @@ def render_train_process(result: dict) -> list[str]:
         "",
         f"One teacher, `{result['config']}`: ResNet-{result['depth']}, {result['steps']} steps of batch "
         f"{result['batch_size']} ({result['steps_per_epoch']} per epoch) on {result['train_examples']} examples. "
-        "Each side is a fresh process timed from start to exit (first epoch included); alternating pairs: "
+        "Each side is a fresh process timed from start to exit (first epoch included; a bare side less its "
+        "input iterator's release wait, iterator release s, which is TensorFlow's: see below); alternating pairs: "
         f"{result['pairs']}. smear: `" + result["smear_command"] + "` (the data artifact made once before, "
         "untimed). bare-tfdata (the target's anchor): `model.fit` over tf.data reading the same TFRecords "
         "(parse, PNG decode, cache, shuffle, repeat, batch, the stage's normalisation, prefetch), the same "
@@ -390,6 +391,15 @@ def render_train_process(result: dict) -> list[str]:
         )
         + f"; median CPU-time ratio {result['cpu_ratio']:.3f}",
     ]
+    if "release_waits" in result:
+        lines.append(
+            f"- iterator release s: fit's last callback to its return, when Keras drops fit's input iterator and "
+            f"its destructor can wait out a sleep of tf.data's autotuning thread (fit then ends near 40.9 or "
+            f"81.9 s after the thread started, whatever the steps took). {result['release_waits']} of "
+            f"{result['bare_runs']} bare runs waited over 1 s; the anchor is judged without the wait and smear, "
+            f"charged everything, is not adjusted. With the wait, best bare-tfdata / best smear would read "
+            f"{result['best_ratio_with_release_wait']:.3f}."
+        )
     if numpy_pairs:
         lines.append(
             "- bare-numpy / smear wall time (not a target): "

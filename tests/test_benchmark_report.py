@@ -96,3 +96,22 @@ def test_a_timed_process_records_what_the_machine_did_beside_it(train_process, t
     # The machine's seconds add up to its cores times the wall time (ticks of 10 ms, and our own start-up aside).
     assert host == pytest.approx(cores * row["seconds"], rel=0.15, abs=0.2)
     assert row["host_idle_seconds"] >= 0 and row["host_steal_seconds"] >= 0 and row["others_cpu_seconds"] >= 0
+
+
+def test_the_anchor_is_judged_without_its_iterators_release_wait(train_process):
+    # Two bare fits whose input iterator's destructor waited 30 s for tf.data's autotuning thread.
+    smear = [{"side": "smear", "seconds": 63.0}, {"side": "smear", "seconds": 64.0}]
+    bare = [
+        {"side": "bare-tfdata", "seconds": 86.0, "iterator_release_seconds": 30.0},
+        {"side": "bare-tfdata", "seconds": 88.0, "iterator_release_seconds": 30.0},
+    ]
+    assert [train_process.judged_seconds(r) for r in smear] == [63.0, 64.0]  # smear is charged everything
+    assert [train_process.judged_seconds(r) for r in bare] == [56.0, 58.0]
+
+    def verdict(anchor, smear):
+        return train_process.judged("t", anchor, smear, ">=", 0.9)
+
+    # Whole wall times would read 86 / 63, met; without the waits, 56 / 63 (0.875-0.921), undecided.
+    assert verdict([r["seconds"] for r in bare], [r["seconds"] for r in smear])["verdict"] == "met"
+    judged = verdict([train_process.judged_seconds(r) for r in bare], [r["seconds"] for r in smear])
+    assert judged["value"] == pytest.approx(56.0 / 63.0) and judged["verdict"] == "undecided"
