@@ -116,23 +116,23 @@ shuffles across pass boundaries; bare-tfdata shuffles each pass. With the same c
 process, 800 steps over the stage's `tfdata.make_dataset` ended at loss 0.635, accuracy 0.831 (as `smear
 train` does), over bare-tfdata's pipeline at 0.479, 0.885 (measured 2026-12-06).
 
-Why the target is judged on each side's best run: in three `make bench` runs of 2026-12-06 afternoon
-(300 steps), 9 of 19 bare processes (bare-tfdata and bare-numpy) ran at 1.05-1.26 cores busy instead of
-about 1.75, each taking 89.7-91.5 s with its CPU seconds in the usual range (94-115); no `smear train`
-process did (1.73-1.76 in 17). The cause was not found: both sides leave TensorFlow's thread settings
-alone. A per-pair ratio then reads 1.5 for one pair and 0.8 for the next.
-
-What the best runs still do not settle: four `make bench` runs of 2026-12-06 read 1.012 (met, 16:06),
-0.820 (MISSED, 16:32), 0.762 (0.750-0.928, undecided, 18:42) and 1.154 (met, 19:11). The CPU seconds
-of 300 steps moved over 81-125 on both sides from run to run (smear 97-121, bare-tfdata 81-125): the
-best runs follow whichever side met the host's fast spells. What was ruled out on 2026-12-06:
-- the input pipeline: in one process, the same compiled ResNet-8 fit in 8 alternating 50-step epochs
-  on the stage's `tfdata.make_dataset` and on bare-tfdata's pipeline took the same CPU seconds
-  (ratio 0.96-1.08); both had epochs of exactly 10.24 s against 7.4-7.8 s for the same 14 CPU
-  seconds (3 of 8 each), a stall of the host or TensorFlow, not of either pipeline;
-- tf.data autotuning: `smear train` processes (300 steps, no curves) with autotune on took 43.8,
-  47.6, 55.0 s, with it off 46.2, 45.1, 52.9 s, alternated;
-- the per-batch callbacks (a no-op `on_train_batch_end` changed nothing).
+Why the bare side's time leaves out its iterator's release (found 2026-12-07): in three `make bench`
+runs of 2026-12-06 afternoon (300 steps), 9 of 19 bare processes (bare-tfdata and bare-numpy) ran at
+1.05-1.26 cores busy instead of about 1.75, each taking 89.7-91.5 s with its CPU seconds in the usual
+range; in the two evening runs 6 of 12 bare fits took 83.9-84.4 s, the others 40.4-63.7 s; no `smear
+train` process did (its fits 49.7-61.5 s). Sampled once a second, such a process trains as fast as the
+others, then sits at 0.0 cores for 19-40 s at the end of `model.fit`. A gdb backtrace during the wait
+(2026-12-07, Intel host, 1 of 3 bare fits at 43.9 s against 30.7-32.8 s) has the main thread in the
+destructor of tf.data's root iterator, which Keras drops when fit returns, waiting for the iterator's
+autotuning thread; that thread sits in `Model::OptimizeLoop`'s timed wait, sleeps that double from
+10 ms, so fit ends at its next wake-up, 40.9 or 81.9 s after it started, whatever the steps took. The
+four `make bench` runs of 2026-12-06 read 1.012 (met), 0.820 (MISSED), 0.762 (undecided) and 1.154
+(met) as that wait fell on one side's best runs or not. Each bare run now records the wait
+(iterator release s) and the anchor is judged without it; smear is charged everything. Also ruled out
+on 2026-12-06: the input pipeline (the stage's `tfdata.make_dataset` and bare-tfdata's pipeline took
+the same CPU seconds in one process, ratio 0.96-1.08; both had epochs of exactly 10.24 s, 3 of 8 each,
+which fits a sleep of the same thread, 10 ms x 2^10), and the
+per-batch callbacks (a no-op `on_train_batch_end` changed nothing).
 What remains in the stage: the learning curves, 4-5% of an epoch (0.7-0.9 s after a 100-step epoch of
 19-21 s, measured in process; 1.9 s after the first, which reads the subsamples); the back-ups and
 TensorBoard about 1% (cProfile of a 300-step stage: 53.4 s of its 58.3 s fit in Keras' train function).
