@@ -122,7 +122,8 @@ runs of 2026-12-06 afternoon (300 steps), 9 of 19 bare processes (bare-tfdata an
 range; in the two evening runs 6 of 12 bare fits took 83.9-84.4 s, the others 40.4-63.7 s; no `smear
 train` process did (its fits 49.7-61.5 s). Sampled once a second, such a process trains as fast as the
 others, then sits at 0.0 cores for 19-40 s at the end of `model.fit`. A gdb backtrace during the wait
-(2026-12-07, Intel host, 1 of 3 bare fits at 43.9 s against 30.7-32.8 s) has the main thread in the
+(2026-12-07, Intel host, where 4 of 8 bare fits in a row took 43.9-44.2 s, of which 12.8-14.6 s was
+this wait, against 29.8-32.8 s) has the main thread in the
 destructor of tf.data's root iterator, which Keras drops when fit returns, waiting for the iterator's
 autotuning thread; that thread sits in `Model::OptimizeLoop`'s timed wait, sleeps that double from
 10 ms, so fit ends at its next wake-up, 40.9 or 81.9 s after it started, whatever the steps took. The

@@ -48,9 +48,11 @@ AUTOTUNE), which sleeps between optimisations for periods that double from 10 ms
 the destructor waits out that sleep: fit then ends at about the thread's next wake-up,
 10 ms x (2^k - 1) after it started (40.9 or 81.9 s), whatever the steps took. In the two
 `make bench` runs of 2026-12-06 evening (AMD EPYC), 5 of 10 bare-tfdata fits of 300 steps and 1
-of 2 bare-numpy ones took 83.9-84.4 s, the others 40.4-63.7 s; on 2026-12-07 (Intel Xeon) 1 of 3
-took 43.9 s against 30.7-32.8 s, and a gdb backtrace of a waiting process showed the main thread
-in the iterator's destructor and the model thread in `Model::OptimizeLoop`'s timed wait. The
+of 2 bare-numpy ones took 83.9-84.4 s, the others 40.4-63.7 s. On 2026-12-07 (Intel Xeon), of 8
+bare-tfdata processes in a row, 4 had fits of 43.9-44.2 s with release waits of 12.8-14.6 s (29.3-31.1
+s without them), the other 4 fits of 29.8-32.8 s with waits of 2-5 ms; a gdb backtrace of a waiting
+process showed the main thread in the iterator's destructor and the model thread in
+`Model::OptimizeLoop`'s timed wait. The
 bare sides record it (`iterator_release_seconds`: fit's last callback, on_train_end, to fit's
 return; under a second otherwise) and the anchor is judged without it. smear's time is not
 adjusted: its fits have not shown the wait (49.7-61.5 s in the same two runs), and if they did,
