@@ -129,7 +129,9 @@ autotuning thread; that thread sits in `Model::OptimizeLoop`'s timed wait, sleep
 10 ms, so fit ends at its next wake-up, 40.9 or 81.9 s after it started, whatever the steps took. The
 four `make bench` runs of 2026-12-06 read 1.012 (met), 0.820 (MISSED), 0.762 (undecided) and 1.154
 (met) as that wait fell on one side's best runs or not. Each bare run now records the wait
-(iterator release s) and the anchor is judged without it; smear is charged everything. Also ruled out
+(iterator release s) and the anchor is judged without it; smear is charged everything. Why smear's
+fits escape it is not known: building the model and optimizer before `fit`, as the stage does, left
+3 of 8 bare fits waiting (10.6-13.3 s). Also ruled out
 on 2026-12-06: the input pipeline (the stage's `tfdata.make_dataset` and bare-tfdata's pipeline took
 the same CPU seconds in one process, ratio 0.96-1.08; both had epochs of exactly 10.24 s, 3 of 8 each,
 which fits a sleep of the same thread, 10 ms x 2^10), and the
