@@ -9,6 +9,9 @@ Commands (results/fashion_mnist_beyond/: a publish directory per noise model, an
         --publish results/fashion_mnist_beyond/instance/rho0.4
     smear run --config fmnist_beyond:symmetric,direct --workdir beyond_workdir \
         --publish results/fashion_mnist_beyond/symmetric_direct
+    smear run --config fmnist_beyond:instance,direct,rho0.2 --workdir beyond_workdir \
+        --config.sweep.teachers="('ce', 'ls:0.2', 'ls:0.4')" \
+        --publish results/fashion_mnist_beyond/instance_direct/rho0.2    # and rho0.4 likewise
     smear run --config fmnist_beyond:instance,smoke --workdir W    # tiny: a few minutes
 
 The argument is MODEL[,direct][,RATE][,smoke], MODEL symmetric | instance (noise.model);
