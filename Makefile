@@ -60,7 +60,7 @@ test: lint docs
 test-fast: setup
 	$(BIN)/pytest -m "not slow"
 
-# `make bench`: every benchmark but jobs (about 30 minutes); `make bench-jobs`: whole `smear run`s with
+# `make bench`: every benchmark but jobs (13-26 minutes); `make bench-jobs`: whole `smear run`s with
 # --jobs 1 and 2 (15-40 minutes), added to the same report.
 bench: setup $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -1,6 +1,6 @@
 """Run every benchmark in benchmarks/ in sequence and write results/benchmarks.md.
 
-    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (about 25 minutes on 2 cores; see below)
+    .venv/bin/python benchmarks/run_all.py            # what `make bench` runs (13-26 minutes on 2 cores; see below)
     .venv/bin/python benchmarks/run_all.py --quick    # small settings, to check the scripts work (JSON + .md in a temp dir)
     .venv/bin/python benchmarks/run_all.py --render   # only re-render the .md from results/benchmarks/*.json
     .venv/bin/python benchmarks/run_all.py --only train,memory
@@ -11,9 +11,10 @@ per benchmark from its JSON, with the machine (CPU model, cores, memory, load, d
 at the top, followed by what was profiled and what remains. A benchmark that fails is
 reported as failed and the others still run.
 
-Time, measured in two consecutive runs on 2026-12-06 on a host that ran TensorFlow at about a
-third of its 12-04 speed: 26 and 23 minutes (noisify 79-93 s, export 38-46 s, train 631 s and
-less, train_process 557-663 s, memory 113-119 s; each run's are in run.json). jobs alone, with
+Time, measured in two consecutive runs: 26 and 23 minutes on 2026-12-06's AMD EPYC host (noisify
+79-93 s, export 38-46 s, train 631 s and less, train_process 557-663 s, memory 113-119 s), 15 and
+13 minutes on 2026-12-07's Intel Xeon host (noisify 57-66 s, export 69-80 s, train 277-342 s,
+train_process 301-305 s, memory 79-80 s); each run's are in run.json. jobs alone, with
 FULL_ARGS' `fmnist_cell` workload, took about 9 minutes on 2026-12-04 (its quickstart workload 28 more).
 
 Verdicts: a target that carries an interval (`low`, `high`: the min-max of per-pair or
@@ -559,7 +560,7 @@ def main(argv=None) -> int:
         if b not in BENCHMARKS:
             parser.error(f"unknown benchmark {b!r}; one of: {', '.join(BENCHMARKS)}")
     default_dir = Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else RESULTS
-    results_dir = Path(args.results_dir) if args.results_dir else default_dir
+    results_dir = Path(args.results_dir).resolve() if args.results_dir else default_dir
     markdown = (
         Path(args.markdown) if args.markdown else (results_dir / "benchmarks.md" if args.quick else MARKDOWN)
     )
@@ -576,8 +577,12 @@ def main(argv=None) -> int:
             run = _load_json(results_dir / RUN_RECORD) or run
         begin = time.perf_counter()
         for name in only:
+            output = results_dir / f"{name}.json"  # relative to the repository when inside it: the JSON
+            output = (
+                output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
+            )  # records its command
             cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
-                   OUTPUT_FLAG.get(name, "--output"), str(results_dir / f"{name}.json")]  # fmt: skip
+                   OUTPUT_FLAG.get(name, "--output"), str(output)]  # fmt: skip
             cmd += QUICK_ARGS.get(name, []) if args.quick else FULL_ARGS.get(name, [])
             print(f"== {name}: {' '.join(cmd[1:])}", flush=True)
             load_before, start = os.getloadavg(), time.perf_counter()
