@@ -123,19 +123,21 @@ runs of 2026-12-06 afternoon (300 steps), 9 of 19 bare processes (bare-tfdata an
 range; in the two evening runs 6 of 12 bare fits took 83.9-84.4 s, the others 40.4-63.7 s; no `smear
 train` process did (its fits 49.7-61.5 s). Sampled once a second, such a process trains as fast as the
 others, then sits at 0.0 cores for 19-40 s at the end of `model.fit`. A gdb backtrace during the wait
-(2026-12-07, Intel host, where 4 of 8 bare fits in a row took 43.9-44.2 s, of which 12.8-14.6 s was
-this wait, against 29.8-32.8 s) has the main thread in the
-destructor of tf.data's root iterator, which Keras drops when fit returns, waiting for the iterator's
-autotuning thread; that thread sits in `Model::OptimizeLoop`'s timed wait, sleeps that double from
-10 ms, so fit ends at its next wake-up, 40.9 or 81.9 s after it started, whatever the steps took. The
-four `make bench` runs of 2026-12-06 read 1.012 (met), 0.820 (MISSED), 0.762 (undecided) and 1.154
-(met) as that wait fell on one side's best runs or not. Each bare run now records the wait
-(iterator release s) and the anchor is judged without it; smear is charged everything. Why smear's
-fits escape it is not known: building the model and optimizer before `fit`, as the stage does, left
-3 of 8 bare fits waiting (10.6-13.3 s). Also ruled out
-on 2026-12-06: the input pipeline (the stage's `tfdata.make_dataset` and bare-tfdata's pipeline took
-the same CPU seconds in one process, ratio 0.96-1.08; both had epochs of exactly 10.24 s, 3 of 8 each,
-which fits a sleep of the same thread, 10 ms x 2^10), and the
+(2026-12-07, Intel host, where 4 of 8 bare fits in a row took 43.9-44.2 s, 12.8-14.6 s of it this
+wait, against 29.8-32.8 s) has the main thread in the destructor of tf.data's root iterator, which
+Keras drops when fit returns, waiting for the iterator's autotuning thread; that thread sits in
+`Model::OptimizeLoop`'s timed wait, sleeps that double from 10 ms, so fit ends at its next wake-up,
+20.5, 40.9 or 81.9 s after it started, whatever the steps took. The four `make bench` runs of
+2026-12-06 read 1.012 (met), 0.820 (MISSED), 0.762 (undecided) and 1.154 (met) as that wait fell on
+the bare side's best runs or not. Each bare run now records the wait (iterator release s) and the
+anchor is judged without it; smear is charged everything. In the two quiet runs of 2026-12-07, 8 of
+12 bare fits waited 1.1-2.3 s (ending at 22.0-22.1 s against 20.1-20.9 s); both runs read 0.930,
+met, and the second would have read 1.017 with the waits. Whether smear's fits escape it is not
+settled: they never showed the long waits, a short one would not show in them, and building the
+model and optimizer before `fit`, as the stage does, left 3 of 8 bare fits waiting (10.6-13.3 s).
+Also ruled out on 2026-12-06: the input pipeline (the stage's `tfdata.make_dataset` and
+bare-tfdata's pipeline took the same CPU seconds in one process, ratio 0.96-1.08; both had epochs
+of exactly 10.24 s, 3 of 8 each, which fits a sleep of the same thread, 10 ms x 2^10), and the
 per-batch callbacks (a no-op `on_train_batch_end` changed nothing).
 What remains in the stage: the learning curves, 4-5% of an epoch (0.7-0.9 s after a 100-step epoch of
 19-21 s, measured in process; 1.9 s after the first, which reads the subsamples); the back-ups and
@@ -398,7 +400,7 @@ def render_train_process(result: dict) -> list[str]:
     if "release_waits" in result:
         lines.append(
             f"- iterator release s: fit's last callback to its return, when Keras drops fit's input iterator and "
-            f"its destructor can wait out a sleep of tf.data's autotuning thread (fit then ends near 40.9 or "
+            f"its destructor can wait out a sleep of tf.data's autotuning thread (fit then ends near 20.5, 40.9 or "
             f"81.9 s after the thread started, whatever the steps took). {result['release_waits']} of "
             f"{result['bare_runs']} bare runs waited over 1 s; the anchor is judged without the wait and smear, "
             f"charged everything, is not adjusted. With the wait, best bare-tfdata / best smear would read "

@@ -43,20 +43,24 @@ included, unlike benchmarks/train.py:
 
 The anchor's time is its process's wall time less one wait that is TensorFlow's, not the
 script's: when `model.fit` returns, Keras drops fit's input iterator, and the iterator's destructor
-waits for tf.data's autotuning thread (the root iterator's model thread, started by
-AUTOTUNE), which sleeps between optimisations for periods that double from 10 ms. Sometimes
-the destructor waits out that sleep: fit then ends at about the thread's next wake-up,
-10 ms x (2^k - 1) after it started (40.9 or 81.9 s), whatever the steps took. In the two
-`make bench` runs of 2026-12-06 evening (AMD EPYC), 5 of 10 bare-tfdata fits of 300 steps and 1
-of 2 bare-numpy ones took 83.9-84.4 s, the others 40.4-63.7 s. On 2026-12-07 (Intel Xeon), of 8
-bare-tfdata processes in a row, 4 had fits of 43.9-44.2 s with release waits of 12.8-14.6 s (29.3-31.1
-s without them), the other 4 fits of 29.8-32.8 s with waits of 2-5 ms; a gdb backtrace of a waiting
-process showed the main thread in the iterator's destructor and the model thread in
-`Model::OptimizeLoop`'s timed wait. The
-bare sides record it (`iterator_release_seconds`: fit's last callback, on_train_end, to fit's
-return; under a second otherwise) and the anchor is judged without it. smear's time is not
-adjusted: its fits have not shown the wait (49.7-61.5 s in the same two runs), and if they did,
-a smear user would pay it; so this errs against smear.
+waits for tf.data's autotuning thread (the root iterator's model thread, started by AUTOTUNE),
+which sleeps between optimisations for periods that double from 10 ms. Sometimes the destructor
+waits out that sleep: fit then ends at about the thread's next wake-up, 10 ms x (2^k - 1) after
+it started (20.5, 40.9 or 81.9 s), whatever the steps took. Measured:
+- 2026-12-06, AMD EPYC, two `make bench` runs: 5 of 10 bare-tfdata fits of 300 steps and 1 of 2
+  bare-numpy ones took 83.9-84.4 s, the others 40.4-63.7 s;
+- 2026-12-07, Intel Xeon, 8 bare-tfdata processes in a row beside a training: 4 fits of
+  43.9-44.2 s with release waits of 12.8-14.6 s (29.3-31.1 s without them), 4 of 29.8-32.8 s
+  with waits of 2-5 ms; a gdb backtrace of a waiting process showed the main thread in the
+  iterator's destructor and the model thread in `Model::OptimizeLoop`'s timed wait;
+- 2026-12-07, two quiet `make bench` runs: 8 of 12 bare fits of 300 steps waited 1.1-2.3 s and
+  ended at 22.0-22.1 s, against 20.1-20.9 s for the others.
+The bare sides record it (`iterator_release_seconds`: fit's last callback, on_train_end, to
+fit's return; under a second otherwise) and the anchor is judged without it. smear's time is not
+adjusted: its fits have not shown the long waits (49.7-61.5 s on 2026-12-06, none near 84 s), a
+short one like 2026-12-07's would not show in them, and a smear user would pay either; so this
+errs against smear. Building the model and optimizer before `fit`, as the stage does, did not
+remove the wait (3 of 8 bare fits still waited).
 
 The sides alternate, the order reversed on every other pair. The target is judged on each
 side's best run: bare-tfdata's least wall seconds over smear's, >= 0.9 wanted, with the
