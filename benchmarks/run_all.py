@@ -579,10 +579,9 @@ def main(argv=None) -> int:
             run = _load_json(results_dir / RUN_RECORD) or run
         begin = time.perf_counter()
         for name in only:
-            output = results_dir / f"{name}.json"  # relative to the repository when inside it: the JSON
-            output = (
-                output.relative_to(ROOT) if output.is_relative_to(ROOT) else output
-            )  # records its command
+            output = results_dir / f"{name}.json"  # the JSON records its command: relative inside the repo
+            if output.is_relative_to(ROOT):
+                output = output.relative_to(ROOT)
             cmd = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py"),
                    OUTPUT_FLAG.get(name, "--output"), str(output)]  # fmt: skip
             cmd += QUICK_ARGS.get(name, []) if args.quick else FULL_ARGS.get(name, [])

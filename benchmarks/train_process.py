@@ -356,7 +356,6 @@ def run_bare(side: str, spec_path: Path, spec: dict, log_path: Path) -> dict:
         result,
         **{k: inner[k] for k in ("fit_seconds", "iterator_release_seconds", "loss", "accuracy", "threads")},
     )
-    result["anchor_seconds"] = judged_seconds(result)
     return result
 
 
